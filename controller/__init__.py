@@ -1,0 +1,59 @@
+"""The labfleet controller: a Flask application factory (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from controller import commands as _commands
+from controller import db as db_module
+from controller import nodes as _nodes
+from controller.app_state import AppState
+from controller.errors import register_error_handlers
+from controller.heartbeats import HeartbeatRecorder
+from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
+from controller.notify import CommandNotifier
+from controller.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        SECRET_KEY=settings.load_secret_key(),
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        JSON_SORT_KEYS=False,
+    )
+    app.json.sort_keys = False
+    logging.basicConfig(level=settings.log_level)
+    database = db_module.database_for(settings)
+    db_module.init_app(app, database)
+    state = AppState(
+        settings=settings, db=database, notifier=CommandNotifier(settings.redis_url),
+        heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
+        metrics=Metrics(),
+    )
+    state.metrics.add_collector(DatabaseCollector(
+        read_nodes=lambda: _read(database, _nodes.count_by_state),
+        read_commands=lambda: _read(database, _commands.count_by_kind_and_state),
+        read_queue_depth=queue_depth_reader(settings.redis_url, settings.broker_dir),
+    ))
+    app.extensions["labfleet"] = state
+    register_error_handlers(app)
+
+    from controller.api import agent, health, instructor
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(agent.bp)
+    app.register_blueprint(instructor.bp)
+
+    from controller.celery_app import celery_init_app
+
+    celery_init_app(app)
+    return app
+
+
+def _read(database, reader):
+    with database.session() as session:
+        return reader(session)

@@ -1,0 +1,125 @@
+"""The API the node agents call. Everything but enroll needs the node's own token."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, jsonify, request
+
+from controller import commands, enrollment
+from controller.app_state import app_state
+from controller.auth import require_node
+from controller.db import get_session, release_session
+from controller.errors import ValidationFailed
+from controller.validation import parse_body
+from node_agent.protocol import (
+    AGENT_API,
+    Ack,
+    CommandBatch,
+    CommandResult,
+    EnrollRequest,
+    EnrollResponse,
+    Heartbeat,
+    HeartbeatResponse,
+    StateReport,
+    encode,
+)
+
+bp = Blueprint("agent_api", __name__, url_prefix=AGENT_API)
+
+# Between database checks a long-poll sleeps at most this long, so a lost
+# cross-process notification delays a command by seconds, never loses it.
+RECHECK_SECONDS = 5.0
+
+
+@bp.post("/enroll")
+def enroll():
+    body = parse_body(EnrollRequest)
+    state = app_state()
+    session = get_session()
+    node, token = enrollment.enroll(
+        session, body, address=request.remote_addr or "", heartbeat_interval=state.settings.heartbeat_interval
+    )
+    session.commit()
+    return jsonify(encode(EnrollResponse(
+        node_id=node.id, node_token=token, name=node.name,
+        heartbeat_interval=node.heartbeat_interval, poll_wait=state.settings.poll_wait_max,
+    )))
+
+
+@bp.post("/nodes/<node_id>/heartbeat")
+def heartbeat(node_id: str):
+    started = time.perf_counter()
+    node = require_node(node_id)
+    beat = parse_body(Heartbeat)
+    state = app_state()
+    state.heartbeats.record(node.id, beat.seq)
+    response = HeartbeatResponse(send_state=beat.digest != node.state_digest,
+                                 heartbeat_interval=node.heartbeat_interval)
+    state.metrics.heartbeat_seconds.observe(time.perf_counter() - started)
+    return jsonify(encode(response))
+
+
+@bp.put("/nodes/<node_id>/state")
+def put_state(node_id: str):
+    node = require_node(node_id)
+    report = parse_body(StateReport)
+    node.state_snapshot = report.state
+    node.state_digest = report.digest
+    get_session().commit()
+    return jsonify(encode(Ack()))
+
+
+@bp.get("/nodes/<node_id>/commands")
+def poll_commands(node_id: str):
+    """Long-poll: answer as soon as there is a command for this node, or after ``wait`` seconds."""
+    node_id = require_node(node_id).id
+    state = app_state()
+    wait = _float_arg("wait", default=0.0, low=0.0, high=state.settings.poll_wait_max)
+    resync = request.args.get("resync", "0") in ("1", "true")
+    give_up = time.monotonic() + wait
+    while True:
+        seen = state.notifier.version(node_id)
+        session = get_session()
+        taken = commands.take_for_delivery(
+            session, node_id, resync=resync, redeliver_after=state.settings.redeliver_after
+        )
+        batch = CommandBatch(commands=[commands.to_message(c) for c in taken])
+        session.commit()
+        remaining = give_up - time.monotonic()
+        if taken or remaining <= 0:
+            return jsonify(encode(batch))
+        resync = False
+        release_session()  # do not hold a pooled connection while we sleep
+        state.notifier.wait(node_id, seen, min(remaining, RECHECK_SECONDS))
+
+
+@bp.post("/nodes/<node_id>/results")
+def post_result(node_id: str):
+    node = require_node(node_id)
+    message = parse_body(CommandResult)
+    session = get_session()
+    result, duplicate = commands.store_result(session, node, message)
+    if not duplicate:
+        latency = (result.received_at - result.command.issued_at).total_seconds()
+        kind, ok = result.command.kind, result.ok
+    session.commit()
+    if not duplicate:
+        app_state().metrics.command_seconds.labels(kind=kind).observe(latency)
+        app_state().metrics.results_total.labels(kind=kind, outcome="ok" if ok else "failed").inc()
+    return jsonify(encode(Ack(duplicate=duplicate)))
+
+
+def _float_arg(name: str, *, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name}: expected a number of seconds, got {raw!r}", field=name) from None
+    if not low <= value <= high:
+        raise ValidationFailed(f"{name}: must be between {low:g} and {high:g}", field=name)
+    return value
+
+

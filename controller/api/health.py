@@ -1,0 +1,29 @@
+"""Unauthenticated endpoints: health, metrics, the OpenAPI document."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from controller.app_state import app_state
+from controller.openapi import openapi_document
+from node_agent import __version__
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/api/health")
+def health():
+    with app_state().db.session() as session:
+        session.execute(text("SELECT 1"))
+    return jsonify({"status": "ok", "version": __version__})
+
+
+@bp.get("/metrics")
+def metrics():
+    return Response(app_state().metrics.render(), mimetype="text/plain; version=0.0.4")
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    return jsonify(openapi_document())

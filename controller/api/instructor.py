@@ -1,0 +1,116 @@
+"""The instructor's REST API (used by the CLI and, later, the dashboard)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from controller import audit, commands, enrollment, events, nodes, states
+from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
+from controller.app_state import app_state
+from controller.auth import require_instructor
+from controller.db import get_session
+from controller.errors import ValidationFailed
+from controller.validation import parse_body
+
+bp = Blueprint("instructor_api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def _authenticate():
+    require_instructor()
+
+
+@bp.get("/whoami")
+def whoami():
+    return jsonify({"kind": g.principal.kind, "name": g.principal.name})
+
+
+@bp.get("/nodes")
+def list_nodes():
+    return jsonify({"nodes": [nodes.to_dict(n) for n in nodes.list_nodes(get_session())]})
+
+
+@bp.get("/nodes/<node_ref>")
+def get_node(node_ref: str):
+    (node,) = nodes.resolve(get_session(), names=[node_ref], all_nodes=False)
+    return jsonify(nodes.to_dict(node, with_state=True))
+
+
+@bp.post("/nodes/<node_ref>/revoke")
+def revoke_node(node_ref: str):
+    session = get_session()
+    (node,) = nodes.resolve(session, names=[node_ref], all_nodes=False)
+    nodes.revoke(session, node, actor=g.principal.actor)
+    session.commit()
+    return jsonify(nodes.to_dict(node))
+
+
+@bp.post("/commands")
+def issue_command():
+    body = parse_body(IssueCommandRequest)
+    settings = app_state().settings
+    session = get_session()
+    targets = nodes.resolve(session, names=body.nodes, all_nodes=body.all)
+    if not targets:
+        raise ValidationFailed("no enrolled node to run this on", field="nodes")
+    issued = commands.issue(
+        session, actor=g.principal.actor, kind=body.kind, args=body.args, nodes=targets,
+        timeout=body.timeout or settings.command_timeout, deadline_in=body.deadline or settings.command_deadline,
+    )
+    session.commit()
+    app_state().notifier.notify(c.node_id for c in issued.commands)
+    return jsonify({
+        "batch_id": issued.batch_id,
+        "commands": [{"id": c.id, "node": node.name, "node_id": node.id}
+                     for c, node in zip(issued.commands, targets, strict=True)],
+    }), 201
+
+
+@bp.get("/batches/<batch_id>")
+def get_batch(batch_id: str):
+    batch = commands.batch(get_session(), batch_id)
+    views = [commands.to_dict(c) for c in batch]
+    done = sum(1 for c in batch if c.state in states.COMMAND_DONE_STATES)
+    return jsonify({"batch_id": batch_id, "total": len(batch), "done": done, "commands": views})
+
+
+@bp.get("/commands/<command_id>")
+def get_command(command_id: str):
+    return jsonify(commands.to_dict(commands.get_or_404(get_session(), command_id)))
+
+
+@bp.get("/enroll-tokens")
+def list_enroll_tokens():
+    return jsonify({"tokens": [enrollment.token_to_dict(t) for t in enrollment.list_tokens(get_session())]})
+
+
+@bp.post("/enroll-tokens")
+def create_enroll_token():
+    body = parse_body(CreateEnrollmentTokenRequest)
+    session = get_session()
+    row, token = enrollment.create_token(
+        session, event=events.get_or_create(session), created_by=g.principal.actor,
+        ttl=body.ttl or app_state().settings.enrollment_token_ttl, label=body.label, uses=body.uses,
+    )
+    session.commit()
+    return jsonify({**enrollment.token_to_dict(row), "token": token}), 201
+
+
+@bp.post("/enroll-tokens/<token_id>/revoke")
+def revoke_enroll_token(token_id: str):
+    session = get_session()
+    row = enrollment.revoke_token(session, token_id=token_id, actor=g.principal.actor)
+    session.commit()
+    return jsonify(enrollment.token_to_dict(row))
+
+
+@bp.get("/audit")
+def list_audit():
+    try:
+        limit = int(request.args.get("limit", "50"))
+    except ValueError:
+        raise ValidationFailed("limit: expected an integer", field="limit") from None
+    if not 1 <= limit <= 1000:
+        raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
+    entries = audit.recent(get_session(), limit=limit, action=request.args.get("action"))
+    return jsonify({"entries": [audit.to_dict(e) for e in entries]})

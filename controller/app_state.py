@@ -1,0 +1,26 @@
+"""The per-application objects every request needs, built once in create_app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app
+
+from controller.db import Database
+from controller.heartbeats import HeartbeatRecorder
+from controller.metrics import Metrics
+from controller.notify import CommandNotifier
+from controller.settings import Settings
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    db: Database
+    notifier: CommandNotifier
+    heartbeats: HeartbeatRecorder
+    metrics: Metrics
+
+
+def app_state() -> AppState:
+    return current_app.extensions["labfleet"]

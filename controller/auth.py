@@ -1,0 +1,66 @@
+"""Who is calling, and what they may do to which node: decided here, nowhere else.
+
+A node token speaks only for its own node (ARCHITECTURE.md: attendees are root
+on their VM, so whatever the agent holds is theirs). An instructor token may act
+on every node of the controller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import g, request
+from sqlalchemy import select
+
+from controller import states
+from controller.db import get_session
+from controller.errors import Forbidden, Unauthenticated
+from controller.models import ApiToken, Node
+from controller.tokens import hash_token
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "instructor" | "node" | "system"
+    id: str
+    name: str
+
+    @property
+    def actor(self) -> str:
+        """How this principal appears in the audit log."""
+        return f"{self.kind}:{self.name}"
+
+
+SYSTEM = Principal("system", "system", "sweep")
+
+
+def bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
+    return token.strip()
+
+
+def require_node(node_id: str) -> Node:
+    """The calling node, which must be ``node_id``: 401 for a bad token, 403 for another node's."""
+    token = bearer_token()
+    session = get_session()
+    node = session.scalar(select(Node).where(Node.token_hash == hash_token(token)))
+    if node is None or node.state in (states.NODE_REVOKED, states.NODE_RETIRED):
+        raise Unauthenticated("node token is unknown or revoked")
+    if node.id != node_id:
+        raise Forbidden("a node token may only act for its own node", field="node_id")
+    g.principal = Principal("node", node.id, node.name)
+    return node
+
+
+def require_instructor() -> Principal:
+    token = bearer_token()
+    session = get_session()
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        raise Unauthenticated("instructor API token is unknown or revoked")
+    principal = Principal("instructor", row.instructor.id, row.instructor.name)
+    g.principal = principal
+    return principal

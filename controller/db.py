@@ -1,0 +1,119 @@
+"""The database's life: engine, sessions, schema migrations.
+
+SQLite (WAL) is the one-box default; PostgreSQL when ``database_url`` says so.
+The schema is created and upgraded only through Alembic
+(``controller/migrations``), never with ``create_all``, so a room's PostgreSQL
+and a laptop's SQLite file follow the same history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command as alembic_command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from controller.settings import Settings
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class Database:
+    """An engine and its session factory, built once per process from settings."""
+
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.url = url
+        if url.startswith("sqlite"):
+            self.engine = create_engine(
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size,
+                max_overflow=100,
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=50, pool_pre_ping=True)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed on success, rolled back on error, always closed."""
+        session = self.sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def upgrade(self) -> None:
+        """Bring the schema to the newest migration."""
+        alembic_command.upgrade(alembic_config(self.engine), "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # WAL lets the web process read while the worker writes; NORMAL is durable
+    # across application crashes, which is what we need (the OS stays up).
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["engine"] = engine
+    return config
+
+
+def database_for(settings: Settings) -> Database:
+    if not settings.database_url:
+        settings.ensure_data_dir()
+    return Database(settings.sqlalchemy_url)
+
+
+def init_app(app: Flask, database: Database) -> None:
+    app.extensions["labfleet.db"] = database
+    app.teardown_appcontext(_close_request_session)
+
+
+def get_db() -> Database:
+    return current_app.extensions["labfleet.db"]
+
+
+def get_session() -> Session:
+    """The request's session, opened on first use and closed at teardown."""
+    if "db_session" not in g:
+        g.db_session = get_db().sessions()
+    return g.db_session
+
+
+def release_session() -> None:
+    """Close the request's session early (before a long-poll wait holds the thread)."""
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()
+
+
+def _close_request_session(exc: BaseException | None) -> None:
+    session = g.pop("db_session", None)
+    if session is None:
+        return
+    if exc is not None:
+        session.rollback()
+    session.close()

@@ -1,0 +1,206 @@
+"""SQLAlchemy models: the desired and observed state of every event and node.
+
+Models only: no queries, no business rules (those live in the service modules
+named after each domain: ``nodes.py``, ``commands.py``, ``enrollment.py``,
+``audit.py``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from controller import states
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware UTC datetimes on every backend (SQLite drops the zone otherwise)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Event(Base):
+    """One run of a workshop: the room its nodes and attendees belong to."""
+
+    __tablename__ = "events"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Instructor(Base):
+    __tablename__ = "instructors"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """An instructor's API token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    instructor_id: Mapped[str] = mapped_column(ForeignKey("instructors.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    label: Mapped[str] = mapped_column(String(120), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    instructor: Mapped[Instructor] = relationship()
+
+
+class EnrollmentToken(Base):
+    """A one-time, expiring token a new lab VM trades for its own node token."""
+
+    __tablename__ = "enrollment_tokens"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters of the token, to recognise it in a list without revealing it.
+    prefix: Mapped[str] = mapped_column(String(12))
+    label: Mapped[str] = mapped_column(String(120), default="")
+    uses_left: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Node(Base):
+    """A lab VM (or local fleet host) with its running agent."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("event_id", "machine_id"), UniqueConstraint("event_id", "name"))
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    machine_id: Mapped[str] = mapped_column(String(64))
+    machine_secret_hash: Mapped[str] = mapped_column(String(64))
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default=states.NODE_ONLINE, index=True)
+    hostname: Mapped[str] = mapped_column(String(255), default="")
+    address: Mapped[str] = mapped_column(String(64), default="")
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    heartbeat_interval: Mapped[float] = mapped_column(Float)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)
+    state_digest: Mapped[str] = mapped_column(String(128), default="")
+    state_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    event: Mapped[Event] = relationship()
+
+
+class Attendee(Base):
+    __tablename__ = "attendees"
+    __table_args__ = (UniqueConstraint("event_id", "email"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    email: Mapped[str] = mapped_column(String(254))
+    node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), nullable=True, index=True)
+    access_code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Command(Base):
+    """An action for one node, issued by someone, with a deadline."""
+
+    __tablename__ = "commands"
+    __table_args__ = (Index("ix_commands_node_state", "node_id", "state"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    batch_id: Mapped[str] = mapped_column(String(32), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    kind: Mapped[str] = mapped_column(String(64))
+    args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    state: Mapped[str] = mapped_column(String(16), default=states.COMMAND_PENDING)
+    issued_by: Mapped[str] = mapped_column(String(120))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    timeout: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivery_count: Mapped[int] = mapped_column(Integer, default=0)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    node: Mapped[Node] = relationship()
+    result: Mapped[CommandResult | None] = relationship(back_populates="command", uselist=False)
+
+
+class CommandResult(Base):
+    """What the node reported. One per command: a repeated post is stored once."""
+
+    __tablename__ = "command_results"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    command_id: Mapped[str] = mapped_column(ForeignKey("commands.id"), unique=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    output: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[str] = mapped_column(String(40), default="")
+    finished_at: Mapped[str] = mapped_column(String(40), default="")
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    command: Mapped[Command] = relationship(back_populates="result")
+
+
+class LabProgress(Base):
+    """The last check outcome of one lab step on one node, with its evidence."""
+
+    __tablename__ = "lab_progress"
+    __table_args__ = (UniqueConstraint("node_id", "lab", "step"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    attendee_id: Mapped[str | None] = mapped_column(ForeignKey("attendees.id"), nullable=True)
+    lab: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuditEntry(Base):
+    """Who did what to which node, and when. Never holds a secret."""
+
+    __tablename__ = "audit_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(160))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(160), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

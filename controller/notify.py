@@ -1,0 +1,100 @@
+"""Wake a node's long-poll the moment a command for it is committed.
+
+Within one web process a version counter per node and a ``threading.Event``
+per waiting poll do it without polling the database. With Redis configured,
+every process also publishes the node ids on a channel and bumps its own
+counters from it, so a command issued through one web process wakes a poll
+held by another (ARCHITECTURE.md: "more web processes join the same Redis").
+Polls still re-check the database every few seconds, so a lost message costs
+latency, never a command.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from collections.abc import Iterable
+
+log = logging.getLogger(__name__)
+CHANNEL = "labfleet:commands"
+
+
+class CommandNotifier:
+    def __init__(self, redis_url: str = "") -> None:
+        self._lock = threading.Lock()
+        self._versions: dict[str, int] = defaultdict(int)
+        self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._redis_url = redis_url
+        self._listener_pid: int | None = None
+        self._redis = None
+
+    def version(self, node_id: str) -> int:
+        self._ensure_listener()
+        with self._lock:
+            return self._versions[node_id]
+
+    def wait(self, node_id: str, seen_version: int, timeout: float) -> bool:
+        """Block until ``node_id`` is notified after ``seen_version``, or ``timeout``."""
+        event = threading.Event()
+        with self._lock:
+            if self._versions[node_id] != seen_version:
+                return True
+            self._waiters[node_id].add(event)
+        try:
+            return event.wait(timeout)
+        finally:
+            with self._lock:
+                self._waiters[node_id].discard(event)
+                if not self._waiters[node_id]:
+                    del self._waiters[node_id]
+
+    def notify(self, node_ids: Iterable[str]) -> None:
+        node_ids = list(node_ids)
+        self._wake(node_ids)
+        if self._redis_url:
+            try:
+                self._client().publish(CHANNEL, ",".join(node_ids))
+            except Exception as exc:  # redis.RedisError and socket errors alike: polls re-check anyway
+                log.warning("could not publish command notification: %s", exc)
+
+    def _wake(self, node_ids: Iterable[str]) -> None:
+        with self._lock:
+            for node_id in node_ids:
+                self._versions[node_id] += 1
+                for event in self._waiters.get(node_id, ()):
+                    event.set()
+
+    def _client(self):
+        if self._redis is None or self._listener_pid != os.getpid():
+            import redis
+
+            self._redis = redis.Redis.from_url(self._redis_url)
+        return self._redis
+
+    def _ensure_listener(self) -> None:
+        # Started lazily and per process: gunicorn forks workers after create_app.
+        if not self._redis_url or self._listener_pid == os.getpid():
+            return
+        with self._lock:
+            if self._listener_pid == os.getpid():
+                return
+            self._listener_pid = os.getpid()
+            self._redis = None
+        threading.Thread(target=self._listen, name="command-notifier", daemon=True).start()
+
+    def _listen(self) -> None:
+        import redis
+
+        while True:
+            try:
+                pubsub = redis.Redis.from_url(self._redis_url).pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(CHANNEL)
+                for message in pubsub.listen():
+                    data = message.get("data")
+                    if isinstance(data, bytes):
+                        self._wake(data.decode().split(","))
+            except redis.RedisError as exc:
+                log.warning("command notification channel lost (%s); reconnecting", exc)
+                threading.Event().wait(1.0)

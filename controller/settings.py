@@ -1,0 +1,150 @@
+"""The controller's settings: one object, built once, from the environment.
+
+Every ``LABFLEET_*`` variable maps to one field (``LABFLEET_DATABASE_URL`` ->
+``database_url``). An optional TOML file (``LABFLEET_CONFIG`` or
+``<data_dir>/labfleet.toml``) supplies the same keys; the environment wins.
+Nothing else in the controller reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "LABFLEET_"
+
+
+class ConfigurationError(ValueError):
+    """A setting is missing or has a value the controller cannot use."""
+
+
+@dataclass
+class Settings:
+    data_dir: Path = Path(".labfleet")
+    # Empty means SQLite in data_dir (WAL mode). PostgreSQL: postgresql+psycopg://...
+    database_url: str = ""
+    # Empty means the embedded broker (kombu's filesystem transport in data_dir).
+    redis_url: str = ""
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8300
+    public_url: str = ""
+    web_workers: int = 1
+    web_threads: int = 600
+    heartbeat_interval: float = 5.0
+    offline_after_missed: int = 3
+    poll_wait_max: float = 25.0
+    sweep_interval: float = 5.0
+    command_timeout: float = 60.0
+    command_deadline: float = 300.0
+    # A delivered command without a result is offered again after this long.
+    redeliver_after: float = 30.0
+    enrollment_token_ttl: float = 24 * 3600.0
+    max_body_bytes: int = 1024 * 1024
+    heartbeat_flush_interval: float = 0.5
+    task_time_limit: int = 600
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
+        for name in ("heartbeat_interval", "poll_wait_max", "sweep_interval", "command_timeout",
+                     "command_deadline", "redeliver_after", "enrollment_token_ttl",
+                     "heartbeat_flush_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
+        for name in ("port", "web_workers", "web_threads", "offline_after_missed", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
+        if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
+            raise ConfigurationError(
+                f"{ENV_PREFIX}DATABASE_URL must be a sqlite:// or postgresql:// URL, got {self.database_url.split(':')[0]!r}"
+            )
+        if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
+
+    # -- derived values -------------------------------------------------
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'labfleet.sqlite'}"
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.data_dir, 0o700)
+
+    def load_secret_key(self) -> str:
+        """The secret key from settings, else one generated once and kept in data_dir."""
+        if self.secret_key:
+            return self.secret_key
+        self.ensure_data_dir()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        self.secret_key = path.read_text().strip()
+        return self.secret_key
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        config_file = environ.get(f"{ENV_PREFIX}CONFIG")
+        data_dir = environ.get(f"{ENV_PREFIX}DATA_DIR", overrides.get("data_dir", ".labfleet"))
+        default_file = Path(data_dir) / "labfleet.toml"
+        if config_file or default_file.exists():
+            values.update(_read_config_file(Path(config_file) if config_file else default_file))
+        for f in dataclasses.fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is not None:
+                values[f.name] = _convert(f, raw, f"{ENV_PREFIX}{f.name.upper()}")
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigurationError(f"{path}: config file not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: not valid TOML: {exc}") from exc
+    known = {f.name: f for f in dataclasses.fields(Settings)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigurationError(f"{path}: unknown key {key!r}")
+        values[key] = _convert(known[key], value, f"{path}: {key}")
+    return values
+
+
+def _convert(f: dataclasses.Field, raw: Any, where: str) -> Any:
+    kind = {"int": int, "float": float, "str": str, "Path": Path}.get(str(f.type), str)
+    try:
+        return kind(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{where}: expected {kind.__name__}, got {raw!r}") from exc
+
+
+def settings_for_tests(data_dir: Path, **overrides: Any) -> Settings:
+    """Settings that ignore the caller's environment: used by fixtures and benchmarks."""
+    return Settings(data_dir=data_dir, secret_key="test-secret-key", **overrides)
+
+
