@@ -107,7 +107,7 @@ class Settings:
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         config_file = environ.get(f"{ENV_PREFIX}CONFIG")
-        data_dir = environ.get(f"{ENV_PREFIX}DATA_DIR", overrides.get("data_dir", ".labfleet"))
+        data_dir = overrides.get("data_dir") or environ.get(f"{ENV_PREFIX}DATA_DIR") or ".labfleet"
         default_file = Path(data_dir) / "labfleet.toml"
         if config_file or default_file.exists():
             values.update(_read_config_file(Path(config_file) if config_file else default_file))

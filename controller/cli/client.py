@@ -1,0 +1,85 @@
+"""The CLI's HTTP client for the instructor API (the CLI never opens the database for reads)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CREDENTIALS_FILE = "cli.json"
+
+
+class ClientError(Exception):
+    """The controller refused a request or could not be reached; the message says which."""
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass
+class Credentials:
+    url: str
+    token: str
+
+    @classmethod
+    def resolve(cls, *, url: str | None, token: str | None, data_dir: Path) -> Credentials:
+        """Explicit options first, then what ``labfleet init`` wrote into the data dir."""
+        saved: dict[str, str] = {}
+        path = data_dir / CREDENTIALS_FILE
+        if path.exists():
+            saved = json.loads(path.read_text())
+        url = url or saved.get("url")
+        token = token or saved.get("token")
+        if not url or not token:
+            raise ClientError(f"no controller URL/token: run 'labfleet init' or pass --url and --token "
+                              f"(looked in {path})")
+        return cls(url=url.rstrip("/"), token=token)
+
+    def save(self, data_dir: Path) -> Path:
+        path = data_dir / CREDENTIALS_FILE
+        path.touch(mode=0o600, exist_ok=True)
+        path.write_text(json.dumps({"url": self.url, "token": self.token}, indent=2))
+        return path
+
+
+class ControllerClient:
+    def __init__(self, credentials: Credentials, *, timeout: float = 30.0) -> None:
+        self.credentials = credentials
+        self.timeout = timeout
+
+    def get(self, path: str) -> Any:
+        return self.request("GET", path)
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        return self.request("POST", path, body or {})
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(
+            self.credentials.url + path, data=data, method=method,
+            headers={"Authorization": f"Bearer {self.credentials.token}", "Content-Type": "application/json",
+                     "Accept": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+                return json.loads(response.read() or b"{}")
+        except urllib.error.HTTPError as exc:
+            raise _from_http_error(exc) from None
+        except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise ClientError(f"cannot reach the controller at {self.credentials.url}: {reason}") from None
+
+
+def _from_http_error(exc: urllib.error.HTTPError) -> ClientError:
+    try:
+        body = json.loads(exc.read())
+        message = body.get("detail") or body.get("error") or str(exc)
+        field = body.get("field")
+    except (ValueError, AttributeError):
+        message, field = f"HTTP {exc.code}", None
+    return ClientError(f"{message} (HTTP {exc.code})", status=exc.code, field=field)

@@ -1,0 +1,130 @@
+"""``labfleet demo``: a controller, a worker and N local agents on this machine.
+
+The agents are plain processes with their own state directories (the local
+namespace fleet will replace them). Everything started here is stopped by its
+PID on Ctrl-C, SIGTERM or when ``duration`` runs out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from controller import bootstrap
+from controller.cli import render
+from controller.cli.client import ClientError, ControllerClient, Credentials
+from controller.settings import Settings
+
+
+class DemoError(Exception):
+    """A demo process did not come up; the message says which and where its log is."""
+
+
+def run_demo(settings: Settings, *, agents: int, duration: float | None) -> None:
+    init = bootstrap.initialize(settings, instructor="instructor", enroll_uses=agents)
+    logs = settings.data_dir / "demo-logs"
+    logs.mkdir(exist_ok=True)
+    procs: list[subprocess.Popen] = []
+    stop = _install_stop_handlers()
+    try:
+        env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port)}
+        procs.append(_start([sys.executable, "-m", "controller.cli.main", "serve"], env, logs / "web.log"))
+        _wait_healthy(settings.base_url, procs[0], logs / "web.log")
+        procs.append(_start([sys.executable, "-m", "controller.cli.main", "worker"], env, logs / "worker.log"))
+        client = ControllerClient(Credentials(settings.base_url, init.api_token))
+        names = [f"demo-{i + 1}" for i in range(agents)]
+        for name in names:
+            state_dir = settings.data_dir / "demo-agents" / name
+            shutil.rmtree(state_dir, ignore_errors=True)  # a fresh machine each demo
+            agent_env = {**os.environ, "LABFLEET_AGENT_ENROLL_TOKEN": init.enrollment_token}
+            procs.append(_start([sys.executable, "-m", "node_agent", "run", "--controller", settings.base_url,
+                                 "--state-dir", str(state_dir), "--name", name], agent_env, logs / f"{name}.log"))
+        _wait_online(client, set(names), timeout=60)
+        _print_banner(settings, init)
+        give_up = time.monotonic() + duration if duration else None
+        while not stop.is_set() and (give_up is None or time.monotonic() < give_up):
+            stop.wait(0.5)
+            for proc in procs[:2]:
+                if proc.poll() is not None:
+                    raise DemoError(f"{proc.args[-1]} exited with {proc.returncode}; see {logs}")
+    except DemoError as exc:
+        render.console.print(f"[red]demo failed: {exc}[/red]")
+        raise SystemExit(1) from None
+    finally:
+        _stop_all(procs)
+        render.console.print("demo stopped; every process it started has exited")
+
+
+def _install_stop_handlers():
+    import threading
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
+
+
+def _start(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    log = open(log_path, "ab")
+    # Own process group: a Ctrl-C in the terminal reaches only the demo, which stops them in order.
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+    give_up = time.monotonic() + timeout
+    while time.monotonic() < give_up:
+        if proc.poll() is not None:
+            raise DemoError(f"the controller exited with {proc.returncode}; see {log_path}")
+        try:
+            with urllib.request.urlopen(url + "/api/health", timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise DemoError(f"the controller did not answer on {url} within {timeout:.0f}s; see {log_path}")
+
+
+def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> None:
+    give_up = time.monotonic() + timeout
+    columns = (TextColumn("[bold]agents online"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=render.console) as progress:
+        task = progress.add_task("online", total=len(names))
+        while time.monotonic() < give_up:
+            try:
+                nodes = client.get("/api/v1/nodes")["nodes"]
+            except ClientError:
+                nodes = []
+            online = {n["name"] for n in nodes if n["state"] == "online"} & names
+            progress.update(task, completed=len(online))
+            if online == names:
+                return
+            time.sleep(0.2)
+    raise DemoError(f"agents not online after {timeout:.0f}s: {sorted(names - online)}")
+
+
+def _print_banner(settings: Settings, init: bootstrap.Initialized) -> None:
+    render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {settings.base_url}")
+    render.console.print(f"instructor API token: {init.api_token}", soft_wrap=True)
+    render.console.print(f"credentials saved in {init.credentials_path}; in another terminal try:")
+    render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet audit")
+    render.console.print("Ctrl-C stops the demo.")
+
+
+def _stop_all(procs: list[subprocess.Popen]) -> None:
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in reversed(procs):
+        try:
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,278 @@
+"""``labfleet``: the instructor's command line."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from controller.cli import render
+from controller.cli.client import ClientError, ControllerClient, Credentials
+from controller.settings import ConfigurationError, Settings
+
+
+class Context:
+    def __init__(self, data_dir: str | None, url: str | None, token: str | None) -> None:
+        self._data_dir = data_dir
+        self._url = url
+        self._token = token
+
+    def settings(self, **overrides: Any) -> Settings:
+        try:
+            return Settings.from_env(data_dir=self._data_dir, **overrides)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def client(self) -> ControllerClient:
+        try:
+            return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
+                                                        data_dir=self.settings().data_dir))
+        except ClientError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+pass_ctx = click.make_pass_decorator(Context)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group()
+@click.option("--data-dir", envvar="LABFLEET_DATA_DIR", default=None, help="Controller data directory.")
+@click.option("--url", envvar="LABFLEET_URL", default=None, help="Controller URL (default: from init).")
+@click.option("--token", envvar="LABFLEET_TOKEN", default=None, help="Instructor API token (default: from init).")
+@click.version_option(package_name="labfleet")
+@click.pass_context
+def cli(ctx: click.Context, data_dir: str | None, url: str | None, token: str | None) -> None:
+    """Run the lab machines of a container-security workshop."""
+    ctx.obj = Context(data_dir, url, token)
+
+
+def _call(fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except ClientError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# -- setting up -----------------------------------------------------------
+
+@cli.command()
+@click.option("--instructor", default="instructor", show_default=True)
+@click.option("--enroll-uses", default=10, show_default=True, help="How many machines the first enrollment token admits.")
+@pass_ctx
+def init(ctx: Context, instructor: str, enroll_uses: int) -> None:
+    """Create the data directory, the database, an instructor token and an enrollment token."""
+    from controller import bootstrap
+
+    result = bootstrap.initialize(ctx.settings(), instructor=instructor, enroll_uses=enroll_uses)
+    render.console.print(f"Data directory: {result.settings.data_dir}")
+    render.console.print(f"Database:       {result.database}")
+    render.console.print(f"Controller URL: {result.settings.base_url}")
+    render.console.print(f"Instructor API token for [bold]{instructor}[/bold] (saved to {result.credentials_path}):")
+    render.console.print(f"  {result.api_token}", soft_wrap=True)
+    render.console.print(f"Enrollment token ({enroll_uses} uses): {result.enrollment_token}", soft_wrap=True)
+
+
+@cli.command()
+@click.option("--host", default=None, help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8300).")
+@click.option("--workers", type=int, default=None, help="Web processes.")
+@pass_ctx
+def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Run the web app and API (gunicorn, threaded workers)."""
+    from controller import create_app
+    from controller.cli.server import GunicornServer
+
+    settings = ctx.settings(host=host, port=port, web_workers=workers)
+    app = create_app(settings)
+    app.extensions["labfleet"].db.upgrade()
+    GunicornServer(app, settings).run()
+
+
+@cli.command()
+@click.option("--beat/--no-beat", default=True, show_default=True, help="Also schedule the periodic sweep.")
+@click.option("--concurrency", default=2, show_default=True)
+@pass_ctx
+def worker(ctx: Context, beat: bool, concurrency: int) -> None:
+    """Run a Celery worker (and the beat scheduler for the sweep)."""
+    from controller import create_app
+    from controller.cli.server import run_worker
+
+    settings = ctx.settings()
+    app = create_app(settings)
+    app.extensions["labfleet"].db.upgrade()
+    run_worker(app, beat=beat, concurrency=concurrency, loglevel=settings.log_level)
+
+
+# -- enrollment tokens ----------------------------------------------------
+
+@cli.group("enroll-token")
+def enroll_token() -> None:
+    """Create, list and revoke enrollment tokens."""
+
+
+@enroll_token.command("create")
+@click.option("--label", default="")
+@click.option("--ttl", type=float, default=None, help="Seconds until it expires (default 24 h).")
+@click.option("--uses", type=int, default=1, show_default=True)
+@json_option
+@pass_ctx
+def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, as_json: bool) -> None:
+    body = {"label": label, "uses": uses, **({"ttl": ttl} if ttl else {})}
+    token = _call(ctx.client().post, "/api/v1/enroll-tokens", body)
+    if as_json:
+        render.print_json(token)
+    else:
+        render.console.print(f"{token['token']}  (id {token['id']}, {uses} use(s), expires {token['expires_at'][:19]})",
+                             soft_wrap=True)
+
+
+@enroll_token.command("list")
+@json_option
+@pass_ctx
+def enroll_token_list(ctx: Context, as_json: bool) -> None:
+    tokens = _call(ctx.client().get, "/api/v1/enroll-tokens")["tokens"]
+    render.print_json(tokens) if as_json else render.console.print(render.tokens_table(tokens))
+
+
+@enroll_token.command("revoke")
+@click.argument("token_id")
+@pass_ctx
+def enroll_token_revoke(ctx: Context, token_id: str) -> None:
+    token = _call(ctx.client().post, f"/api/v1/enroll-tokens/{token_id}/revoke")
+    render.console.print(f"enrollment token {token['id']} is {token['status']}")
+
+
+# -- nodes ---------------------------------------------------------------
+
+@cli.command()
+@json_option
+@pass_ctx
+def status(ctx: Context, as_json: bool) -> None:
+    """Every node: name, address, state, last seen, agent version."""
+    nodes = _call(ctx.client().get, "/api/v1/nodes")["nodes"]
+    if as_json:
+        render.print_json(nodes)
+        return
+    render.console.print(render.nodes_table(nodes))
+    online = sum(1 for n in nodes if n["state"] == "online")
+    render.console.print(f"{online}/{len(nodes)} online")
+
+
+@cli.group()
+def nodes() -> None:
+    """Act on individual nodes."""
+
+
+@nodes.command("revoke")
+@click.argument("node")
+@pass_ctx
+def nodes_revoke(ctx: Context, node: str) -> None:
+    """Revoke a node's token: its agent is refused until it enrolls again."""
+    result = _call(ctx.client().post, f"/api/v1/nodes/{node}/revoke")
+    render.console.print(f"node {result['name']} is {result['state']}")
+
+
+@cli.command("exec")
+@click.argument("kind")
+@click.option("--node", "node_names", multiple=True, help="A node name (repeatable).")
+@click.option("--all", "all_nodes", is_flag=True, help="Every enrolled node.")
+@click.option("--arg", "raw_args", multiple=True, help="KEY=VALUE argument (VALUE parsed as JSON when it can be).")
+@click.option("--timeout", type=float, default=None, help="Seconds the agent may spend on it.")
+@click.option("--wait", "wait_for", type=float, default=60.0, show_default=True, help="Seconds to wait for results.")
+@json_option
+@pass_ctx
+def exec_(ctx: Context, kind: str, node_names: tuple[str, ...], all_nodes: bool, raw_args: tuple[str, ...],
+          timeout: float | None, wait_for: float, as_json: bool) -> None:
+    """Run a command KIND (ping, collect-state, agent-restart) on nodes and show each result."""
+    if bool(node_names) == all_nodes:
+        raise click.UsageError("give either --node NAME (one or more) or --all")
+    client = ctx.client()
+    body: dict[str, Any] = {"kind": kind, "args": _parse_args(raw_args), "nodes": list(node_names),
+                            "all": all_nodes}
+    if timeout:
+        body["timeout"] = timeout
+    issued = _call(client.post, "/api/v1/commands", body)
+    batch = _follow_batch(client, issued["batch_id"], len(issued["commands"]), wait_for, quiet=as_json)
+    if as_json:
+        render.print_json(batch)
+        return
+    render.console.print(render.results_table(batch["commands"]))
+    if batch["done"] < batch["total"]:
+        render.console.print(f"[yellow]{batch['total'] - batch['done']} node(s) have not answered yet; "
+                             f"follow with: labfleet batch {issued['batch_id']}[/yellow]")
+    if any(c["state"] != "succeeded" for c in batch["commands"]):
+        raise SystemExit(1)
+
+
+def _parse_args(raw_args: tuple[str, ...]) -> dict[str, Any]:
+    import json
+
+    args: dict[str, Any] = {}
+    for raw in raw_args:
+        key, sep, value = raw.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{raw!r} is not KEY=VALUE", param_hint="--arg")
+        try:
+            args[key] = json.loads(value)
+        except ValueError:
+            args[key] = value
+    return args
+
+
+def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for: float, *, quiet: bool) -> dict:
+    give_up = time.monotonic() + wait_for
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=render.console, disable=quiet, transient=False) as progress:
+        task = progress.add_task("results", total=total)
+        while True:
+            batch = _call(client.get, f"/api/v1/batches/{batch_id}")
+            progress.update(task, completed=batch["done"])
+            if batch["done"] >= batch["total"] or time.monotonic() >= give_up:
+                return batch
+            time.sleep(0.1)
+
+
+@cli.command()
+@click.argument("batch_id")
+@json_option
+@pass_ctx
+def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
+    """Show the results of an earlier exec."""
+    data = _call(ctx.client().get, f"/api/v1/batches/{batch_id}")
+    render.print_json(data) if as_json else render.console.print(render.results_table(data["commands"]))
+
+
+@cli.command()
+@click.option("--limit", default=30, show_default=True)
+@click.option("--action", default=None, help="Only this action, e.g. command.issue.")
+@json_option
+@pass_ctx
+def audit(ctx: Context, limit: int, action: str | None, as_json: bool) -> None:
+    """Recent audit entries: who did what to which node."""
+    query = f"/api/v1/audit?limit={limit}" + (f"&action={action}" if action else "")
+    entries = _call(ctx.client().get, query)["entries"]
+    render.print_json(entries) if as_json else render.console.print(render.audit_table(entries))
+
+
+@cli.command()
+@click.option("--agents", default=3, show_default=True, help="How many local agents to start.")
+@click.option("--port", type=int, default=None, help="Controller port (default 8300).")
+@click.option("--duration", type=float, default=None, help="Stop by itself after this many seconds.")
+@pass_ctx
+def demo(ctx: Context, agents: int, port: int | None, duration: float | None) -> None:
+    """Start a controller, a worker and N local agents; Ctrl-C stops and removes them."""
+    from controller.cli.demo import run_demo
+
+    run_demo(ctx.settings(port=port), agents=agents, duration=duration)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    cli()
+
+
+
+
+if __name__ == "__main__":  # `python -m controller.cli.main`, used by the demo
+    cli()
