@@ -1,0 +1,44 @@
+# The two set-up commands: `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PG_TEST_URL ?= postgresql+psycopg://labfleet:labfleet@127.0.0.1:5432/postgres
+
+.PHONY: demo test test-sqlite test-postgresql lint install bench clean services
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labfleet needs Python 3.11+"' || \
+	  (command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq python3 python3-venv python3-dev)
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || \
+	  (apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV))
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[controller,test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/labfleet demo --agents 3
+
+services:
+	bash scripts/test-services.sh
+
+lint: install
+	$(BIN)/ruff check controller node_agent tests benchmarks
+
+test-sqlite: install services
+	$(BIN)/pytest -q
+
+test-postgresql: install services
+	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q tests/controller tests/e2e
+
+test: lint test-sqlite test-postgresql
+
+bench: install services
+	$(BIN)/python -m benchmarks.run_all
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

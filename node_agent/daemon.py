@@ -1,0 +1,428 @@
+"""The agent's life: enroll, heartbeat, long-poll commands, run each once, deliver every result.
+
+Threads, each blocked on a socket, an event or a queue (never spinning):
+
+- main: waits on a wake-up pipe (signals and stop requests), then shuts down;
+- ``poll``: enrolls if needed, then long-polls commands on its own connection;
+- ``heartbeat``: beats every interval (±20 %), uploads the state when asked;
+- ``results``: delivers the journal's outbox, retrying while the controller is away;
+- ``worker-N``: run commands (``command_workers`` of them).
+
+Every thread is a daemon thread: shutdown waits for them for a bounded time
+only, so a hung command or socket cannot keep the agent from stopping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import queue
+import random
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+from node_agent import __version__
+from node_agent.backoff import Backoff
+from node_agent.client import ControllerClient
+from node_agent.commands import CommandContext, run_command
+from node_agent.config import AgentConfig
+from node_agent.errors import (
+    ConfigurationError,
+    ControllerUnavailable,
+    EnrollmentRefused,
+    RequestRejected,
+    Unauthorized,
+)
+from node_agent.identity import (
+    Credentials,
+    Identity,
+    load_credentials,
+    load_or_create_identity,
+    save_credentials,
+)
+from node_agent.journal import InvalidCommandId, Journal, check_command_id
+from node_agent.kernel import procfs
+from node_agent.logs import get_logger
+from node_agent.protocol import CommandMessage, CommandResult, EnrollRequest, Heartbeat, StateReport
+from node_agent.state import collect_state, state_digest
+
+log = get_logger(__name__)
+
+SHUTDOWN_GRACE = 5.0  # running commands may finish this long after a stop request
+INTERRUPT_GRACE = 1.0  # then they are told to stop (ctx.shutdown) and get this long to store a result
+DEFAULT_HEARTBEAT_INTERVAL = 10.0
+NOT_STARTED = "not run: the agent stopped before this command started"
+FIX_TOKEN = ("give the agent an enrollment token (--enroll-token, env LABFLEET_AGENT_ENROLL_TOKEN "
+             "or enroll_token in the config file) and restart it")
+
+
+class Agent:
+    """One node agent. ``run()`` blocks until SIGTERM/SIGINT or ``stop()`` and returns the exit code."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.credentials: Credentials | None = None
+        self.enrolled = threading.Event()
+        self.journal: Journal | None = None
+        self._identity: Identity | None = None
+        self._client = ControllerClient(config.controller_url)  # heartbeats, state, results
+        self._poll_client = ControllerClient(config.controller_url)  # enroll + long-poll, aborted first at stop
+        self._ctx = CommandContext(node_name=config.name, output_limit_bytes=config.output_limit_bytes)
+        self._stop_polling = threading.Event()
+        self._stop_sending = threading.Event()
+        self._outbox_ready = threading.Event()
+        self._queue: queue.SimpleQueue[CommandMessage] = queue.SimpleQueue()
+        self._idle = threading.Condition()
+        self._in_flight = 0
+        self._heartbeat_interval = config.heartbeat_interval or DEFAULT_HEARTBEAT_INTERVAL
+        self._restart_after: str | None = None
+        self._stop_reason: str | None = None
+        self._exit_code = 0
+        self._threads: list[threading.Thread] = []
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+
+    # -- public face -------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; 0 after a clean stop, 1 after an internal failure. Re-execs on agent-restart."""
+        self._identity = load_or_create_identity(self.config.state_dir)
+        self.credentials = self._stored_credentials()
+        if self.credentials is None and not self.config.enroll_token:
+            raise ConfigurationError(f"enroll_token: required to enroll (no credentials in {self.config.state_dir})")
+        self.journal = Journal(self.config.state_dir)
+        log.info("agent.starting", version=__version__, pid=os.getpid(), name=self.config.name,
+                 controller_url=self.config.controller_url, state_dir=str(self.config.state_dir))
+        with self._signals_wake_main():
+            self._start("poll", self._poll_main)
+            for n in range(self.config.command_workers):
+                self._start(f"worker-{n}", self._worker)
+            reason = self._wait_for_stop()
+            self._shutdown(reason)
+        if reason == "restart":
+            self._reexec()
+        return self._exit_code
+
+    def stop(self, reason: str = "stop requested") -> None:
+        """Ask ``run()`` to shut down cleanly. Safe from any thread."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_w, b"\0")
+
+    # -- enrollment ----------------------------------------------------------------
+
+    def _stored_credentials(self) -> Credentials | None:
+        credentials = load_credentials(self.config.state_dir)
+        if credentials and credentials.controller_url != self.config.controller_url:
+            log.warning("credentials.other_controller", stored=credentials.controller_url,
+                        configured=self.config.controller_url, action="enrolling with the configured controller")
+            return None
+        return credentials
+
+    def _use(self, credentials: Credentials) -> None:
+        self.credentials = credentials
+        self._client.token = self._poll_client.token = credentials.node_token
+        self._ctx.node_name = credentials.name or self.config.name
+        if self.config.heartbeat_interval is None and credentials.heartbeat_interval:
+            self._heartbeat_interval = _sane_interval(credentials.heartbeat_interval)
+        self.enrolled.set()
+
+    def _enroll(self, backoff: Backoff) -> bool:
+        """Enroll, retrying until it works or the agent stops; False if it stopped first."""
+        assert self._identity is not None and self.config.enroll_token
+        request = EnrollRequest(
+            enrollment_token=self.config.enroll_token, machine_id=self._identity.machine_id,
+            machine_secret=self._identity.machine_secret, name=self.config.name,
+            hostname=procfs.hostname(), agent_version=__version__,
+        )
+        while not self._stop_polling.is_set():
+            try:
+                response = self._poll_client.enroll(request)
+            except ControllerUnavailable as exc:
+                delay = backoff.next_delay()
+                log.warning("enroll.retry", error=str(exc), retry_in_s=round(delay, 2))
+                backoff.wait(delay)
+                continue
+            except EnrollmentRefused as exc:
+                delay = backoff.next_delay()
+                log.error("enroll.refused", status=exc.status, error=exc.error, detail=exc.detail, field=exc.field,
+                          retry_in_s=round(delay, 2), fix="issue a valid enrollment token for this event and " + FIX_TOKEN)
+                backoff.wait(delay)
+                continue
+            credentials = Credentials(
+                node_id=response.node_id, node_token=response.node_token, controller_url=self.config.controller_url,
+                name=response.name, heartbeat_interval=response.heartbeat_interval, poll_wait=response.poll_wait,
+            )
+            save_credentials(self.config.state_dir, credentials)
+            self._use(credentials)
+            backoff.reset()
+            log.info("enrolled", node_id=response.node_id, name=response.name)
+            return True
+        return False
+
+    def _node_token_refused(self, backoff: Backoff) -> None:
+        if self.config.enroll_token:
+            log.warning("auth.refused", action="re-enrolling with the same machine identity")
+            self._enroll(backoff)
+            return
+        delay = backoff.next_delay()
+        log.error("auth.refused", retry_in_s=round(delay, 2),
+                  fix="the controller refused this node's token (revoked?); " + FIX_TOKEN)
+        backoff.wait(delay)
+
+    # -- polling and running commands --------------------------------------------
+
+    def _poll_main(self) -> None:
+        backoff = Backoff(self.config.max_backoff, self._stop_polling)
+        if self.credentials is not None:
+            self._use(self.credentials)
+        elif not self._enroll(backoff):
+            return
+        self._start("heartbeat", self._heartbeat_loop)
+        self._start("results", self._sender_loop)
+        self._poll_loop(backoff)
+
+    def _poll_loop(self, backoff: Backoff) -> None:
+        resync = True  # first poll, and after any error: ask again for commands whose delivery we may have lost
+        while not self._stop_polling.is_set():
+            wait, started = self._poll_wait(), time.monotonic()
+            try:
+                messages = self._poll_client.poll(self._node_id(), wait, resync)
+            except ControllerUnavailable as exc:
+                if not self._stop_polling.is_set():
+                    delay = backoff.next_delay()
+                    log.warning("poll.retry", error=str(exc), retry_in_s=round(delay, 2))
+                    backoff.wait(delay)
+                resync = True
+                continue
+            except Unauthorized:
+                self._node_token_refused(backoff)
+                resync = True
+                continue
+            except RequestRejected as exc:
+                log.error("poll.rejected", status=exc.status, error=exc.error, detail=exc.detail)
+                backoff.wait()
+                resync = True
+                continue
+            resync = False
+            for message in messages:
+                self._accept(message)
+            # An empty answer long before `wait` means the controller does not hold polls: pace ourselves.
+            if not messages and time.monotonic() - started < wait / 2:
+                backoff.wait()
+            else:
+                backoff.reset()
+
+    def _accept(self, message: CommandMessage) -> None:
+        """Queue a new command once; for a redelivered one, make sure its result goes out again."""
+        assert self.journal is not None
+        try:
+            check_command_id(message.id)
+        except InvalidCommandId as exc:
+            log.error("command.refused", error=str(exc), kind=message.kind)
+            return
+        if self.journal.seen(message.id):
+            requeued = self.journal.requeue(message.id)
+            log.info("command.redelivered", command_id=message.id, kind=message.kind, result_queued=requeued)
+            if requeued:
+                self._outbox_ready.set()
+            return
+        self.journal.begin(message.id)
+        with self._idle:
+            self._in_flight += 1
+        self._queue.put(message)
+        log.info("command.accepted", command_id=message.id, kind=message.kind)
+
+    def _worker(self) -> None:
+        while True:
+            message = self._queue.get()
+            try:
+                if self._stop_polling.is_set():
+                    self._store(CommandResult(command_id=message.id, ok=False, error=NOT_STARTED))
+                else:
+                    self._run(message)
+            finally:
+                with self._idle:
+                    self._in_flight -= 1
+                    self._idle.notify_all()
+
+    def _run(self, message: CommandMessage) -> None:
+        ctx = dataclasses.replace(self._ctx, restart_requested=threading.Event())
+        result = run_command(ctx, message)
+        if ctx.restart_requested.is_set():
+            self._restart_after = message.id  # before storing: the result may be acknowledged at once
+        self._store(result)
+        log.info("command.finished", command_id=message.id, kind=message.kind, ok=result.ok,
+                 duration_ms=result.duration_ms, error=result.error)
+
+    def _store(self, result: CommandResult) -> None:
+        assert self.journal is not None
+        self.journal.store_result(result)
+        self._outbox_ready.set()
+
+    # -- delivering results --------------------------------------------------------
+
+    def _sender_loop(self) -> None:
+        backoff = Backoff(self.config.max_backoff, self._stop_sending)
+        self._outbox_ready.set()  # results left by an earlier life of the agent
+        while not self._stop_sending.is_set():
+            self._outbox_ready.wait()
+            self._outbox_ready.clear()
+            while not self._deliver_outbox():
+                if not backoff.wait():
+                    return
+            backoff.reset()
+
+    def _deliver_outbox(self) -> bool:
+        """Post every pending result; False when the controller could not take them now."""
+        assert self.journal is not None
+        for result in self.journal.pending_results():
+            if self._stop_sending.is_set():
+                return True
+            try:
+                self._client.post_result(self._node_id(), result)
+            except (ControllerUnavailable, Unauthorized) as exc:
+                log.warning("result.retry", command_id=result.command_id, error=str(exc))
+                return False
+            except RequestRejected as exc:
+                # A 4xx will not change on retry (unknown command, too large): drop it, or it blocks the outbox.
+                log.error("result.dropped", command_id=result.command_id, status=exc.status, error=exc.error,
+                          detail=exc.detail)
+            self.journal.mark_delivered(result.command_id)
+            if result.command_id == self._restart_after:
+                self.stop("restart")
+                return True
+        return True
+
+    # -- heartbeats ----------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        seq, delay = 0, 0.0
+        while not self._stop_polling.wait(delay):
+            self._beat(seq)
+            seq += 1
+            delay = self._heartbeat_interval * random.uniform(0.8, 1.2)
+
+    def _beat(self, seq: int) -> None:
+        state = collect_state()
+        digest = state_digest(state)
+        try:
+            answer = self._client.heartbeat(self._node_id(), Heartbeat(seq=seq, digest=digest,
+                                                                       agent_version=__version__))
+            if self.config.heartbeat_interval is None:
+                self._heartbeat_interval = _sane_interval(answer.heartbeat_interval)
+            if answer.send_state:
+                self._client.put_state(self._node_id(), StateReport(digest=digest, state=state))
+                log.info("state.sent", digest=digest)
+        except (ControllerUnavailable, Unauthorized) as exc:
+            log.warning("heartbeat.failed", seq=seq, error=str(exc))
+        except RequestRejected as exc:
+            log.error("heartbeat.rejected", seq=seq, status=exc.status, error=exc.error, detail=exc.detail)
+
+    # -- stopping --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _signals_wake_main(self) -> Iterator[None]:
+        """SIGTERM/SIGINT write to the wake-up pipe; the main thread does the work, outside the handler."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        old_fd = signal.set_wakeup_fd(self._wake_w)
+        old = {sig: signal.signal(sig, _note_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+            signal.set_wakeup_fd(old_fd)
+
+    def _wait_for_stop(self) -> str:
+        while True:
+            data = os.read(self._wake_r, 64)
+            # set_wakeup_fd writes the signal number; stop() writes a zero byte after setting the reason.
+            for byte in data:
+                if byte in (signal.SIGTERM, signal.SIGINT) and self._stop_reason is None:
+                    self._stop_reason = f"signal {signal.Signals(byte).name}"
+            if self._stop_reason is not None:
+                return self._stop_reason
+
+    def _shutdown(self, reason: str) -> None:
+        log.info("agent.stopping", reason=reason)
+        self._stop_polling.set()
+        self._poll_client.close()
+        if not self._wait_idle(SHUTDOWN_GRACE):
+            self._ctx.shutdown.set()
+            self._wait_idle(INTERRUPT_GRACE)
+        self._ctx.shutdown.set()
+        self._store_not_started()
+        self._stop_sending.set()
+        self._outbox_ready.set()
+        self._client.close()
+        for thread in self._threads:
+            if not thread.name.startswith("worker-"):
+                thread.join(timeout=2.0)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        log.info("agent.stopped", reason=reason, exit_code=self._exit_code)
+
+    def _wait_idle(self, timeout: float) -> bool:
+        with self._idle:
+            return self._idle.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _store_not_started(self) -> None:
+        while True:
+            try:
+                message = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._store(CommandResult(command_id=message.id, ok=False, error=NOT_STARTED))
+
+    def _reexec(self) -> None:
+        """Replace this process by a fresh agent with the same command line (agent-restart)."""
+        argv = [sys.executable, *sys.orig_argv[1:]]
+        log.info("agent.reexec", executable=sys.executable)
+        for handler in logging.getLogger("node_agent").handlers:
+            handler.flush()
+        try:
+            os.execv(sys.executable, argv)
+        except OSError as exc:
+            log.error("agent.reexec_failed", error=str(exc))
+            self._exit_code = 1
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _start(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guarded, args=(target,), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _guarded(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except Exception:  # a dead thread would leave a half-working agent: stop, systemd restarts us
+            log.error("agent.thread_crashed", exc_info=True, thread=threading.current_thread().name)
+            self._exit_code = 1
+            self.stop("internal error")
+
+    def _node_id(self) -> str:
+        assert self.credentials is not None
+        return self.credentials.node_id
+
+    def _poll_wait(self) -> float:
+        offered = self.credentials.poll_wait if self.credentials else None
+        return min(self.config.poll_wait, offered) if offered else self.config.poll_wait
+
+
+def _note_signal(signum: int, frame: object) -> None:
+    """Nothing to do here: the C-level handler already wrote ``signum`` to the wake-up pipe."""
+
+
+def _sane_interval(seconds: float) -> float:
+    # A zero or absurd interval from the controller must not turn the heartbeat into a busy loop.
+    return min(max(float(seconds), 0.1), 3600.0)
