@@ -39,11 +39,12 @@ def celery_config(settings: Settings) -> dict:
     if not settings.redis_url:
         queue = settings.broker_dir / "queue"
         processed = settings.broker_dir / "processed"
-        for folder in (queue, processed):
+        control = settings.broker_dir / "control"  # kombu's default is relative to the cwd
+        for folder in (queue, processed, control):
             folder.mkdir(parents=True, exist_ok=True)
         config["broker_transport_options"] = {
             "data_folder_in": str(queue), "data_folder_out": str(queue),
-            "processed_folder": str(processed), "store_processed": False,
+            "processed_folder": str(processed), "store_processed": False, "control_folder": str(control),
         }
     return config
 
