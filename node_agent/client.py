@@ -12,6 +12,7 @@ network errors, 408, 429, 5xx and garbled answers → ControllerUnavailable (ret
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -21,7 +22,6 @@ from urllib.parse import urlencode, urlsplit
 
 from node_agent import __version__
 from node_agent.errors import (
-    AgentError,
     ControllerUnavailable,
     EnrollmentRefused,
     RequestRejected,
@@ -118,7 +118,10 @@ class ControllerClient:
         return _decode(Ack, self._request("POST", results_path(node_id), encode(result)))
 
     def close(self) -> None:
-        """Close every connection, waking any thread blocked on one (its call raises ControllerUnavailable)."""
+        """Shut every connection down, waking any thread blocked on one (its call raises ControllerUnavailable).
+
+        The client stays closed: later calls raise ControllerUnavailable at once.
+        """
         with self._all_lock:
             self._closed = True
             connections = list(self._all)
@@ -200,8 +203,8 @@ def _interpret(method: str, path: str, status: int, raw: bytes) -> Any:
     error, detail, field = body.get("error", f"http_{status}"), body.get("detail", _detail(raw)), body.get("field")
     if status in (401, 403):
         raise Unauthorized(status, str(error), str(detail), field if isinstance(field, str) else None)
-    if 300 <= status < 400:
-        raise AgentError(f"{method} {path}: controller redirected ({status}); use the final URL as controller_url")
+    if 300 <= status < 400:  # never followed: a redirect would resend the bearer token elsewhere
+        raise RequestRejected(status, "redirect", "the controller redirected; use the final URL as controller_url")
     raise RequestRejected(status, str(error), str(detail), field if isinstance(field, str) else None)
 
 
@@ -234,11 +237,10 @@ def _describe(exc: BaseException) -> str:
 
 
 def _abort(conn: http.client.HTTPConnection) -> None:
+    # shutdown(2) wakes a thread blocked in recv on this socket (close alone does not). The
+    # connection object itself is left to its own thread: http.client is not safe to close
+    # from another thread mid-response; the owner sees the error and discards it.
     sock = conn.sock
     if sock is not None:
-        try:
-            # shutdown(2) wakes a thread blocked in recv on this socket; close alone does not.
+        with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-    conn.close()

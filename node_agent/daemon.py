@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import logging
 import os
 import queue
@@ -55,6 +56,7 @@ log = get_logger(__name__)
 
 SHUTDOWN_GRACE = 5.0  # running commands may finish this long after a stop request
 INTERRUPT_GRACE = 1.0  # then they are told to stop (ctx.shutdown) and get this long to store a result
+FLUSH_GRACE = 2.0  # and the results sender this long to deliver what they stored
 DEFAULT_HEARTBEAT_INTERVAL = 10.0
 NOT_STARTED = "not run: the agent stopped before this command started"
 FIX_TOKEN = ("give the agent an enrollment token (--enroll-token, env LABFLEET_AGENT_ENROLL_TOKEN "
@@ -85,12 +87,14 @@ class Agent:
         self._exit_code = 0
         self._threads: list[threading.Thread] = []
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()  # stop() must never write to the pipe's fd once it is closed
         os.set_blocking(self._wake_w, False)
 
     # -- public face -------------------------------------------------------------
 
     def run(self) -> int:
         """Run until stopped; 0 after a clean stop, 1 after an internal failure. Re-execs on agent-restart."""
+        self._lock_state_dir()
         self._identity = load_or_create_identity(self.config.state_dir)
         self.credentials = self._stored_credentials()
         if self.credentials is None and not self.config.enroll_token:
@@ -104,6 +108,7 @@ class Agent:
                 self._start(f"worker-{n}", self._worker)
             reason = self._wait_for_stop()
             self._shutdown(reason)
+        self._close_wake_pipe()  # only now: until the `with` ends, signals still write to it
         if reason == "restart":
             self._reexec()
         return self._exit_code
@@ -112,8 +117,9 @@ class Agent:
         """Ask ``run()`` to shut down cleanly. Safe from any thread."""
         if self._stop_reason is None:
             self._stop_reason = reason
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"\0")
+        with self._wake_lock, contextlib.suppress(BlockingIOError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"\0")
 
     # -- enrollment ----------------------------------------------------------------
 
@@ -212,6 +218,8 @@ class Agent:
                 continue
             resync = False
             for message in messages:
+                if self._stop_polling.is_set():
+                    break  # not journaled, so offered again after the restart (resync)
                 self._accept(message)
             # An empty answer long before `wait` means the controller does not hold polls: pace ourselves.
             if not messages and time.monotonic() - started < wait / 2:
@@ -321,7 +329,8 @@ class Agent:
                 self._client.put_state(self._node_id(), StateReport(digest=digest, state=state))
                 log.info("state.sent", digest=digest)
         except (ControllerUnavailable, Unauthorized) as exc:
-            log.warning("heartbeat.failed", seq=seq, error=str(exc))
+            if not self._stop_polling.is_set():
+                log.warning("heartbeat.failed", seq=seq, error=str(exc))
         except RequestRejected as exc:
             log.error("heartbeat.rejected", seq=seq, status=exc.status, error=exc.error, detail=exc.detail)
 
@@ -355,21 +364,48 @@ class Agent:
     def _shutdown(self, reason: str) -> None:
         log.info("agent.stopping", reason=reason)
         self._stop_polling.set()
-        self._poll_client.close()
+        self._poll_client.close()  # wakes the long-poll now rather than after `wait` seconds
+        self._finish_commands()
+        self._finish_delivery()
+        for thread in self._threads:
+            if not thread.name.startswith("worker-"):
+                thread.join(timeout=2.0)
+        log.info("agent.stopped", reason=reason, exit_code=self._exit_code)
+
+    def _finish_commands(self) -> None:
+        """Running commands get SHUTDOWN_GRACE to finish, then are told to stop; queued ones never start."""
         if not self._wait_idle(SHUTDOWN_GRACE):
             self._ctx.shutdown.set()
             self._wait_idle(INTERRUPT_GRACE)
         self._ctx.shutdown.set()
         self._store_not_started()
+
+    def _finish_delivery(self) -> None:
+        """The sender gets FLUSH_GRACE to deliver what was stored; the rest stays on disk for the next start."""
+        assert self.journal is not None
+        self.journal.wait_outbox_empty(FLUSH_GRACE)
         self._stop_sending.set()
         self._outbox_ready.set()
         self._client.close()
-        for thread in self._threads:
-            if not thread.name.startswith("worker-"):
-                thread.join(timeout=2.0)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        log.info("agent.stopped", reason=reason, exit_code=self._exit_code)
+
+    def _lock_state_dir(self) -> None:
+        """Refuse to share the state directory: two agents on one journal would run commands twice.
+
+        The lock fd is close-on-exec, so an agent-restart's execv releases it for the new image.
+        """
+        path = self.config.state_dir / "agent.lock"
+        self._lock_fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            raise ConfigurationError(f"state_dir: another agent is running on {self.config.state_dir}") from None
+
+    def _close_wake_pipe(self) -> None:
+        with self._wake_lock:
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            self._wake_r = self._wake_w = -1
 
     def _wait_idle(self, timeout: float) -> bool:
         with self._idle:

@@ -54,11 +54,12 @@ class Journal:
         self.finished_log = self.state_dir / "finished.log"
         self.keep_ids = keep_ids
         self.keep_results = keep_results
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # also signals an emptied outbox
         self._executed: dict[str, None] = dict.fromkeys(_read_ids(self.executed_log))
         self._finished: set[str] = set(_read_ids(self.finished_log))
         self._pending: dict[str, None] = {}
         self._delivered: dict[str, None] = {}
+        self._resend: set[str] = set()  # requeued while a post of it may be in flight
         self._load_results()
         self._recover_interrupted()
         self._compact()
@@ -114,14 +115,24 @@ class Journal:
     def mark_delivered(self, command_id: str) -> None:
         """The controller acknowledged the result: take it out of the outbox."""
         with self._lock:
+            if command_id in self._resend:  # the ack is for a post sent before the requeue: send again
+                self._resend.discard(command_id)
+                return
             entry = self._read_result(command_id)
             self._pending.pop(command_id, None)
+            if not self._pending:
+                self._lock.notify_all()
             if entry is None:
                 return
             self._write_result(entry[1], delivered=True)
             self._delivered[command_id] = None
             if len(self._delivered) > self.keep_results + self.keep_results // 10:
                 self._prune()
+
+    def wait_outbox_empty(self, timeout: float) -> bool:
+        """Block until every stored result is delivered, up to ``timeout`` s; True if the outbox is empty."""
+        with self._lock:
+            return self._lock.wait_for(lambda: not self._pending, timeout)
 
     def requeue(self, command_id: str) -> bool:
         """Put a delivered result back in the outbox (the controller redelivered its command).
@@ -131,6 +142,7 @@ class Journal:
         """
         with self._lock:
             if command_id in self._pending:
+                self._resend.add(command_id)
                 return True
             entry = self._read_result(command_id)
             if entry is None:
@@ -158,6 +170,8 @@ class Journal:
             return None  # atomic writes make this a file someone else put there: ignore it
 
     def _load_results(self) -> None:
+        for leftover in self.results_dir.glob(".*.tmp"):  # a crash mid atomic write
+            leftover.unlink(missing_ok=True)
         entries = []
         for path in self.results_dir.glob("*.json"):
             entry = self._read_result(path.stem)

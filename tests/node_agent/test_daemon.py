@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -49,8 +50,10 @@ def test_agent_converges_once_the_controller_comes_up(start_agent, state_dir, co
     node = controller.wait_for(lambda: controller.nodes and controller.only_node())
     controller.wait_for(lambda: node.state.get("cgroup"))
     assert node.name == "lab-01" and node.state["cgroup"]["layout"] == "hybrid"
-    assert controller.polls[0]["resync"] == "1"
+    assert controller.wait_for(lambda: controller.polls)[0]["resync"] == "1"
     assert agent.terminate() == 0
+    secrets = [json.loads((state_dir / "identity.json").read_text())["machine_secret"], node.token, "enroll-me"]
+    assert not [s for s in secrets if s in str(agent.log_lines)]
 
 
 def test_commands_run_once_even_when_redelivered(start_agent, state_dir, controller) -> None:
@@ -64,7 +67,7 @@ def test_commands_run_once_even_when_redelivered(start_agent, state_dir, control
 
     controller.wait_for(lambda: controller.result_posts.count(command_id) == 2)
     assert executed_ids(state_dir) == [command_id]
-    assert len(agent.events("command.redelivered")) == 1
+    assert len(agent.wait_event("command.redelivered")) == 1
     assert agent.terminate() == 0
 
 
@@ -157,3 +160,14 @@ def test_first_start_without_enrollment_token_is_a_configuration_error(state_dir
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("labfleet-agent: configuration error: enroll_token: required")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_second_agent_on_the_same_state_dir_is_refused(start_agent, state_dir, controller) -> None:
+    agent = start_agent(*agent_args(controller, state_dir), env=TOKEN_ENV)
+    controller.wait_for(lambda: controller.nodes)
+
+    second = subprocess.run([sys.executable, "-m", "node_agent", "run", *agent_args(controller, state_dir)],
+                            cwd=REPO, capture_output=True, text=True, timeout=30)
+
+    assert second.returncode == 2 and "another agent is running" in second.stderr
+    assert agent.terminate() == 0
