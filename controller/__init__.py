@@ -14,6 +14,7 @@ from controller.errors import register_error_handlers
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
 from controller.notify import CommandNotifier
+from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
 
 
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings, db=database, notifier=CommandNotifier(settings.redis_url),
         heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
         metrics=Metrics(),
+        enroll_failures=FailureLimiter(max_failures=settings.enroll_failures_per_minute, window=60.0),
+        polls=ConcurrencyLimiter(per_key=2),
     )
     state.metrics.add_collector(DatabaseCollector(
         read_nodes=lambda: _read(database, _nodes.count_by_state),

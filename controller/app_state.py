@@ -10,6 +10,7 @@ from controller.db import Database
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import Metrics
 from controller.notify import CommandNotifier
+from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
 
 
@@ -20,6 +21,8 @@ class AppState:
     notifier: CommandNotifier
     heartbeats: HeartbeatRecorder
     metrics: Metrics
+    enroll_failures: FailureLimiter
+    polls: ConcurrencyLimiter
 
 
 def app_state() -> AppState:

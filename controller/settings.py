@@ -46,6 +46,8 @@ class Settings:
     # A delivered command without a result is offered again after this long.
     redeliver_after: float = 30.0
     enrollment_token_ttl: float = 24 * 3600.0
+    # Failed enrollments allowed per client address and minute (guessing tokens); successes are free.
+    enroll_failures_per_minute: int = 20
     max_body_bytes: int = 1024 * 1024
     heartbeat_flush_interval: float = 0.5
     task_time_limit: int = 600
@@ -58,7 +60,8 @@ class Settings:
                      "heartbeat_flush_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
-        for name in ("port", "web_workers", "web_threads", "offline_after_missed", "max_body_bytes"):
+        for name in ("port", "web_workers", "web_threads", "offline_after_missed", "max_body_bytes",
+                     "enroll_failures_per_minute"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):

@@ -10,7 +10,7 @@ from controller import commands, enrollment
 from controller.app_state import app_state
 from controller.auth import require_node
 from controller.db import get_session, release_session
-from controller.errors import ValidationFailed
+from controller.errors import Conflict, Unauthenticated, ValidationFailed
 from controller.validation import parse_body
 from node_agent.protocol import (
     AGENT_API,
@@ -34,12 +34,18 @@ RECHECK_SECONDS = 5.0
 
 @bp.post("/enroll")
 def enroll():
-    body = parse_body(EnrollRequest)
     state = app_state()
+    address = request.remote_addr or ""
+    state.enroll_failures.check(address)
+    body = parse_body(EnrollRequest)
     session = get_session()
-    node, token = enrollment.enroll(
-        session, body, address=request.remote_addr or "", heartbeat_interval=state.settings.heartbeat_interval
-    )
+    try:
+        node, token = enrollment.enroll(
+            session, body, address=address, heartbeat_interval=state.settings.heartbeat_interval
+        )
+    except (Unauthenticated, Conflict):
+        state.enroll_failures.failed(address)
+        raise
     session.commit()
     return jsonify(encode(EnrollResponse(
         node_id=node.id, node_token=token, name=node.name,
@@ -77,6 +83,11 @@ def poll_commands(node_id: str):
     state = app_state()
     wait = _float_arg("wait", default=0.0, low=0.0, high=state.settings.poll_wait_max)
     resync = request.args.get("resync", "0") in ("1", "true")
+    with state.polls.slot(node_id, "long-polls per node"):
+        return _hold_poll(state, node_id, wait, resync)
+
+
+def _hold_poll(state, node_id: str, wait: float, resync: bool):
     give_up = time.monotonic() + wait
     while True:
         seen = state.notifier.version(node_id)

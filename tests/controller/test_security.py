@@ -131,3 +131,39 @@ def test_tokens_are_stored_hashed(app, enroll, seed):
         assert stored.token_hash != node.token
         assert node.token not in repr(stored.__dict__)
         assert all(seed.api_token not in str(t.__dict__) for t in session.scalars(select(EnrollmentToken)))
+
+
+def test_guessing_enrollment_tokens_is_slowed_down_with_429(client, seed, settings):
+    guess = {"enrollment_token": "lfe_guess", "machine_id": "m", "machine_secret": "s", "name": "vm"}
+    codes = [client.post("/api/agent/v1/enroll", json=guess).status_code
+             for _ in range(settings.enroll_failures_per_minute + 1)]
+    assert codes[:-1] == [401] * settings.enroll_failures_per_minute
+    assert codes[-1] == 429
+    # Even a valid token waits out the window: the address is what is limited.
+    valid = {**guess, "enrollment_token": seed.enrollment_token()}
+    response = client.post("/api/agent/v1/enroll", json=valid)
+    assert response.status_code == 429
+    assert response.json["error"] == "too_many_requests"
+
+
+def test_a_node_cannot_hold_more_than_two_long_polls(app, enroll):
+    import threading
+
+    node = enroll("vm")
+    answers: list[int] = []
+
+    def hold():
+        answers.append(app.test_client().get(f"/api/agent/v1/nodes/{node.id}/commands?wait=3",
+                                             headers=node.auth).status_code)
+
+    holders = [threading.Thread(target=hold) for _ in range(2)]
+    for t in holders:
+        t.start()
+    import time
+
+    time.sleep(0.5)
+    third = app.test_client().get(f"/api/agent/v1/nodes/{node.id}/commands?wait=1", headers=node.auth)
+    for t in holders:
+        t.join()
+    assert third.status_code == 429
+    assert answers == [200, 200]
