@@ -8,7 +8,7 @@ was sent (t0, wall clock, same machine):
 * received: when the agent's long-poll returned the command (agent side);
 * stored:   the result's ``received_at`` written by the controller (issue -> result stored).
 
-"All stored" is when ``GET /api/v1/batches/<id>`` first reports done == total (polled every
+"All stored" is when ``GET /api/v1/batches/<id>?summary=1`` first reports done == total (polled every
 ``--batch-poll`` s, default 0.1 s like ``labfleet exec``) and, independently, the newest
 ``received_at``. ``--batch-poll 0`` looks at the batch only once every agent has its result acked.
 
@@ -121,11 +121,14 @@ async def one_round(http: aiohttp.ClientSession, base_url: str, api_token: str, 
             await asyncio.sleep(0.01)  # no watching: look at the batch once every agent has its ack
             continue
         g0 = time.perf_counter()
-        async with http.get(f"{base_url}/api/v1/batches/{batch_id}", headers=headers) as r:
-            view = await r.json()
+        # Poll the cheap summary, as `labfleet exec` does; fetch the full batch once it is done.
+        async with http.get(f"{base_url}/api/v1/batches/{batch_id}?summary=1", headers=headers) as r:
+            summary = await r.json()
         batch_gets.append(time.perf_counter() - g0)
-        if view["done"] == view["total"]:
+        if summary["done"] == summary["total"]:
             done_s = time.time() - t0
+            async with http.get(f"{base_url}/api/v1/batches/{batch_id}", headers=headers) as r:
+                view = await r.json()
             break
         await asyncio.sleep(batch_poll)
     server_cpu = meter.stop() if meter else float("nan")

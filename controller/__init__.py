@@ -13,6 +13,7 @@ from controller.app_state import AppState
 from controller.errors import register_error_handlers
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
+from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
@@ -30,12 +31,15 @@ def create_app(settings: Settings | None = None) -> Flask:
     logging.basicConfig(level=settings.log_level)
     database = db_module.database_for(settings)
     db_module.init_app(app, database)
+    node_cache = NodeTokenCache()
     state = AppState(
-        settings=settings, db=database, notifier=CommandNotifier(settings.redis_url),
+        settings=settings, db=database,
+        notifier=CommandNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
         heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
         metrics=Metrics(),
         enroll_failures=FailureLimiter(max_failures=settings.enroll_failures_per_minute, window=60.0),
         polls=ConcurrencyLimiter(per_key=2),
+        node_cache=node_cache,
     )
     state.metrics.add_collector(DatabaseCollector(
         read_nodes=lambda: _read(database, _nodes.count_by_state),

@@ -9,6 +9,7 @@ from flask import current_app
 from controller.db import Database
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import Metrics
+from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
@@ -23,6 +24,7 @@ class AppState:
     metrics: Metrics
     enroll_failures: FailureLimiter
     polls: ConcurrencyLimiter
+    node_cache: NodeTokenCache
 
 
 def app_state() -> AppState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import g, request
+from flask import current_app, g, request
 from sqlalchemy import select
 
 from controller import states
@@ -42,17 +42,42 @@ def bearer_token() -> str:
     return token.strip()
 
 
-def require_node(node_id: str) -> Node:
+@dataclass(frozen=True)
+class NodeIdentity:
+    """What a request needs to know about the calling node (not the whole row: heartbeats are hot)."""
+
+    id: str
+    name: str
+    state: str
+    state_digest: str
+    heartbeat_interval: float
+
+
+_NODE_IDENTITY = select(Node.id, Node.name, Node.state, Node.state_digest, Node.heartbeat_interval)
+
+
+def require_node(node_id: str) -> NodeIdentity:
     """The calling node, which must be ``node_id``: 401 for a bad token, 403 for another node's."""
-    token = bearer_token()
-    session = get_session()
-    node = session.scalar(select(Node).where(Node.token_hash == hash_token(token)))
-    if node is None or node.state in (states.NODE_REVOKED, states.NODE_RETIRED):
-        raise Unauthenticated("node token is unknown or revoked")
+    token_hash = hash_token(bearer_token())
+    cache = current_app.extensions["labfleet"].node_cache
+    node = cache.get(token_hash)
+    if node is None:
+        row = get_session().execute(_NODE_IDENTITY.where(Node.token_hash == token_hash)).first()
+        if row is None or row.state in (states.NODE_REVOKED, states.NODE_RETIRED):
+            raise Unauthenticated("node token is unknown or revoked")
+        node = NodeIdentity(*row)
+        cache.put(token_hash, node)
     if node.id != node_id:
         raise Forbidden("a node token may only act for its own node", field="node_id")
     g.principal = Principal("node", node.id, node.name)
     return node
+
+
+def node_changed(node_id: str) -> None:
+    """A node's token, state or digest changed: no process may answer from its cached identity."""
+    state = current_app.extensions["labfleet"]
+    state.node_cache.forget_node(node_id)
+    state.notifier.node_changed(node_id)
 
 
 def require_instructor() -> Principal:

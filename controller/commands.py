@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from controller import audit, states
+from controller.auth import NodeIdentity
 from controller.errors import NotFound, ValidationFailed
 from controller.models import Command, CommandResult, Node, new_id, utcnow
 from controller.validation import parse
@@ -28,7 +29,7 @@ from node_agent.protocol import CommandResult as ResultMessage
 @dataclass
 class Issued:
     batch_id: str
-    commands: list[Command]
+    command_ids: list[str]  # in the order of the nodes given
 
 
 def validate_kind(kind: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -49,22 +50,27 @@ def issue(
     batch_id = new_id()
     now = utcnow()
     deadline = now + timedelta(seconds=deadline_in)
-    commands = [
-        Command(batch_id=batch_id, node_id=node.id, kind=kind, args=args, issued_by=actor, issued_at=now,
-                deadline=deadline, timeout=timeout)
+    rows = [
+        {"id": new_id(), "batch_id": batch_id, "node_id": node.id, "kind": kind, "args": args, "issued_by": actor,
+         "issued_at": now, "deadline": deadline, "timeout": timeout, "state": states.COMMAND_PENDING,
+         "delivery_count": 0}
         for node in nodes
     ]
-    session.add_all(commands)
-    session.flush()
+    # One executemany: issuing to a room of 500 must not build 500 ORM objects.
+    session.execute(insert(Command), rows)
     audit.record(session, actor=actor, action="command.issue", target=batch_id, kind=kind, args=args,
                  nodes=[n.name for n in nodes], deadline=deadline.isoformat())
-    return Issued(batch_id, commands)
+    return Issued(batch_id, [row["id"] for row in rows])
 
 
 def take_for_delivery(
     session: Session, node_id: str, *, resync: bool, redeliver_after: float
-) -> list[Command]:
-    """Commands to hand to this node now, marked delivered in the same transaction."""
+) -> list[CommandMessage]:
+    """Commands to hand to this node now, marked delivered in the same transaction.
+
+    Most polls find nothing, so the first statement is a read: on SQLite an
+    UPDATE that matches no row would still take the database's write lock.
+    """
     now = utcnow()
     offer = Command.state == states.COMMAND_PENDING
     if resync:
@@ -72,51 +78,63 @@ def take_for_delivery(
     else:
         stale = now - timedelta(seconds=redeliver_after)
         offer = or_(offer, and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
-    commands = list(session.scalars(
-        select(Command).where(Command.node_id == node_id, offer, Command.deadline > now)
+    rows = session.execute(
+        select(Command.id, Command.kind, Command.args, Command.deadline, Command.timeout)
+        .where(Command.node_id == node_id, offer, Command.deadline > now)
         .order_by(Command.issued_at).limit(100)
-    ))
-    for command in commands:
-        command.state = states.COMMAND_DELIVERED
-        command.delivered_at = now
-        command.delivery_count += 1
-    return commands
+    ).all()
+    if not rows:
+        return []
+    session.execute(
+        update(Command).where(Command.id.in_([r.id for r in rows]))
+        .values(state=states.COMMAND_DELIVERED, delivered_at=now, delivery_count=Command.delivery_count + 1)
+    )
+    return [CommandMessage(id=r.id, kind=r.kind, args=r.args, deadline=r.deadline.isoformat(), timeout=r.timeout)
+            for r in rows]
 
 
-def to_message(command: Command) -> CommandMessage:
-    return CommandMessage(id=command.id, kind=command.kind, args=command.args,
-                          deadline=command.deadline.isoformat(), timeout=command.timeout)
+@dataclass
+class StoredResult:
+    duplicate: bool
+    kind: str
+    latency: float  # seconds from issuing to storing the result
 
 
-def store_result(session: Session, node: Node, message: ResultMessage) -> tuple[CommandResult, bool]:
-    """Store a node's result once. Returns (result, duplicate)."""
-    command = session.get(Command, message.command_id)
-    if command is None or command.node_id != node.id:
+def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -> StoredResult:
+    """Store a node's result once; a second post of the same result changes nothing."""
+    row = session.execute(
+        select(Command.id, Command.node_id, Command.kind, Command.batch_id, Command.issued_at, Command.state,
+               CommandResult.id.label("result_id"))
+        .outerjoin(CommandResult, CommandResult.command_id == Command.id)
+        .where(Command.id == message.command_id)
+    ).first()
+    if row is None or row.node_id != node.id:
         # Same answer for "no such command" and "another node's command": no probing.
         raise NotFound(f"no command {message.command_id!r} for this node", field="command_id")
-    if command.result is not None:
-        return command.result, True
-    result = CommandResult(
-        command_id=command.id, node_id=node.id, ok=message.ok, output=message.output, error=message.error,
-        started_at=message.started_at, finished_at=message.finished_at, duration_ms=message.duration_ms,
-    )
+    now = utcnow()
+    stored = StoredResult(duplicate=row.result_id is not None, kind=row.kind,
+                          latency=(now - row.issued_at).total_seconds())
+    if stored.duplicate:
+        return stored
     new_state = states.COMMAND_SUCCEEDED if message.ok else states.COMMAND_FAILED
-    if command.state == states.COMMAND_EXPIRED:
+    if row.state == states.COMMAND_EXPIRED:
         new_state = states.COMMAND_EXPIRED  # a late result is kept, the outcome stays "expired"
     else:
-        states.check_command_move(command.state, new_state)
-    command.state = new_state
-    command.finished_at = utcnow()
-    session.add(result)
+        states.check_command_move(row.state, new_state)
     try:
-        session.flush()
+        with session.begin_nested():
+            session.execute(insert(CommandResult).values(
+                id=new_id(), command_id=row.id, node_id=node.id, ok=message.ok, output=message.output,
+                error=message.error, started_at=message.started_at, finished_at=message.finished_at,
+                duration_ms=message.duration_ms, received_at=now,
+            ))
     except IntegrityError:
-        # Two posts of the same result raced; the other one won.
-        session.rollback()
-        return session.scalar(select(CommandResult).where(CommandResult.command_id == command.id)), True
-    audit.record(session, actor=f"node:{node.name}", action="command.result", target=command.id,
-                 kind=command.kind, batch=command.batch_id, ok=message.ok, error=message.error)
-    return result, False
+        stored.duplicate = True  # two posts of the same result raced; the other one won
+        return stored
+    session.execute(update(Command).where(Command.id == row.id).values(state=new_state, finished_at=now))
+    audit.record(session, actor=f"node:{node.name}", action="command.result", target=row.id,
+                 kind=row.kind, batch=row.batch_id, ok=message.ok, error=message.error)
+    return stored
 
 
 def expire_overdue(session: Session, *, now: datetime | None = None) -> int:
@@ -131,10 +149,23 @@ def expire_overdue(session: Session, *, now: datetime | None = None) -> int:
 
 
 def batch(session: Session, batch_id: str) -> list[Command]:
-    commands = list(session.scalars(select(Command).where(Command.batch_id == batch_id)))
+    commands = list(session.scalars(
+        select(Command).where(Command.batch_id == batch_id)
+        .options(selectinload(Command.node), selectinload(Command.result))
+    ))
     if not commands:
         raise NotFound(f"no command batch {batch_id!r}", field="batch_id")
     return commands
+
+
+def batch_progress(session: Session, batch_id: str) -> dict[str, int]:
+    """How many commands of a batch are in each state: cheap enough to poll."""
+    counts = dict(session.execute(
+        select(Command.state, func.count()).where(Command.batch_id == batch_id).group_by(Command.state)
+    ).all())
+    if not counts:
+        raise NotFound(f"no command batch {batch_id!r}", field="batch_id")
+    return counts
 
 
 def get_or_404(session: Session, command_id: str) -> Command:

@@ -26,16 +26,18 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 class Database:
     """An engine and its session factory, built once per process from settings."""
 
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
         if url.startswith("sqlite"):
+            # SQLite connections are files, not server sessions: keep enough open that a fan-out
+            # waking hundreds of long-polls reuses them instead of reopening one per request.
             self.engine = create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size,
-                max_overflow=100,
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=100, max_overflow=1000,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
-            self.engine = create_engine(url, pool_size=pool_size, max_overflow=50, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=3600,
+                                        pool_timeout=60)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -84,7 +86,8 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def database_for(settings: Settings) -> Database:
     if not settings.database_url:
         settings.ensure_data_dir()
-    return Database(settings.sqlalchemy_url)
+    return Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
+                    max_overflow=settings.db_max_overflow)
 
 
 def init_app(app: Flask, database: Database) -> None:

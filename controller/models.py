@@ -123,7 +123,8 @@ class Node(Base):
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     state_digest: Mapped[str] = mapped_column(String(128), default="")
-    state_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Deferred: listing a room's nodes must not parse every snapshot.
+    state_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     event: Mapped[Event] = relationship()
 

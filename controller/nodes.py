@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from controller import audit, states
@@ -38,6 +38,10 @@ def resolve(session: Session, *, names: list[str], all_nodes: bool) -> list[Node
         raise NotFound(f"no node named {', '.join(missing)}", field="nodes")
     unique = {found[name].id: found[name] for name in names}
     return list(unique.values())
+
+
+def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any]) -> None:
+    session.execute(update(Node).where(Node.id == node_id).values(state_digest=digest, state_snapshot=snapshot))
 
 
 def revoke(session: Session, node: Node, *, actor: str) -> Node:

@@ -15,14 +15,16 @@ import logging
 import os
 import threading
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 log = logging.getLogger(__name__)
 CHANNEL = "labfleet:commands"
+NODE_CHANNEL = "labfleet:node-changed"
 
 
 class CommandNotifier:
-    def __init__(self, redis_url: str = "") -> None:
+    def __init__(self, redis_url: str = "", *, on_node_changed: Callable[[str], None] | None = None) -> None:
+        self._on_node_changed = on_node_changed
         self._lock = threading.Lock()
         self._versions: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
@@ -59,6 +61,14 @@ class CommandNotifier:
             except Exception as exc:  # redis.RedisError and socket errors alike: polls re-check anyway
                 log.warning("could not publish command notification: %s", exc)
 
+    def node_changed(self, node_id: str) -> None:
+        """Tell the other web processes to forget what they cached about this node."""
+        if self._redis_url:
+            try:
+                self._client().publish(NODE_CHANNEL, node_id)
+            except Exception as exc:  # the cache's TTL bounds the damage of a lost message
+                log.warning("could not publish node change: %s", exc)
+
     def _wake(self, node_ids: Iterable[str]) -> None:
         with self._lock:
             for node_id in node_ids:
@@ -90,10 +100,15 @@ class CommandNotifier:
         while True:
             try:
                 pubsub = redis.Redis.from_url(self._redis_url).pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(CHANNEL, NODE_CHANNEL)
                 for message in pubsub.listen():
                     data = message.get("data")
-                    if isinstance(data, bytes):
+                    if not isinstance(data, bytes):
+                        continue
+                    if message.get("channel") == NODE_CHANNEL.encode():
+                        if self._on_node_changed:
+                            self._on_node_changed(data.decode())
+                    else:
                         self._wake(data.decode().split(","))
             except redis.RedisError as exc:
                 log.warning("command notification channel lost (%s); reconnecting", exc)

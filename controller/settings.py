@@ -35,7 +35,8 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8300
     public_url: str = ""
-    web_workers: int = 1
+    # 0 = automatic: 2 processes with Redis (they wake each other's long-polls through it), else 1.
+    web_workers: int = 0
     web_threads: int = 600
     heartbeat_interval: float = 5.0
     offline_after_missed: int = 3
@@ -52,6 +53,9 @@ class Settings:
     heartbeat_flush_interval: float = 0.5
     task_time_limit: int = 600
     log_level: str = "INFO"
+    # Per process. Keep workers x (pool + overflow) under PostgreSQL's max_connections (100 by default).
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -60,7 +64,9 @@ class Settings:
                      "heartbeat_flush_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
-        for name in ("port", "web_workers", "web_threads", "offline_after_missed", "max_body_bytes",
+        if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
+            raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
+        for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",
                      "enroll_failures_per_minute"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
@@ -79,6 +85,10 @@ class Settings:
     @property
     def broker_url(self) -> str:
         return self.redis_url or "filesystem://"
+
+    @property
+    def web_processes(self) -> int:
+        return self.web_workers or (2 if self.redis_url else 1)
 
     @property
     def broker_dir(self) -> Path:

@@ -6,9 +6,9 @@ import time
 
 from flask import Blueprint, jsonify, request
 
-from controller import commands, enrollment
+from controller import commands, enrollment, nodes
 from controller.app_state import app_state
-from controller.auth import require_node
+from controller.auth import node_changed, require_node
 from controller.db import get_session, release_session
 from controller.errors import Conflict, Unauthenticated, ValidationFailed
 from controller.validation import parse_body
@@ -46,6 +46,7 @@ def enroll():
     except (Unauthenticated, Conflict):
         state.enroll_failures.failed(address)
         raise
+    node_changed(node.id)  # a re-enrolled node's old token must stop working everywhere
     session.commit()
     return jsonify(encode(EnrollResponse(
         node_id=node.id, node_token=token, name=node.name,
@@ -70,9 +71,10 @@ def heartbeat(node_id: str):
 def put_state(node_id: str):
     node = require_node(node_id)
     report = parse_body(StateReport)
-    node.state_snapshot = report.state
-    node.state_digest = report.digest
+    nodes.store_state(get_session(), node.id, digest=report.digest, snapshot=report.state)
     get_session().commit()
+    app_state().node_cache.set_digest(node.id, report.digest)
+    app_state().notifier.node_changed(node.id)
     return jsonify(encode(Ack()))
 
 
@@ -95,7 +97,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
         taken = commands.take_for_delivery(
             session, node_id, resync=resync, redeliver_after=state.settings.redeliver_after
         )
-        batch = CommandBatch(commands=[commands.to_message(c) for c in taken])
+        batch = CommandBatch(commands=taken)
         session.commit()
         remaining = give_up - time.monotonic()
         if taken or remaining <= 0:
@@ -110,15 +112,13 @@ def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
     session = get_session()
-    result, duplicate = commands.store_result(session, node, message)
-    if not duplicate:
-        latency = (result.received_at - result.command.issued_at).total_seconds()
-        kind, ok = result.command.kind, result.ok
+    stored = commands.store_result(session, node, message)
     session.commit()
-    if not duplicate:
-        app_state().metrics.command_seconds.labels(kind=kind).observe(latency)
-        app_state().metrics.results_total.labels(kind=kind, outcome="ok" if ok else "failed").inc()
-    return jsonify(encode(Ack(duplicate=duplicate)))
+    if not stored.duplicate:
+        metrics = app_state().metrics
+        metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)
+        metrics.results_total.labels(kind=stored.kind, outcome="ok" if message.ok else "failed").inc()
+    return jsonify(encode(Ack(duplicate=stored.duplicate)))
 
 
 def _float_arg(name: str, *, default: float, low: float, high: float) -> float:

@@ -7,7 +7,7 @@ from flask import Blueprint, g, jsonify, request
 from controller import audit, commands, enrollment, events, nodes, states
 from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
 from controller.app_state import app_state
-from controller.auth import require_instructor
+from controller.auth import node_changed, require_instructor
 from controller.db import get_session
 from controller.errors import ValidationFailed
 from controller.validation import parse_body
@@ -42,6 +42,7 @@ def revoke_node(node_ref: str):
     (node,) = nodes.resolve(session, names=[node_ref], all_nodes=False)
     nodes.revoke(session, node, actor=g.principal.actor)
     session.commit()
+    node_changed(node.id)
     return jsonify(nodes.to_dict(node))
 
 
@@ -58,16 +59,21 @@ def issue_command():
         timeout=body.timeout or settings.command_timeout, deadline_in=body.deadline or settings.command_deadline,
     )
     session.commit()
-    app_state().notifier.notify(c.node_id for c in issued.commands)
+    app_state().notifier.notify(node.id for node in targets)
     return jsonify({
         "batch_id": issued.batch_id,
-        "commands": [{"id": c.id, "node": node.name, "node_id": node.id}
-                     for c, node in zip(issued.commands, targets, strict=True)],
+        "commands": [{"id": command_id, "node": node.name, "node_id": node.id}
+                     for command_id, node in zip(issued.command_ids, targets, strict=True)],
     }), 201
 
 
 @bp.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
+    """A batch's commands with their results; ``?summary=1`` gives only the counts (for polling)."""
+    if request.args.get("summary") in ("1", "true"):
+        counts = commands.batch_progress(get_session(), batch_id)
+        done = sum(n for state, n in counts.items() if state in states.COMMAND_DONE_STATES)
+        return jsonify({"batch_id": batch_id, "total": sum(counts.values()), "done": done, "states": counts})
     batch = commands.batch(get_session(), batch_id)
     views = [commands.to_dict(c) for c in batch]
     done = sum(1 for c in batch if c.state in states.COMMAND_DONE_STATES)

@@ -227,10 +227,10 @@ def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for:
     with Progress(*columns, console=render.console, disable=quiet, transient=False) as progress:
         task = progress.add_task("results", total=total)
         while True:
-            batch = _call(client.get, f"/api/v1/batches/{batch_id}")
-            progress.update(task, completed=batch["done"])
-            if batch["done"] >= batch["total"] or time.monotonic() >= give_up:
-                return batch
+            summary = _call(client.get, f"/api/v1/batches/{batch_id}?summary=1")
+            progress.update(task, completed=summary["done"])
+            if summary["done"] >= summary["total"] or time.monotonic() >= give_up:
+                return _call(client.get, f"/api/v1/batches/{batch_id}")
             time.sleep(0.1)
 
 

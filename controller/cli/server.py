@@ -22,7 +22,7 @@ class GunicornServer(BaseApplication):
         s = self.settings
         options: dict[str, Any] = {
             "bind": f"{s.host}:{s.port}",
-            "workers": s.web_workers,
+            "workers": s.web_processes,
             "worker_class": "gthread",
             "threads": s.web_threads,
             # Longer than the longest long-poll, so agents keep their connection.
