@@ -17,6 +17,7 @@ from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
+from controller.writer import WriteBatcher
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         enroll_failures=FailureLimiter(max_failures=settings.enroll_failures_per_minute, window=60.0),
         polls=ConcurrencyLimiter(per_key=2),
         node_cache=node_cache,
+        writer=WriteBatcher(database),
     )
     state.metrics.add_collector(DatabaseCollector(
         read_nodes=lambda: _read(database, _nodes.count_by_state),

@@ -13,6 +13,7 @@ from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
+from controller.writer import WriteBatcher
 
 
 @dataclass
@@ -25,6 +26,7 @@ class AppState:
     enroll_failures: FailureLimiter
     polls: ConcurrencyLimiter
     node_cache: NodeTokenCache
+    writer: WriteBatcher
 
 
 def app_state() -> AppState:

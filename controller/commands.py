@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from controller import audit, states
@@ -63,24 +62,30 @@ def issue(
     return Issued(batch_id, [row["id"] for row in rows])
 
 
+def _offered(resync: bool, redeliver_after: float, now: datetime):
+    offer = Command.state == states.COMMAND_PENDING
+    if resync:
+        return Command.state.in_(states.COMMAND_OPEN_STATES)
+    stale = now - timedelta(seconds=redeliver_after)
+    return or_(offer, and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
+
+
+def has_deliverable(session: Session, node_id: str, *, resync: bool, redeliver_after: float) -> bool:
+    """A read-only look: most polls find nothing and must not queue for a write."""
+    now = utcnow()
+    query = select(Command.id).where(Command.node_id == node_id, _offered(resync, redeliver_after, now),
+                                     Command.deadline > now).limit(1)
+    return session.execute(query).first() is not None
+
+
 def take_for_delivery(
     session: Session, node_id: str, *, resync: bool, redeliver_after: float
 ) -> list[CommandMessage]:
-    """Commands to hand to this node now, marked delivered in the same transaction.
-
-    Most polls find nothing, so the first statement is a read: on SQLite an
-    UPDATE that matches no row would still take the database's write lock.
-    """
+    """Commands to hand to this node now, marked delivered in the same transaction."""
     now = utcnow()
-    offer = Command.state == states.COMMAND_PENDING
-    if resync:
-        offer = Command.state.in_(states.COMMAND_OPEN_STATES)
-    else:
-        stale = now - timedelta(seconds=redeliver_after)
-        offer = or_(offer, and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
     rows = session.execute(
         select(Command.id, Command.kind, Command.args, Command.deadline, Command.timeout)
-        .where(Command.node_id == node_id, offer, Command.deadline > now)
+        .where(Command.node_id == node_id, _offered(resync, redeliver_after, now), Command.deadline > now)
         .order_by(Command.issued_at).limit(100)
     ).all()
     if not rows:
@@ -121,16 +126,13 @@ def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -
         new_state = states.COMMAND_EXPIRED  # a late result is kept, the outcome stays "expired"
     else:
         states.check_command_move(row.state, new_state)
-    try:
-        with session.begin_nested():
-            session.execute(insert(CommandResult).values(
-                id=new_id(), command_id=row.id, node_id=node.id, ok=message.ok, output=message.output,
-                error=message.error, started_at=message.started_at, finished_at=message.finished_at,
-                duration_ms=message.duration_ms, received_at=now,
-            ))
-    except IntegrityError:
-        stored.duplicate = True  # two posts of the same result raced; the other one won
-        return stored
+    # A post racing this one in another web process makes the commit fail on the unique
+    # command_id; the group writer then retries alone, and the retry finds the duplicate.
+    session.execute(insert(CommandResult).values(
+        id=new_id(), command_id=row.id, node_id=node.id, ok=message.ok, output=message.output,
+        error=message.error, started_at=message.started_at, finished_at=message.finished_at,
+        duration_ms=message.duration_ms, received_at=now,
+    ))
     session.execute(update(Command).where(Command.id == row.id).values(state=new_state, finished_at=now))
     audit.record(session, actor=f"node:{node.name}", action="command.result", target=row.id,
                  kind=row.kind, batch=row.batch_id, ok=message.ok, error=message.error)

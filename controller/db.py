@@ -26,13 +26,14 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 class Database:
     """An engine and its session factory, built once per process from settings."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_overflow: int = 20, sqlite_pool: int = 100) -> None:
         self.url = url
         if url.startswith("sqlite"):
             # SQLite connections are files, not server sessions: keep enough open that a fan-out
             # waking hundreds of long-polls reuses them instead of reopening one per request.
             self.engine = create_engine(
-                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=100, max_overflow=1000,
+                url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=sqlite_pool,
+                max_overflow=1000,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -87,7 +88,7 @@ def database_for(settings: Settings) -> Database:
     if not settings.database_url:
         settings.ensure_data_dir()
     return Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
-                    max_overflow=settings.db_max_overflow)
+                    max_overflow=settings.db_max_overflow, sqlite_pool=settings.web_threads)
 
 
 def init_app(app: Flask, database: Database) -> None:

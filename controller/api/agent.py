@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 
 from flask import Blueprint, jsonify, request
 
@@ -93,12 +94,12 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
     give_up = time.monotonic() + wait
     while True:
         seen = state.notifier.version(node_id)
-        session = get_session()
-        taken = commands.take_for_delivery(
-            session, node_id, resync=resync, redeliver_after=state.settings.redeliver_after
-        )
+        options = {"resync": resync, "redeliver_after": state.settings.redeliver_after}
+        taken = []
+        if commands.has_deliverable(get_session(), node_id, **options):
+            release_session()
+            taken = state.writer.submit(partial(commands.take_for_delivery, node_id=node_id, **options))
         batch = CommandBatch(commands=taken)
-        session.commit()
         remaining = give_up - time.monotonic()
         if taken or remaining <= 0:
             return jsonify(encode(batch))
@@ -111,9 +112,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
 def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
-    session = get_session()
-    stored = commands.store_result(session, node, message)
-    session.commit()
+    stored = app_state().writer.submit(lambda session: commands.store_result(session, node, message))
     if not stored.duplicate:
         metrics = app_state().metrics
         metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)
