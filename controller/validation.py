@@ -45,7 +45,8 @@ def parse(cls: type[T], data: Any, *, prefix: str = "") -> T:
         model = model_for(cls).model_validate(data)
     except pydantic.ValidationError as exc:
         raise _failure(exc, prefix) from None
-    return cls(**model.model_dump())
+    # The model's own attribute dict: a shallow copy is all a flat protocol message needs.
+    return cls(**model.__dict__)
 
 
 def parse_body(cls: type[T]) -> T:
