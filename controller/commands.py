@@ -81,21 +81,24 @@ def has_deliverable(session: Session, node_id: str, *, resync: bool, redeliver_a
 def take_for_delivery(
     session: Session, node_id: str, *, resync: bool, redeliver_after: float
 ) -> list[CommandMessage]:
-    """Commands to hand to this node now, marked delivered in the same transaction."""
+    """Commands to hand to this node now, marked delivered in the same transaction.
+
+    The UPDATE repeats the offer's conditions and returns only the rows it
+    changed: a result stored by another web process since the SELECT must not
+    be turned back into "delivered".
+    """
     now = utcnow()
-    rows = session.execute(
-        select(Command.id, Command.kind, Command.args, Command.deadline, Command.timeout)
-        .where(Command.node_id == node_id, _offered(resync, redeliver_after, now), Command.deadline > now)
-        .order_by(Command.issued_at).limit(100)
-    ).all()
-    if not rows:
+    offered = (Command.node_id == node_id, _offered(resync, redeliver_after, now), Command.deadline > now)
+    ids = session.scalars(select(Command.id).where(*offered).order_by(Command.issued_at).limit(100)).all()
+    if not ids:
         return []
-    session.execute(
-        update(Command).where(Command.id.in_([r.id for r in rows]))
+    rows = session.execute(
+        update(Command).where(Command.id.in_(ids), *offered)
         .values(state=states.COMMAND_DELIVERED, delivered_at=now, delivery_count=Command.delivery_count + 1)
-    )
+        .returning(Command.id, Command.kind, Command.args, Command.deadline, Command.timeout, Command.issued_at)
+    ).all()
     return [CommandMessage(id=r.id, kind=r.kind, args=r.args, deadline=r.deadline.isoformat(), timeout=r.timeout)
-            for r in rows]
+            for r in sorted(rows, key=lambda r: r.issued_at)]
 
 
 @dataclass

@@ -28,6 +28,7 @@ class CommandNotifier:
         self._lock = threading.Lock()
         self._versions: dict[str, int] = defaultdict(int)
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
+        self._superseded: dict[str, int] = {}
         self._redis_url = redis_url
         self._listener_pid: int | None = None
         self._redis = None
@@ -36,6 +37,22 @@ class CommandNotifier:
         self._ensure_listener()
         with self._lock:
             return self._versions[node_id]
+
+    def supersede_polls(self, node_id: str) -> None:
+        """End this node's waiting polls: its agent reconnected, so they answer a dead socket.
+
+        A poll woken this way must return without taking commands; otherwise
+        a command issued now would be written to the old connection and wait
+        for redelivery.
+        """
+        with self._lock:
+            self._superseded[node_id] = self._superseded.get(node_id, 0) + 1
+            for event in self._waiters.get(node_id, ()):
+                event.set()
+
+    def poll_generation(self, node_id: str) -> int:
+        with self._lock:
+            return self._superseded.get(node_id, 0)
 
     def wait(self, node_id: str, seen_version: int, timeout: float) -> bool:
         """Block until ``node_id`` is notified after ``seen_version``, or ``timeout``."""

@@ -86,13 +86,18 @@ def poll_commands(node_id: str):
     state = app_state()
     wait = _float_arg("wait", default=0.0, low=0.0, high=state.settings.poll_wait_max)
     resync = request.args.get("resync", "0") in ("1", "true")
+    if resync:
+        state.notifier.supersede_polls(node_id)
     with state.polls.slot(node_id, "long-polls per node"):
         return _hold_poll(state, node_id, wait, resync)
 
 
 def _hold_poll(state, node_id: str, wait: float, resync: bool):
     give_up = time.monotonic() + wait
+    generation = state.notifier.poll_generation(node_id)
     while True:
+        if state.notifier.poll_generation(node_id) != generation:
+            return jsonify(encode(CommandBatch(commands=[])))  # a newer poll of this node took over
         seen = state.notifier.version(node_id)
         options = {"resync": resync, "redeliver_after": state.settings.redeliver_after}
         taken = []

@@ -120,3 +120,35 @@ def test_command_count_metrics_follow_the_database(client, seed, enroll, app):
     assert 'labfleet_command_seconds_count{kind="ping"} 1.0' in text
     with app.extensions["labfleet"].db.session() as session:
         assert session.scalar(select(func.count()).select_from(CommandResult)) == 1
+
+
+def test_a_reconnecting_agent_supersedes_its_orphaned_poll(client, seed, enroll, app):
+    """The old poll (its socket is dead) must not swallow the next command."""
+    node = enroll("vm")
+    orphan: list = []
+    old = threading.Thread(target=lambda: orphan.append(poll(app.test_client(), node, wait=10)))
+    old.start()
+    time.sleep(0.3)
+    fresh: list = []
+    new = threading.Thread(target=lambda: fresh.append(poll(app.test_client(), node, wait=10, resync=True)))
+    new.start()
+    old.join(timeout=5)
+    assert orphan == [[]]  # answered at once, empty
+    command_id = issue(client, seed, kind="ping", nodes=["vm"])["commands"][0]["id"]
+    new.join(timeout=10)
+    assert fresh == [[command_id]]
+
+
+def test_a_stored_result_is_never_turned_back_into_a_delivery(client, seed, enroll, app):
+    node = enroll("vm")
+    command_id = issue(client, seed, kind="ping", nodes=["vm"])["commands"][0]["id"]
+    assert poll(client, node) == [command_id]
+    client.post(f"/api/agent/v1/nodes/{node.id}/results", json={"command_id": command_id, "ok": True},
+                headers=node.auth)
+    from controller import commands as commands_service
+
+    with app.extensions["labfleet"].db.session() as session:
+        # Even a resync that considers every open command leaves a finished one alone.
+        assert commands_service.take_for_delivery(session, node.id, resync=True, redeliver_after=0) == []
+        command = session.get(Command, command_id)
+        assert (command.state, command.delivery_count) == ("succeeded", 1)
