@@ -33,7 +33,7 @@ test-sqlite: install services
 	$(BIN)/pytest -q
 
 test-postgresql: install services
-	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q tests/controller tests/e2e
+	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q
 
 test: lint test-sqlite test-postgresql
 

@@ -262,6 +262,7 @@ class Agent:
 
     def _run(self, message: CommandMessage) -> None:
         ctx = dataclasses.replace(self._ctx, restart_requested=threading.Event())
+        log.info("command.started", command_id=message.id, kind=message.kind)
         result = run_command(ctx, message)
         if ctx.restart_requested.is_set():
             self._restart_after = message.id  # before storing: the result may be acknowledged at once

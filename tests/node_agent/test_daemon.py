@@ -127,8 +127,7 @@ def test_results_wait_out_a_controller_outage_and_the_next_poll_resyncs(start_ag
 def test_sigterm_lets_a_running_command_finish_and_deliver(start_agent, state_dir, controller) -> None:
     agent = start_enrolled(start_agent, state_dir, controller)
     command_id = controller.issue("ping", {"delay_ms": 2500})
-    agent.wait_event("command.accepted")
-    time.sleep(1.0)  # `accepted` is logged when queued: let a worker start it (a queued one would not be run)
+    agent.wait_event("command.started")  # running, not only queued: a queued one would not be run
 
     started = time.monotonic()
     assert agent.terminate() == 0
