@@ -12,6 +12,7 @@ the other processes; the default single process has no such window.
 from __future__ import annotations
 
 import dataclasses
+import random
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class NodeTokenCache:
-    def __init__(self, *, ttl: float = 5.0, max_entries: int = 20_000) -> None:
+    def __init__(self, *, ttl: float = 30.0, max_entries: int = 20_000) -> None:
         self._ttl = ttl
         self._max = max_entries
         self._lock = threading.Lock()
@@ -46,7 +47,8 @@ class NodeTokenCache:
             old = self._by_node.get(identity.id)
             if old is not None and old != token_hash:
                 self._entries.pop(old, None)
-            self._entries[token_hash] = (time.monotonic() + self._ttl, identity)
+            # Spread expiries: a room enrolled in one minute must not miss all at once.
+            self._entries[token_hash] = (time.monotonic() + self._ttl * random.uniform(0.5, 1.0), identity)
             self._by_node[identity.id] = token_hash
 
     def forget_node(self, node_id: str) -> None:
