@@ -95,13 +95,15 @@ def poll_commands(node_id: str):
 def _hold_poll(state, node_id: str, wait: float, resync: bool):
     give_up = time.monotonic() + wait
     generation = state.notifier.poll_generation(node_id)
+    notified = False
     while True:
         if state.notifier.poll_generation(node_id) != generation:
             return jsonify(encode(CommandBatch(commands=[])))  # a newer poll of this node took over
         seen = state.notifier.version(node_id)
         options = {"resync": resync, "redeliver_after": state.settings.redeliver_after}
         taken = []
-        if commands.has_deliverable(get_session(), node_id, **options):
+        # Woken for a command: it is there, go straight to the writer; else look read-only first.
+        if notified or commands.has_deliverable(get_session(), node_id, **options):
             release_session()
             taken = state.writer.submit(partial(commands.take_for_delivery, node_id=node_id, **options))
         batch = CommandBatch(commands=taken)
@@ -110,7 +112,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
             return jsonify(encode(batch))
         resync = False
         release_session()  # do not hold a pooled connection while we sleep
-        state.notifier.wait(node_id, seen, min(remaining, RECHECK_SECONDS))
+        notified = state.notifier.wait(node_id, seen, min(remaining, RECHECK_SECONDS))
 
 
 @bp.post("/nodes/<node_id>/results")
