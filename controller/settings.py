@@ -54,8 +54,10 @@ class Settings:
     task_time_limit: int = 600
     log_level: str = "INFO"
     # Per process. Keep workers x (pool + overflow) under PostgreSQL's max_connections (100 by default).
-    db_pool_size: int = 10
-    db_max_overflow: int = 20
+    # Connections above the pool are closed on return, and a new PostgreSQL connection forks a
+    # backend: keep the pool large enough that bursts reuse connections instead of churning them.
+    db_pool_size: int = 25
+    db_max_overflow: int = 10
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
