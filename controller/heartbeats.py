@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 from datetime import UTC, datetime
 
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session
 from controller import audit, states
 from controller.db import Database
 from controller.models import Node, utcnow
+from controller.per_process import PerProcessThread
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,11 @@ class HeartbeatRecorder:
         self._flush_interval = flush_interval
         self._lock = threading.Lock()
         self._pending: dict[str, tuple[int, datetime]] = {}
-        self._flusher_pid: int | None = None
+        self._flusher = PerProcessThread("heartbeat-flusher", self._run, on_start=self._on_start)
         self._stop = threading.Event()
 
     def record(self, node_id: str, seq: int) -> None:
-        self._ensure_flusher()
+        self._flusher.ensure()
         with self._lock:
             self._pending[node_id] = (seq, utcnow())
 
@@ -77,15 +77,9 @@ class HeartbeatRecorder:
              "ats": [pending[i][1].astimezone(UTC).replace(tzinfo=None) for i in ids]},
         )
 
-    def _ensure_flusher(self) -> None:
-        if self._flusher_pid == os.getpid():
-            return
+    def _on_start(self) -> None:
         with self._lock:
-            if self._flusher_pid == os.getpid():
-                return
-            self._flusher_pid = os.getpid()
-            self._pending = {}
-        threading.Thread(target=self._run, name="heartbeat-flusher", daemon=True).start()
+            self._pending = {}  # beats recorded before a fork were the parent's to write
         atexit.register(self.close)
 
     def _run(self) -> None:

@@ -17,6 +17,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
+from controller.per_process import PerProcessThread
+
 log = logging.getLogger(__name__)
 CHANNEL = "labfleet:commands"
 NODE_CHANNEL = "labfleet:node-changed"
@@ -30,8 +32,9 @@ class CommandNotifier:
         self._waiters: dict[str, set[threading.Event]] = defaultdict(set)
         self._superseded: dict[str, int] = {}
         self._redis_url = redis_url
-        self._listener_pid: int | None = None
+        self._listener = PerProcessThread("command-notifier", self._listen)
         self._redis = None
+        self._redis_pid: int | None = None
 
     def version(self, node_id: str) -> int:
         self._ensure_listener()
@@ -94,22 +97,17 @@ class CommandNotifier:
                     event.set()
 
     def _client(self):
-        if self._redis is None or self._listener_pid != os.getpid():
+        # One publishing client per process: a connection inherited through a fork is the parent's.
+        if self._redis is None or self._redis_pid != os.getpid():
             import redis
 
             self._redis = redis.Redis.from_url(self._redis_url)
+            self._redis_pid = os.getpid()
         return self._redis
 
     def _ensure_listener(self) -> None:
-        # Started lazily and per process: gunicorn forks workers after create_app.
-        if not self._redis_url or self._listener_pid == os.getpid():
-            return
-        with self._lock:
-            if self._listener_pid == os.getpid():
-                return
-            self._listener_pid = os.getpid()
-            self._redis = None
-        threading.Thread(target=self._listen, name="command-notifier", daemon=True).start()
+        if self._redis_url:
+            self._listener.ensure()
 
     def _listen(self) -> None:
         import redis

@@ -12,9 +12,7 @@ costs: a request waits for the next commit (a few milliseconds), never for
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TypeVar
@@ -23,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from controller.db import Database
 from controller.errors import ApiError
+from controller.per_process import PerProcessThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -35,8 +34,7 @@ class WriteBatcher:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._queue: queue.SimpleQueue[tuple[Callable[[Session], object], Future]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._writer_pid: int | None = None
+        self._thread = PerProcessThread("group-commit", self._run, on_start=self._new_queue)
 
     def submit(self, job: Callable[[Session], T]) -> T:
         """Run ``job(session)`` in the next group transaction and return its result once committed.
@@ -45,21 +43,13 @@ class WriteBatcher:
         of the service functions given here), so one refused job never undoes
         the others.
         """
-        self._ensure_writer()
+        self._thread.ensure()
         future: Future = Future()
         self._queue.put((job, future))
         return future.result(timeout=WAIT_SECONDS)
 
-    def _ensure_writer(self) -> None:
-        # Per process: gunicorn forks its workers after the app is built.
-        if self._writer_pid == os.getpid():
-            return
-        with self._lock:
-            if self._writer_pid == os.getpid():
-                return
-            self._writer_pid = os.getpid()
-            self._queue = queue.SimpleQueue()
-        threading.Thread(target=self._run, name="group-commit", daemon=True).start()
+    def _new_queue(self) -> None:
+        self._queue = queue.SimpleQueue()  # jobs queued before a fork belong to the parent
 
     def _run(self) -> None:
         while True:
