@@ -47,8 +47,9 @@ def enroll():
     except (Unauthenticated, Conflict):
         state.enroll_failures.failed(address)
         raise
-    node_changed(node.id)  # a re-enrolled node's old token must stop working everywhere
     session.commit()
+    # After the commit: a process that re-read the node before it would cache the old token again.
+    node_changed(node.id)  # a re-enrolled node's old token must stop working everywhere
     return jsonify(encode(EnrollResponse(
         node_id=node.id, node_token=token, name=node.name,
         heartbeat_interval=node.heartbeat_interval, poll_wait=state.settings.poll_wait_max,
