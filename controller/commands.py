@@ -62,20 +62,21 @@ def issue(
     return Issued(batch_id, [row["id"] for row in rows])
 
 
-def _offered(resync: bool, redeliver_after: float, now: datetime):
-    offer = Command.state == states.COMMAND_PENDING
+def _offered(node_id: str, *, resync: bool, redeliver_after: float, now: datetime) -> tuple:
+    """The conditions under which a command is handed to its node (both the look and the take use them)."""
     if resync:
-        return Command.state.in_(states.COMMAND_OPEN_STATES)
-    stale = now - timedelta(seconds=redeliver_after)
-    return or_(offer, and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
+        state = Command.state.in_(states.COMMAND_OPEN_STATES)
+    else:
+        stale = now - timedelta(seconds=redeliver_after)
+        state = or_(Command.state == states.COMMAND_PENDING,
+                    and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
+    return Command.node_id == node_id, state, Command.deadline > now
 
 
 def has_deliverable(session: Session, node_id: str, *, resync: bool, redeliver_after: float) -> bool:
     """A read-only look: most polls find nothing and must not queue for a write."""
-    now = utcnow()
-    query = select(Command.id).where(Command.node_id == node_id, _offered(resync, redeliver_after, now),
-                                     Command.deadline > now).limit(1)
-    return session.execute(query).first() is not None
+    offered = _offered(node_id, resync=resync, redeliver_after=redeliver_after, now=utcnow())
+    return session.execute(select(Command.id).where(*offered).limit(1)).first() is not None
 
 
 def take_for_delivery(
@@ -88,7 +89,7 @@ def take_for_delivery(
     be turned back into "delivered".
     """
     now = utcnow()
-    offered = (Command.node_id == node_id, _offered(resync, redeliver_after, now), Command.deadline > now)
+    offered = _offered(node_id, resync=resync, redeliver_after=redeliver_after, now=now)
     ids = session.scalars(select(Command.id).where(*offered).order_by(Command.issued_at).limit(100)).all()
     if not ids:
         return []
