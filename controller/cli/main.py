@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -133,7 +134,7 @@ def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, 
 @pass_ctx
 def enroll_token_list(ctx: Context, as_json: bool) -> None:
     tokens = _call(ctx.client().get, "/api/v1/enroll-tokens")["tokens"]
-    render.print_json(tokens) if as_json else render.console.print(render.tokens_table(tokens))
+    render.show(tokens, render.tokens_table(tokens), as_json=as_json)
 
 
 @enroll_token.command("revoke")
@@ -207,8 +208,6 @@ def exec_(ctx: Context, kind: str, node_names: tuple[str, ...], all_nodes: bool,
 
 
 def _parse_args(raw_args: tuple[str, ...]) -> dict[str, Any]:
-    import json
-
     args: dict[str, Any] = {}
     for raw in raw_args:
         key, sep, value = raw.partition("=")
@@ -241,7 +240,7 @@ def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for:
 def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
     """Show the results of an earlier exec."""
     data = _call(ctx.client().get, f"/api/v1/batches/{batch_id}")
-    render.print_json(data) if as_json else render.console.print(render.results_table(data["commands"]))
+    render.show(data, render.results_table(data["commands"]), as_json=as_json)
 
 
 @cli.command()
@@ -253,7 +252,7 @@ def audit(ctx: Context, limit: int, action: str | None, as_json: bool) -> None:
     """Recent audit entries: who did what to which node."""
     query = f"/api/v1/audit?limit={limit}" + (f"&action={action}" if action else "")
     entries = _call(ctx.client().get, query)["entries"]
-    render.print_json(entries) if as_json else render.console.print(render.audit_table(entries))
+    render.show(entries, render.audit_table(entries), as_json=as_json)
 
 
 @cli.command()

@@ -19,6 +19,14 @@ def print_json(data: Any) -> None:
     print(json.dumps(data, indent=2, sort_keys=False))
 
 
+def show(data: Any, table: Table, *, as_json: bool) -> None:
+    """What every read command prints: ``data`` as JSON for scripts, else ``table``."""
+    if as_json:
+        print_json(data)
+    else:
+        console.print(table)
+
+
 def ago(iso: str | None) -> str:
     if not iso:
         return "never"
