@@ -13,9 +13,12 @@ $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || \
 	  (apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV))
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml scripts/link-seccomp.sh | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[controller,test]'
+	@# libseccomp's Python bindings come from Debian (python3-seccomp), not PyPI:
+	@# link the one extension module into the venv rather than all of dist-packages.
+	@bash scripts/link-seccomp.sh $(BIN)/python
 	@touch $@
 
 install: $(VENV)/.installed
@@ -24,6 +27,7 @@ demo: install
 	$(BIN)/labfleet demo --agents 3
 
 services:
+	bash scripts/system-packages.sh
 	bash scripts/test-services.sh
 
 lint: install
