@@ -139,6 +139,8 @@ class Attendee(Base):
     node_id: Mapped[str | None] = mapped_column(ForeignKey("nodes.id"), nullable=True, index=True)
     access_code_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When the current access code was printed (it is shown once, then only its hash is kept).
+    access_code_issued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Command(Base):
@@ -205,3 +207,69 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(160), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProvisionRun(Base):
+    """One ansible-runner run of a playbook over an inventory (see ``controller/provision/``).
+
+    ``hosts`` is the inventory as resolved when the run was asked for (names,
+    addresses, users, key paths: never a secret), so a retry reaches the same
+    machines; ``limit_hosts`` names the hosts this run touches (empty: all).
+    """
+
+    __tablename__ = "provision_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    playbook: Mapped[str] = mapped_column(String(64))
+    driver: Mapped[str] = mapped_column(String(32))
+    hosts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    limit_hosts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    tuning: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    controller_url: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    retry_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    requested_by: Mapped[str] = mapped_column(String(160))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Tasks each host is expected to run (from ``ansible-playbook --list-tasks``): the progress bar's total.
+    tasks_total: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ProvisionHostStatus(Base):
+    """Where one host of a run stands: counts per outcome, the task it is on, why it failed."""
+
+    __tablename__ = "provision_host_status"
+    __table_args__ = (UniqueConstraint("run_id", "host"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("provision_runs.id"), index=True)
+    host: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(255), default="")
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    ok: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    unreachable: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    tasks_done: Mapped[int] = mapped_column(Integer, default=0)
+    current_task: Mapped[str] = mapped_column(String(255), default="")
+    failed_task: Mapped[str] = mapped_column(String(255), default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProvisionEvent(Base):
+    """One ansible-runner event for one host and task, already redacted."""
+
+    __tablename__ = "provision_events"
+    __table_args__ = (Index("ix_provision_events_run_seq", "run_id", "seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("provision_runs.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    host: Mapped[str] = mapped_column(String(64), default="")
+    task: Mapped[str] = mapped_column(String(255), default="")
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -58,6 +58,16 @@ class Settings:
     # backend: keep the pool large enough that bursts reuse connections instead of churning them.
     db_pool_size: int = 25
     db_max_overflow: int = 10
+    # Provisioning (controller/provision/runner.py). Tuned for a room; `labfleet provision --no-tune`
+    # gives Ansible's defaults instead (forks 5, no pipelining, no SSH multiplexing, facts gathered).
+    provision_forks: int = 25
+    provision_pipelining: bool = True
+    # Seconds an SSH master connection outlives its last use (ControlPersist); 0 = no multiplexing.
+    provision_control_persist: float = 120.0
+    provision_gather_facts: bool = False
+    provision_time_limit: int = 3600
+    # Empty: the playbooks/ folder next to the controller package (a source checkout).
+    playbooks_dir: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -76,6 +86,9 @@ class Settings:
             raise ConfigurationError(
                 f"{ENV_PREFIX}DATABASE_URL must be a sqlite:// or postgresql:// URL, got {self.database_url.split(':')[0]!r}"
             )
+        if self.provision_forks < 1 or self.provision_control_persist < 0 or self.provision_time_limit < 1:
+            raise ConfigurationError(f"{ENV_PREFIX}PROVISION_FORKS and PROVISION_TIME_LIMIT must be >= 1, "
+                                     f"PROVISION_CONTROL_PERSIST >= 0")
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
 
@@ -151,11 +164,23 @@ def _read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _convert(f: dataclasses.Field, raw: Any, where: str) -> Any:
-    kind = {"int": int, "float": float, "str": str, "Path": Path}.get(str(f.type), str)
+    kind = {"int": int, "float": float, "str": str, "Path": Path, "bool": boolean}.get(str(f.type), str)
     try:
         return kind(raw)
     except (TypeError, ValueError) as exc:
         raise ConfigurationError(f"{where}: expected {kind.__name__}, got {raw!r}") from exc
+
+
+def boolean(raw: Any) -> bool:
+    """TOML gives a bool; the environment gives 1/0, true/false, yes/no, on/off."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 def settings_for_tests(data_dir: Path, **overrides: Any) -> Settings:
