@@ -1,0 +1,309 @@
+"""Per-process namespace state, read the way the kernel defines it (namespaces(7), proc(5)).
+
+Two processes share a namespace exactly when ``(st_dev, st_ino)`` of their
+``/proc/<pid>/ns/<type>`` are equal. Some state is only visible from inside a
+namespace (the hostname of a UTS namespace, the SysV segments of an IPC
+namespace, cgroup paths relative to a cgroup namespace's root): those readers
+fork a child that setns(2)es and reports back over a pipe, so the agent's own
+threads never change namespace.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from node_agent.kernel import procfs
+from node_agent.kernel.namespaces import NAMESPACE_TYPES
+
+PROC = procfs.PROC
+
+# include/linux/proc_ns.h: the initial namespaces have fixed inode numbers.
+PROC_IPC_INIT_INO = 0xEFFFFFFF
+PROC_UTS_INIT_INO = 0xEFFFFFFE
+PROC_USER_INIT_INO = 0xEFFFFFFD
+PROC_PID_INIT_INO = 0xEFFFFFFC
+PROC_CGROUP_INIT_INO = 0xEFFFFFFB
+PROC_TIME_INIT_INO = 0xEFFFFFFA
+# Since Linux 6.18 (include/uapi/linux/nsfs.h, enum init_ns_ino) net and mnt are fixed too;
+# before that they were allocated at boot like any other namespace.
+NET_NS_INIT_INO = 0xEFFFFFF9
+MNT_NS_INIT_INO = 0xEFFFFFF8
+
+INITIAL_INODES = {
+    "ipc": PROC_IPC_INIT_INO, "uts": PROC_UTS_INIT_INO, "user": PROC_USER_INIT_INO,
+    "pid": PROC_PID_INIT_INO, "cgroup": PROC_CGROUP_INIT_INO, "time": PROC_TIME_INIT_INO,
+}
+INITIAL_INODES_SINCE_6_18 = {"net": NET_NS_INIT_INO, "mnt": MNT_NS_INIT_INO}
+
+# linux/sched.h clone flags, the nstype argument of setns(2).
+CLONE_FLAGS = {
+    "mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
+    "user": 0x10000000, "pid": 0x20000000, "net": 0x40000000, "time": 0x00000080,
+}
+
+
+class NotInitialNamespace(RuntimeError):
+    """The agent itself runs in a non-initial namespace, so its comparisons would prove nothing."""
+
+
+class NamespaceReadError(RuntimeError):
+    """A reader inside another process's namespace failed (setns refused, the process left, a timeout)."""
+
+
+@dataclass(frozen=True)
+class NsId:
+    """The identity of a namespace: device and inode of its nsfs file."""
+
+    dev: int
+    ino: int
+
+
+def ns_id(pid: int | str, nstype: str, proc: Path = PROC) -> NsId:
+    """``(st_dev, st_ino)`` of ``/proc/<pid>/ns/<nstype>``; raises OSError if the process is gone."""
+    st = os.stat(proc / str(pid) / "ns" / nstype)
+    return NsId(st.st_dev, st.st_ino)
+
+
+def ns_ids(pid: int | str, types: tuple[str, ...] = NAMESPACE_TYPES, proc: Path = PROC) -> dict[str, NsId]:
+    """Every readable namespace of ``pid``; types the kernel lacks or hides are left out."""
+    out = {}
+    for nstype in types:
+        try:
+            out[nstype] = ns_id(pid, nstype, proc)
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+    return out
+
+
+def _kernel_at_least(release: str, major: int, minor: int) -> bool:
+    parts = release.split("-")[0].split(".")
+    try:
+        return (int(parts[0]), int(parts[1])) >= (major, minor)
+    except (IndexError, ValueError):
+        return False
+
+
+def assert_initial(own_ns: Mapping[str, int | NsId], release: str | None = None) -> list[str]:
+    """Raise NotInitialNamespace unless ``own_ns`` are the initial namespaces.
+
+    Returns the types that could not be proven either way (net and mnt before
+    Linux 6.18, whose initial inodes are not fixed), so the caller can log them.
+    """
+    release = release or procfs.kernel_release()
+    fixed = dict(INITIAL_INODES)
+    if _kernel_at_least(release, 6, 18):
+        fixed.update(INITIAL_INODES_SINCE_6_18)
+    wrong, unproven = [], []
+    for nstype, ident in sorted(own_ns.items()):
+        ino = ident.ino if isinstance(ident, NsId) else int(ident)
+        if nstype not in fixed:
+            unproven.append(nstype)
+        elif ino != fixed[nstype]:
+            wrong.append(f"{nstype} is {ino}, the initial one is {fixed[nstype]}")
+    if wrong:
+        raise NotInitialNamespace("the agent is not in the initial namespaces: " + "; ".join(wrong))
+    return unproven
+
+
+def nspid(pid: int | str, proc: Path = PROC) -> list[int]:
+    """``NSpid`` of /proc/<pid>/status: the pid in each pid namespace, outermost first."""
+    value = procfs.status(pid, proc).get("NSpid", "")
+    return [int(p) for p in value.split()]
+
+
+def forged_proc_files(pid: int | str, names: tuple[str, ...] = ("status",), proc: Path = PROC) -> list[str]:
+    """Reasons why files of /proc/<pid> are not procfs's own (a bind mount over them); [] when genuine.
+
+    A bind mount shows as a different st_dev and as a mount point under /proc/<pid>
+    in the agent's mountinfo; either is enough.
+    """
+    procfs_dev = os.stat(proc).st_dev
+    reasons = []
+    base = proc / str(pid)
+    for path in (base, *(base / n for n in names)):
+        dev = os.stat(path).st_dev
+        if dev != procfs_dev:
+            reasons.append(f"{path} is on device {dev}, not on procfs (device {procfs_dev})")
+    prefix = f"{base}/"
+    for mount in procfs.mountinfo("self", proc):
+        if mount.mount_point == str(base) or mount.mount_point.startswith(prefix):
+            reasons.append(f"{mount.mount_point} has a {mount.fstype} mount over it")
+    return reasons
+
+
+def id_map(pid: int | str, which: str = "uid", proc: Path = PROC) -> list[tuple[int, int, int]]:
+    """``uid_map`` or ``gid_map``: (id inside, id outside, count) per line (user_namespaces(7))."""
+    text = (proc / str(pid) / f"{which}_map").read_text()
+    return [tuple(int(f) for f in line.split()) for line in text.splitlines() if line.strip()]  # type: ignore[misc]
+
+
+def setgroups(pid: int | str, proc: Path = PROC) -> str:
+    """``allow`` or ``deny`` from /proc/<pid>/setgroups."""
+    return (proc / str(pid) / "setgroups").read_text().strip()
+
+
+def timens_offsets(pid: int | str, proc: Path = PROC) -> dict[str, tuple[int, int]]:
+    """/proc/<pid>/timens_offsets: ``{"monotonic": (seconds, nanoseconds), "boottime": (...)}``."""
+    out = {}
+    for line in (proc / str(pid) / "timens_offsets").read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            out[fields[0]] = (int(fields[1]), int(fields[2]))
+    return out
+
+
+def root_link(pid: int | str, proc: Path = PROC) -> str:
+    """Where /proc/<pid>/root points: the process's root directory as the agent sees it."""
+    return os.readlink(proc / str(pid) / "root")
+
+
+def mountinfo(pid: int | str, proc: Path = PROC) -> list[procfs.Mount]:
+    """The mounts of ``pid``'s mount namespace, from /proc/<pid>/mountinfo."""
+    return procfs.mountinfo(pid, proc)
+
+
+def proc_cgroup(pid: int | str, proc: Path = PROC) -> dict[str, str]:
+    """/proc/<pid>/cgroup as the agent sees it: ``{controller: path}``; ``""`` is v2, named v1 ones ``name=x``."""
+    return _parse_cgroup((proc / str(pid) / "cgroup").read_text())
+
+
+def _parse_cgroup(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        _hier, controllers, path = line.split(":", 2)
+        if not controllers:
+            out[""] = path
+        for controller in filter(None, controllers.split(",")):
+            out[controller] = path
+    return out
+
+
+# --- reading from inside another process's namespace -------------------------------------------
+
+_libc = None
+
+
+def _setns(fd: int, flag: int) -> None:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.setns(fd, flag) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def in_namespace(pid: int, nstype: str, reader: Callable[[], object], *, expect: NsId | None = None,
+                 timeout: float = 2.0, proc: Path = PROC) -> object:
+    """Run ``reader`` in a forked child that joined ``pid``'s ``nstype`` namespace; return its JSON result.
+
+    The namespace file is opened here first, so the child enters exactly the namespace
+    checked against ``expect`` (a reused pid cannot swap it). The child only does
+    setns, the read and a pipe write before ``os._exit``: safe after fork in a
+    threaded agent. Raises NamespaceReadError with the child's reason.
+    """
+    fd = os.open(proc / str(pid) / "ns" / nstype, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if expect is not None and (st.st_dev, st.st_ino) != (expect.dev, expect.ino):
+            raise NamespaceReadError(f"pid {pid} is no longer in {nstype} namespace {expect.ino}")
+        rfd, wfd = os.pipe2(os.O_CLOEXEC)
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
+            _child(fd, CLONE_FLAGS[nstype], reader, rfd, wfd)
+        os.close(wfd)
+        try:
+            payload = _read_pipe(rfd, timeout, child)
+        finally:
+            os.close(rfd)
+            _reap(child)
+    finally:
+        os.close(fd)
+    message = json.loads(payload or b'{"error": "the reader exited without an answer"}')
+    if "error" in message:
+        raise NamespaceReadError(f"reading {nstype} namespace of pid {pid}: {message['error']}")
+    return message["value"]
+
+
+def _child(fd: int, flag: int, reader: Callable[[], object], rfd: int, wfd: int) -> None:  # pragma: no cover
+    code = 0
+    try:
+        os.close(rfd)
+        _setns(fd, flag)
+        data = json.dumps({"value": reader()}).encode()
+    except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent as text
+        data = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+        code = 1
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(wfd, view):]
+    finally:
+        os._exit(code)
+
+
+def _read_pipe(rfd: int, timeout: float, child: int) -> bytes:
+    chunks = []
+    while True:
+        ready, _, _ = select.select([rfd], [], [], timeout)
+        if not ready:
+            os.kill(child, signal.SIGKILL)
+            raise NamespaceReadError(f"the reader in pid {child} did not answer within {timeout} s")
+        chunk = os.read(rfd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _reap(child: int) -> None:
+    try:
+        os.waitpid(child, 0)
+    except ChildProcessError:
+        pass  # a subreaper loop elsewhere in the agent reaped it first; the pipe already answered
+
+
+def _read_shm() -> list[dict[str, int]]:
+    return parse_sysvipc_shm(Path("/proc/sysvipc/shm").read_text())
+
+
+def uts_nodename(pid: int, expect: NsId | None = None) -> str:
+    """The hostname (uname(2) nodename) inside ``pid``'s UTS namespace."""
+    return str(in_namespace(pid, "uts", lambda: os.uname().nodename, expect=expect))
+
+
+def sysvipc_shm(pid: int | None = None, expect: NsId | None = None) -> list[dict[str, int]]:
+    """The SysV shared memory segments of ``pid``'s IPC namespace (the agent's own when pid is None).
+
+    /proc/sysvipc/shm lists the segments of the reader's IPC namespace, so another
+    namespace's list is read by a child inside it.
+    """
+    if pid is None:
+        return _read_shm()
+    return list(in_namespace(pid, "ipc", _read_shm, expect=expect))  # type: ignore[arg-type]
+
+
+def parse_sysvipc_shm(text: str) -> list[dict[str, int]]:
+    """Rows of /proc/sysvipc/shm keyed by its header (key, shmid, perms, size, cpid, uid, cuid, ...)."""
+    lines = text.splitlines()
+    if not lines:
+        return []
+    header = lines[0].split()
+    rows = []
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) == len(header):
+            rows.append({name: int(value) for name, value in zip(header, fields, strict=True)})
+    return rows
+
+
+def cgroup_seen_from_ns(pid: int, expect: NsId | None = None) -> dict[str, str]:
+    """/proc/<pid>/cgroup read from inside ``pid``'s cgroup namespace (paths relative to its root)."""
+    path = f"/proc/{pid}/cgroup"
+    return dict(in_namespace(pid, "cgroup", lambda: _parse_cgroup(Path(path).read_text()),  # type: ignore[arg-type]
+                             expect=expect))

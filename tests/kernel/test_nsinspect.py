@@ -1,0 +1,200 @@
+"""Namespace inspection against real processes in real namespaces on this kernel (run as root)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node_agent.kernel import nsinspect
+
+
+@pytest.fixture
+def spawn() -> Iterator:
+    """Start a command in its own process group; every process of the group is killed afterwards."""
+    started: list[subprocess.Popen] = []
+
+    def start(argv: list[str], **kwargs) -> subprocess.Popen:
+        proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout=10)
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
+
+
+def leaf(pid: int) -> int:
+    """The deepest first descendant of ``pid`` (the sleep at the end of an unshare -f chain)."""
+    def child_of(p: int) -> int | None:
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except FileNotFoundError:
+            return None
+        return int(kids[0]) if kids else None
+
+    def settled() -> int | None:
+        p = pid
+        while (c := child_of(p)) is not None:
+            p = c
+        return p if Path(f"/proc/{p}/comm").read_text().strip() == "sleep" else None
+
+    return wait_for(settled)
+
+
+def sleeper(spawn, *unshare_args: str) -> int:
+    proc = spawn(["unshare", *unshare_args, "sleep", "60"])
+    return leaf(proc.pid)
+
+
+def test_the_test_process_is_in_the_initial_namespaces() -> None:
+    own = nsinspect.ns_ids("self")
+    assert own["user"].ino == nsinspect.PROC_USER_INIT_INO == 0xEFFFFFFD
+    assert own["ipc"].ino == nsinspect.PROC_IPC_INIT_INO
+    assert nsinspect.assert_initial(own) == []
+    # Before 6.18 net and mnt have no fixed inode: reported as unproven, not as wrong.
+    assert nsinspect.assert_initial({"mnt": 4026531840, "uts": nsinspect.PROC_UTS_INIT_INO},
+                                    release="6.1.0-18-amd64") == ["mnt"]
+
+
+def test_assert_initial_names_the_namespace_that_is_not(spawn) -> None:
+    pid = sleeper(spawn, "-u")
+    with pytest.raises(nsinspect.NotInitialNamespace, match=r"uts is \d+, the initial one is 4026531838"):
+        nsinspect.assert_initial(nsinspect.ns_ids(pid))
+
+
+def test_same_namespace_means_same_dev_and_inode(spawn) -> None:
+    pid = sleeper(spawn, "-i")
+    own, other = nsinspect.ns_ids("self"), nsinspect.ns_ids(pid)
+    assert other["ipc"] != own["ipc"]
+    assert other["net"] == own["net"]
+    assert other["ipc"].dev == own["ipc"].dev  # all nsfs inodes live on one device
+
+
+def test_nspid_lists_the_pid_at_every_level(spawn) -> None:
+    pid = sleeper(spawn, "-pf", "--mount-proc", "unshare", "-pf", "--mount-proc")
+    ids = nsinspect.nspid(pid)
+    # The first unshare's child is PID 1 of level 2; the pid it forks is 2 there and PID 1 of level 3.
+    assert ids == [pid, 2, 1]
+    assert nsinspect.nspid("self") == [os.getpid()]
+
+
+def test_uid_map_and_setgroups_of_an_unprivileged_user_namespace(spawn) -> None:
+    pid = sleeper(spawn, "--setuid", "65534", "--setgid", "65534", "unshare", "-Ur")
+    assert nsinspect.id_map(pid, "uid") == [(0, 65534, 1)]
+    assert nsinspect.id_map(pid, "gid") == [(0, 65534, 1)]
+    assert nsinspect.setgroups(pid) == "deny"
+    assert nsinspect.setgroups("self") == "allow"
+
+
+def test_timens_offsets_of_a_time_namespace(spawn) -> None:
+    pid = sleeper(spawn, "-T", "--monotonic=432000", "--boottime=7")
+    assert nsinspect.timens_offsets(pid) == {"monotonic": (432000, 0), "boottime": (7, 0)}
+    assert nsinspect.timens_offsets("self") == {"monotonic": (0, 0), "boottime": (0, 0)}
+
+
+def test_root_link_follows_unshare_root(spawn, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    for d in ("bin", "proc"):
+        (root / d).mkdir(parents=True)
+    busybox = Path("/bin/busybox")
+    (root / "bin" / "busybox").write_bytes(busybox.read_bytes())
+    (root / "bin" / "busybox").chmod(0o755)
+    proc = spawn(["unshare", "-mpf", "--mount-proc", f"--root={root}", "/bin/busybox", "sleep", "60"])
+    pid = wait_for(lambda: next(iter(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()), None))
+    assert nsinspect.root_link(int(pid)) == str(root)
+    assert nsinspect.nspid(int(pid))[-1] == 1
+    assert any(m.mount_point == "/proc" for m in nsinspect.mountinfo(int(pid)))
+    assert nsinspect.root_link("self") == "/"
+
+
+def test_hostname_read_inside_a_uts_namespace_and_host_unchanged(spawn) -> None:
+    name = f"lfns-{uuid.uuid4().hex[:8]}"
+    proc = spawn(["unshare", "-u", "sh", "-c", f"hostname {name} && exec sleep 60"])
+    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep")
+    assert nsinspect.uts_nodename(proc.pid) == name
+    assert os.uname().nodename != name
+
+
+def test_shm_segment_visible_only_inside_its_ipc_namespace(spawn) -> None:
+    proc = spawn(["unshare", "-i", "sh", "-c", "ipcmk -M 4096 >/dev/null && exec sleep 60"])
+    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep")
+    inside = nsinspect.sysvipc_shm(proc.pid, expect=nsinspect.ns_id(proc.pid, "ipc"))
+    assert [s["size"] for s in inside] == [4096]
+    host_keys = {(s["key"], s["shmid"], s["cpid"]) for s in nsinspect.sysvipc_shm()}
+    assert (inside[0]["key"], inside[0]["shmid"], inside[0]["cpid"]) not in host_keys
+
+
+def test_cgroup_paths_are_relative_to_the_readers_cgroup_namespace(spawn) -> None:
+    cg = Path("/sys/fs/cgroup/pids") / f"lfns-test-{uuid.uuid4().hex[:8]}"
+    cg.mkdir()
+    try:
+        proc = spawn(["sh", "-c", f"echo $$ > {cg}/cgroup.procs && exec unshare -C sleep 60"])
+        wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep")
+        assert nsinspect.proc_cgroup(proc.pid)["pids"] == f"/{cg.name}"
+        inside = nsinspect.cgroup_seen_from_ns(proc.pid)
+        assert inside["pids"] == "/"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_for(lambda: not (cg / "cgroup.procs").read_text().strip())
+        cg.rmdir()
+
+
+def test_reading_a_namespace_that_changed_under_the_pid_is_refused(spawn) -> None:
+    pid = sleeper(spawn, "-u")
+    stale = nsinspect.NsId(nsinspect.ns_id(pid, "uts").dev, 1)
+    with pytest.raises(nsinspect.NamespaceReadError, match="no longer in uts namespace 1"):
+        nsinspect.uts_nodename(pid, expect=stale)
+
+
+def test_a_failing_reader_reports_its_reason() -> None:
+    def boom() -> object:
+        raise ValueError("nothing here")
+
+    with pytest.raises(nsinspect.NamespaceReadError, match="ValueError: nothing here"):
+        nsinspect.in_namespace(os.getpid(), "uts", boom)
+
+
+def test_a_bind_mount_over_status_is_detected(spawn, tmp_path: Path) -> None:
+    pid = sleeper(spawn, "-u")
+    assert nsinspect.forged_proc_files(pid) == []
+    fake = tmp_path / "status"
+    fake.write_text(Path(f"/proc/{pid}/status").read_text().replace("NSpid:", "NSpid:\t1\t2\t3\t#"))
+    target = f"/proc/{pid}/status"
+    subprocess.run(["mount", "--bind", str(fake), target], check=True)
+    try:
+        reasons = nsinspect.forged_proc_files(pid)
+        assert any("not on procfs" in r for r in reasons)
+        assert any(f"{target} has a" in r for r in reasons)
+    finally:
+        subprocess.run(["umount", target], check=True)
+    assert nsinspect.forged_proc_files(pid) == []
+
+
+def test_parse_sysvipc_shm_keys_rows_by_header() -> None:
+    text = ("       key      shmid perms                  size  cpid  lpid nattch   uid   gid\n"
+            "         0         32   644                  4096  1234     0      0  1000  1000\n")
+    assert nsinspect.parse_sysvipc_shm(text) == [
+        {"key": 0, "shmid": 32, "perms": 644, "size": 4096, "cpid": 1234, "lpid": 0, "nattch": 0,
+         "uid": 1000, "gid": 1000}]
