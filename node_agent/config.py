@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping
@@ -20,6 +21,12 @@ from urllib.parse import urlsplit
 from node_agent.errors import ConfigurationError
 
 DEFAULT_STATE_DIR = Path("/var/lib/labfleet-agent")
+DEFAULT_LABS_DIR = Path("/usr/share/labfleet/labs")
+DEFAULT_ATTENDEE_SOCKET = Path("/run/labfleet-agent/attendee.sock")
+_USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# The prefix starts every netns, link and tag the agent creates: short, because link names max out at 15.
+_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,5}$")
+_CGROUP_PARENT = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 ENROLL_TOKEN_ENV = "LABFLEET_AGENT_ENROLL_TOKEN"
 LOG_FORMATS = ("json", "text")
 MAX_NAME_LENGTH = 64  # EnrollRequest.name
@@ -43,6 +50,11 @@ class AgentConfig:
     command_workers: int = 4
     output_limit_bytes: int = 64 * 1024
     log_format: str = "json"
+    labs_dir: Path = DEFAULT_LABS_DIR
+    attendee_user: str = "class"
+    lab_prefix: str = "lf"
+    lab_cgroup_parent: str = "labfleet"
+    attendee_socket: Path = DEFAULT_ATTENDEE_SOCKET
 
     def __post_init__(self) -> None:
         self.controller_url = _controller_url(self.controller_url)
@@ -56,6 +68,12 @@ class AgentConfig:
         if self.log_format not in LOG_FORMATS:
             raise ConfigurationError(f"log_format: expected one of {', '.join(LOG_FORMATS)}, got {self.log_format!r}")
         self.state_dir = _state_dir(self.state_dir)
+        self.labs_dir = Path(self.labs_dir).expanduser().absolute()
+        self.attendee_socket = Path(self.attendee_socket).expanduser().absolute()
+        self.attendee_user = _matching("attendee_user", self.attendee_user, _USER_NAME, "a user name")
+        self.lab_prefix = _matching("lab_prefix", self.lab_prefix, _PREFIX, "2 to 6 lower-case letters/digits")
+        self.lab_cgroup_parent = _matching("lab_cgroup_parent", self.lab_cgroup_parent, _CGROUP_PARENT,
+                                           "a relative cgroup path such as labfleet or fleet/host1")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> AgentConfig:
@@ -149,6 +167,12 @@ def _integer(key: str, value: Any, low: int, high: int) -> int:
         raise ConfigurationError(f"{key}: expected an integer, got {value!r}")
     if not low <= value <= high:
         raise ConfigurationError(f"{key}: expected an integer between {low} and {high}, got {value!r}")
+    return value
+
+
+def _matching(key: str, value: Any, pattern: re.Pattern, expected: str) -> str:
+    if not isinstance(value, str) or not pattern.match(value) or ".." in value.split("/"):
+        raise ConfigurationError(f"{key}: expected {expected}, got {value!r}")
     return value
 
 
