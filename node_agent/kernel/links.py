@@ -138,12 +138,17 @@ def delete_link(ifname: str, name: str | None = None) -> bool:
     raise LinkError(f"{' '.join(argv)}: {proc.stderr.strip()}")
 
 
-def run_batch(commands: list[str]) -> None:
-    """``ip -batch -``: many iproute2 commands for one exec; stops at the first that fails."""
-    proc = subprocess.run(["ip", "-batch", "-"], input="\n".join(commands) + "\n", capture_output=True,
-                          text=True, timeout=IP_TIMEOUT)
+def run_batch(commands: list[str], name: str | None = None) -> None:
+    """``ip [-n NAME] -batch -``: many iproute2 commands for one exec; stops at the first that fails.
+
+    ``-n`` is a global option, not allowed on a batch line: one batch per namespace.
+    """
+    argv = ["ip", *(["-n", name] if name else []), "-batch", "-"]
+    proc = subprocess.run(argv, input="\n".join(commands) + "\n", capture_output=True, text=True,
+                          timeout=IP_TIMEOUT)
     if proc.returncode != 0:
-        raise LinkError(f"ip -batch failed: {proc.stderr.strip()}")
+        where = f"in network namespace {name}" if name else "in the agent's network namespace"
+        raise LinkError(f"ip -batch {where} failed: {proc.stderr.strip()}")
 
 
 # --- procfs ------------------------------------------------------------------------------------------

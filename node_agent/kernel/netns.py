@@ -139,7 +139,7 @@ def pids_in_netns(inode: int, proc: Path = PROC, *, threads: bool = True) -> lis
 
 
 def fd_holders(inode: int, proc: Path = PROC) -> list[FdHolder]:
-    """Open file descriptors on the namespace's nsfs file, in every process."""
+    """Open file descriptors on the namespace (an nsfs file or a bind mount of one), in every process."""
     return scan_holders({inode}, proc, pids=False, mounts=False)[inode].fds
 
 
@@ -171,7 +171,7 @@ def scan_holders(inodes: set[int], proc: Path = PROC, *, pids: bool = True, thre
             if inode in found:
                 found[inode].pids.append(pid)
         if fds:
-            for fd, inode in _fds_pointing_at(base / "fd", fd_targets):
+            for fd, inode in _fds_pointing_at(base / "fd", dev, found):
                 found[inode].fds.append(FdHolder(pid, fd))
         if mounts:
             mnt = ns_inode(pid, "mnt", proc)
@@ -207,7 +207,9 @@ def _net_inode(base: Path, dev: int, threads: bool) -> int | None:
         return None
 
 
-def _fds_pointing_at(fd_dir: Path, targets: dict[str, int]) -> list[tuple[int, int]]:
+def _fds_pointing_at(fd_dir: Path, dev: int, inodes: dict[int, Holders]) -> list[tuple[int, int]]:
+    # stat(2) through the magic link, not readlink: an fd opened on a bind mount such as
+    # /run/netns/x reads back as that path, only one opened on /proc/<pid>/ns/net as net:[inode].
     try:
         dir_fd = os.open(fd_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
@@ -216,11 +218,11 @@ def _fds_pointing_at(fd_dir: Path, targets: dict[str, int]) -> list[tuple[int, i
     try:
         for name in os.listdir(dir_fd):
             try:
-                inode = targets.get(os.readlink(name, dir_fd=dir_fd))
+                st = os.stat(name, dir_fd=dir_fd)
             except OSError:
                 continue
-            if inode is not None:
-                out.append((int(name), inode))
+            if st.st_ino in inodes and st.st_dev == dev:
+                out.append((int(name), st.st_ino))
     finally:
         os.close(dir_fd)
     return out
