@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from node_agent.kernel import procfs
+from node_agent.kernel import procfs, reaper
 from node_agent.kernel.namespaces import NAMESPACE_TYPES
 
 PROC = procfs.PROC
@@ -118,11 +118,13 @@ def nspid(pid: int | str, proc: Path = PROC) -> list[int]:
     return [int(p) for p in value.split()]
 
 
-def forged_proc_files(pid: int | str, names: tuple[str, ...] = ("status",), proc: Path = PROC) -> list[str]:
+def forged_proc_files(pid: int | str, names: tuple[str, ...] = ("status",), proc: Path = PROC,
+                      mounts: list[procfs.Mount] | None = None) -> list[str]:
     """Reasons why files of /proc/<pid> are not procfs's own (a bind mount over them); [] when genuine.
 
     A bind mount shows as a different st_dev and as a mount point under /proc/<pid>
-    in the agent's mountinfo; either is enough.
+    in the agent's mountinfo; either is enough. ``mounts`` (the agent's mountinfo)
+    can be passed in when checking many processes.
     """
     procfs_dev = os.stat(proc).st_dev
     reasons = []
@@ -132,7 +134,7 @@ def forged_proc_files(pid: int | str, names: tuple[str, ...] = ("status",), proc
         if dev != procfs_dev:
             reasons.append(f"{path} is on device {dev}, not on procfs (device {procfs_dev})")
     prefix = f"{base}/"
-    for mount in procfs.mountinfo("self", proc):
+    for mount in procfs.mountinfo("self", proc) if mounts is None else mounts:
         if mount.mount_point == str(base) or mount.mount_point.startswith(prefix):
             reasons.append(f"{mount.mount_point} has a {mount.fstype} mount over it")
     return reasons
@@ -214,9 +216,11 @@ def in_namespace(pid: int, nstype: str, reader: Callable[[], object], *, expect:
         if expect is not None and (st.st_dev, st.st_ino) != (expect.dev, expect.ino):
             raise NamespaceReadError(f"pid {pid} is no longer in {nstype} namespace {expect.ino}")
         rfd, wfd = os.pipe2(os.O_CLOEXEC)
-        child = os.fork()
-        if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
-            _child(fd, CLONE_FLAGS[nstype], reader, rfd, wfd)
+        with reaper.spawning():  # the agent's subreaper loop leaves this child to us
+            child = os.fork()
+            if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
+                _child(fd, CLONE_FLAGS[nstype], reader, rfd, wfd)
+            reaper.own(child)
         os.close(wfd)
         try:
             payload = _read_pipe(rfd, timeout, child)
@@ -265,7 +269,9 @@ def _reap(child: int) -> None:
     try:
         os.waitpid(child, 0)
     except ChildProcessError:
-        pass  # a subreaper loop elsewhere in the agent reaped it first; the pipe already answered
+        pass  # already reaped; the pipe has answered anyway
+    finally:
+        reaper.disown(child)
 
 
 def _read_shm() -> list[dict[str, int]]:

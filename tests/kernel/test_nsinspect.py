@@ -122,6 +122,7 @@ def test_root_link_follows_unshare_root(spawn, tmp_path: Path) -> None:
     (root / "bin" / "busybox").chmod(0o755)
     proc = spawn(["unshare", "-mpf", "--mount-proc", f"--root={root}", "/bin/busybox", "sleep", "60"])
     pid = wait_for(lambda: next(iter(Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()), None))
+    wait_for(lambda: Path(f"/proc/{pid}/comm").read_text().strip() == "busybox")  # exec'd, so chrooted
     assert nsinspect.root_link(int(pid)) == str(root)
     assert nsinspect.nspid(int(pid))[-1] == 1
     assert any(m.mount_point == "/proc" for m in nsinspect.mountinfo(int(pid)))
