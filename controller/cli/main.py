@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient, Credentials
+from controller.cli.fleet import fleet as fleet_group
 from controller.settings import ConfigurationError, Settings
 
 
@@ -265,6 +266,9 @@ def demo(ctx: Context, agents: int, port: int | None, duration: float | None) ->
     from controller.cli.demo import run_demo
 
     run_demo(ctx.settings(port=port), agents=agents, duration=duration)
+
+
+cli.add_command(fleet_group)  # labfleet fleet up|down|list
 
 
 def main() -> None:  # pragma: no cover - console entry point
