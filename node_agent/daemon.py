@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from node_agent import __version__
+from node_agent.attendee_socket import AttendeeServer
 from node_agent.backoff import Backoff
 from node_agent.client import ControllerClient
 from node_agent.commands import CommandContext, run_command
@@ -48,6 +49,7 @@ from node_agent.identity import (
 )
 from node_agent.journal import InvalidCommandId, Journal, check_command_id
 from node_agent.kernel import procfs
+from node_agent.labs.service import LabService
 from node_agent.logs import get_logger
 from node_agent.protocol import CommandMessage, CommandResult, EnrollRequest, Heartbeat, StateReport
 from node_agent.state import collect_state, state_digest
@@ -100,6 +102,7 @@ class Agent:
         if self.credentials is None and not self.config.enroll_token:
             raise ConfigurationError(f"enroll_token: required to enroll (no credentials in {self.config.state_dir})")
         self.journal = Journal(self.config.state_dir)
+        self._start_labs()
         log.info("agent.starting", version=__version__, pid=os.getpid(), name=self.config.name,
                  controller_url=self.config.controller_url, state_dir=str(self.config.state_dir))
         with self._signals_wake_main():
@@ -112,6 +115,33 @@ class Agent:
         if reason == "restart":
             self._reexec()
         return self._exit_code
+
+    def _start_labs(self) -> None:
+        """Subreaper, a namespace self-check, the lab engine, and the attendee socket."""
+        from node_agent.kernel import nsinspect, reaper
+        from node_agent.labs.setup import engine_from_config
+
+        if not reaper.become_subreaper():
+            log.warning("labs.no_subreaper", effect="killed lab processes are reaped by PID 1, cleanup is slower")
+        try:
+            unproven = nsinspect.assert_initial(nsinspect.ns_ids("self"))
+            self.namespaces_initial: bool | None = True
+            if unproven:
+                log.info("labs.namespaces_unproven", types=unproven)
+        except nsinspect.NotInitialNamespace as exc:
+            # A local-fleet host runs its agent in the host's own namespaces on purpose; on a VM this
+            # means checks compare against the wrong baseline, so the instructor must see it.
+            self.namespaces_initial = False
+            log.warning("labs.not_initial_namespaces", error=str(exc))
+        self._ctx.labs = self._labs = LabService(engine_from_config(self.config))
+        self._labs.namespaces_initial = self.namespaces_initial
+        for error in self._labs.engine.catalog.errors:
+            log.warning("labs.broken_lab", error=str(error))
+        self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs)
+        try:
+            self._attendee_server.start()
+        except OSError as exc:
+            log.warning("attendee_socket.unavailable", path=str(self.config.attendee_socket), error=str(exc))
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask ``run()`` to shut down cleanly. Safe from any thread."""
@@ -319,7 +349,7 @@ class Agent:
             delay = self._heartbeat_interval * random.uniform(0.8, 1.2)
 
     def _beat(self, seq: int) -> None:
-        state = collect_state()
+        state = collect_state(getattr(self, "_labs", None))
         digest = state_digest(state)
         try:
             answer = self._client.heartbeat(self._node_id(), Heartbeat(seq=seq, digest=digest,
@@ -368,6 +398,8 @@ class Agent:
         self._poll_client.close()  # wakes the long-poll now rather than after `wait` seconds
         self._finish_commands()
         self._finish_delivery()
+        if getattr(self, "_attendee_server", None) is not None:
+            self._attendee_server.stop()
         for thread in self._threads:
             if not thread.name.startswith("worker-"):
                 thread.join(timeout=2.0)

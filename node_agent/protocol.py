@@ -195,11 +195,40 @@ class PingArgs:
     delay_ms: int = field(default=0, metadata={"ge": 0, "le": 60_000})
 
 
+LAB_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,39}$"
+
+
+@dataclass
+class LabArgs:
+    """A lab and optionally one of its steps (all steps when ``step`` is None)."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+
+
+@dataclass
+class LabResetArgs:
+    """Reset a lab to its start, or to the start of ``to_step`` (earlier steps are re-solved)."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    to_step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+
+
 COMMAND_KINDS: dict[str, type] = {
     "ping": PingArgs,
     "collect-state": NoArgs,
     "agent-restart": NoArgs,
+    "lab.list": NoArgs,
+    "lab.check": LabArgs,
+    "lab.solve": LabArgs,
+    "lab.reset": LabResetArgs,
+    "inspect": NoArgs,
 }
+LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")
 
 
 # ---------------------------------------------------------------------------

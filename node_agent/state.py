@@ -19,8 +19,8 @@ from node_agent.kernel import cgroups, namespaces, procfs, seccomp
 VOLATILE_KEYS = frozenset({"uptime_seconds", "loadavg", "mem_available_kb"})
 
 
-def collect_state() -> dict[str, Any]:
-    """What the controller shows about this machine; later labs add their own keys.
+def collect_state(labs: Any = None) -> dict[str, Any]:
+    """What the controller shows about this machine, and with ``labs`` (a LabService) the live lab view.
 
     A part the kernel does not let us read (no /sys/fs/cgroup in a minimal
     container, say) becomes ``{"error": ...}`` rather than no state at all.
@@ -37,6 +37,7 @@ def collect_state() -> dict[str, Any]:
         "cgroup": _read(cgroups.describe),
         "namespaces": _read(namespaces.ns_types),
         "seccomp": _read(_seccomp),
+        **({"labs": _read(labs.inspect)} if labs is not None else {}),
     }
 
 

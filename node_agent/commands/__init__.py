@@ -41,6 +41,7 @@ class CommandContext:
     output_limit_bytes: int = 64 * 1024
     shutdown: threading.Event = field(default_factory=threading.Event)
     restart_requested: threading.Event = field(default_factory=threading.Event)
+    labs: Any = None  # node_agent.labs.service.LabService, when the agent has a lab catalog
 
 
 Handler = Callable[[CommandContext, Any], dict[str, Any]]
@@ -167,4 +168,4 @@ def cap_output(output: Any, limit: int) -> dict[str, Any]:
 
 
 # Register the built-in kinds; imported last because builtin.py imports this module.
-from node_agent.commands import builtin  # noqa: E402, F401
+from node_agent.commands import builtin, labs  # noqa: E402, F401

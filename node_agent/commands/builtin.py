@@ -22,7 +22,7 @@ def ping(ctx: CommandContext, args: PingArgs) -> dict[str, Any]:
 @command("collect-state", NoArgs)
 def collect_state_command(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
     """The full state snapshot, the same the heartbeat's ``send_state`` uploads."""
-    return collect_state()
+    return collect_state(ctx.labs)
 
 
 @command("agent-restart", NoArgs)

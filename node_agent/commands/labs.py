@@ -1,0 +1,47 @@
+"""The lab command kinds: ``lab.list``, ``lab.check``, ``lab.solve``, ``lab.reset`` and ``inspect``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from node_agent.commands import CommandContext, command
+from node_agent.errors import CommandError
+from node_agent.protocol import LabArgs, LabResetArgs, NoArgs
+
+
+def _labs(ctx: CommandContext):
+    if ctx.labs is None:
+        raise CommandError("this agent has no lab catalog (labs_dir is not set up)")
+    return ctx.labs
+
+
+def _lab_call(fn, *args) -> dict[str, Any]:
+    try:
+        return fn(*args)
+    except (LookupError, KeyError) as exc:  # unknown lab or step, no attendee account: the caller's mistake
+        raise CommandError(str(exc).strip("'\"")) from exc
+
+
+@command("lab.list", NoArgs)
+def lab_list(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
+    return _labs(ctx).list()
+
+
+@command("lab.check", LabArgs)
+def lab_check(ctx: CommandContext, args: LabArgs) -> dict[str, Any]:
+    return _lab_call(_labs(ctx).check, args.lab, args.step)
+
+
+@command("lab.solve", LabArgs)
+def lab_solve(ctx: CommandContext, args: LabArgs) -> dict[str, Any]:
+    return _lab_call(_labs(ctx).solve, args.lab, args.step)
+
+
+@command("lab.reset", LabResetArgs)
+def lab_reset(ctx: CommandContext, args: LabResetArgs) -> dict[str, Any]:
+    return _lab_call(_labs(ctx).reset, args.lab, args.to_step)
+
+
+@command("inspect", NoArgs)
+def inspect_command(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
+    return _labs(ctx).inspect()

@@ -1,0 +1,93 @@
+"""The one door to the lab engine for the agent's commands, its CLI and the attendee socket.
+
+Lab actions on one VM are serialised: a reset racing a solve of the same lab
+(the instructor and the attendee pressing buttons at once) would leave a mess.
+Reads (list, hint, instructions, status) do not take the lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from node_agent.labs import inspect
+from node_agent.labs.engine import Engine
+
+
+class LabService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self.namespaces_initial: bool | None = None  # set by the daemon's self-check at start
+
+    def list(self) -> dict[str, Any]:
+        return self.engine.list()
+
+    def check(self, lab: str, step: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return self.engine.check(lab, step)
+
+    def solve(self, lab: str, step: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return self.engine.solve(lab, step)
+
+    def reset(self, lab: str, to_step: str | None = None) -> dict[str, Any]:
+        with self._lock:
+            return self.engine.reset(lab, to_step)
+
+    def hint(self, lab: str, step: str, level: int) -> dict[str, Any]:
+        return self.engine.hint(lab, step, level)
+
+    def instructions(self, lab: str, step: str | None = None) -> dict[str, Any]:
+        return self.engine.instructions(lab, step)
+
+    # -- the attendee's "current lab" (what `lab check` means without a lab) -------------
+    def use(self, lab: str) -> dict[str, Any]:
+        self.engine.catalog.get(lab)
+        self._current_file().parent.mkdir(parents=True, exist_ok=True)
+        self._current_file().write_text(lab)
+        return {"lab": lab, "current": self.list_one(lab)}
+
+    def current_lab(self) -> str | None:
+        try:
+            lab = self._current_file().read_text().strip()
+        except OSError:
+            lab = ""
+        if lab in self.engine.catalog.labs:
+            return lab
+        progress = self.progress()
+        touched = sorted(((max((s.get("at", "") for s in steps.values()), default=""), lab_id)
+                          for lab_id, steps in progress.items() if lab_id in self.engine.catalog.labs), reverse=True)
+        return touched[0][1] if touched else None
+
+    def current_step(self, lab: str) -> str:
+        """The first step that has not passed: where the attendee is."""
+        done = self.progress().get(lab, {})
+        steps = self.engine.catalog.get(lab).steps
+        for step in steps:
+            if done.get(step.id, {}).get("status") != "passed":
+                return step.id
+        return steps[-1].id
+
+    def list_one(self, lab: str) -> dict[str, Any]:
+        for entry in self.list()["labs"]:
+            if entry["id"] == lab:
+                return entry
+        raise LookupError(f"no lab {lab!r}")
+
+    def _current_file(self):
+        return self.engine.progress.path.parent / "current-lab" if self.engine.progress else None
+
+    def progress(self) -> dict[str, Any]:
+        return self.engine.progress.load() if self.engine.progress else {}
+
+    def inspect(self) -> dict[str, Any]:
+        """The live view of the attendee's lab state, over every lab's names at once."""
+        lab = next(iter(self.engine.catalog.labs.values()), None)
+        if lab is None:
+            return {"processes": [], "cgroups": [], "progress": self.progress()}
+        try:
+            ctx = self.engine.context(lab)
+        except LookupError as exc:  # no attendee account (yet): say so instead of failing the report
+            return {"error": str(exc), "progress": self.progress()}
+        return {**inspect.snapshot(ctx), "progress": self.progress(), "namespaces_initial": self.namespaces_initial}
