@@ -27,6 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-backoff", type=float, metavar="S", help="longest wait between retries")
     run.add_argument("--log-format", choices=LOG_FORMATS, help="json (default) or text")
     sub.add_parser("version", help="print the agent version")
+    lab = sub.add_parser("lab", help="run the labs on this VM without a controller (for lab authors)")
+    lab.add_argument("--config", metavar="FILE", help="the agent's TOML config (labs_dir, attendee_user, ...)")
+    lab.add_argument("--labs-dir", metavar="DIR", help="folder of lab folders")
+    lab.add_argument("--attendee", dest="attendee_user", metavar="USER", help="the attendee account")
+    lab.add_argument("--state-dir", metavar="DIR", help="where progress and holders are kept")
+    lab.add_argument("--json", action="store_true", help="machine-readable output")
+    lab_sub = lab.add_subparsers(dest="lab_action", required=True)
+    lab_sub.add_parser("list", help="the labs and whether this VM can run them")
+    for name in ("check", "solve", "show"):
+        p = lab_sub.add_parser(name, help=f"{name} a lab, or one step")
+        p.add_argument("lab_id", metavar="LAB")
+        p.add_argument("step", nargs="?")
+    reset = lab_sub.add_parser("reset", help="reset a lab to its start, or to a step")
+    reset.add_argument("lab_id", metavar="LAB")
+    reset.add_argument("--to-step", metavar="STEP")
     return parser
 
 
@@ -36,7 +51,46 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "version":
         print(f"labfleet-agent {__version__}")
         return 0
+    if args.action == "lab":
+        return _lab(args)
     return _run(args)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    import json
+
+    from node_agent.kernel import reaper
+    from node_agent.labs import render
+    from node_agent.labs.setup import engine_from_config
+
+    try:
+        config = AgentConfig.load(args.config, controller_url="http://offline.invalid", labs_dir=args.labs_dir,
+                                  attendee_user=args.attendee_user, state_dir=args.state_dir)
+    except ConfigurationError as exc:
+        print(f"labfleet-agent: configuration error: {exc}", file=sys.stderr)
+        return 2
+    reaper.become_subreaper()
+    engine = engine_from_config(config)
+    try:
+        if args.lab_action == "list":
+            result, text = engine.list(), render.lab_list
+        elif args.lab_action == "check":
+            result, text = engine.check(args.lab_id, args.step), lambda r: render.check(r, evidence=True)
+        elif args.lab_action == "solve":
+            result, text = engine.solve(args.lab_id, args.step), lambda r: render.check(r, evidence=True)
+        elif args.lab_action == "show":
+            result, text = engine.instructions(args.lab_id, args.step), render.instructions
+        else:
+            result, text = engine.reset(args.lab_id, args.to_step), render.reset
+    except (LookupError, KeyError) as exc:
+        print(f"labfleet-agent: {str(exc).strip(chr(39))}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str) if args.json else text(result))
+    if args.lab_action in ("check", "solve"):
+        return 0 if result["passed"] else 1
+    if args.lab_action == "reset":
+        return 0 if result["clean"] else 1
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
