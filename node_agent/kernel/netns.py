@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node_agent.kernel import reaper
 from node_agent.kernel.procfs import PROC
 
 NETNS_RUN_DIR = Path("/run/netns")
@@ -301,9 +302,11 @@ def run_in_namespaces(entries: list[tuple[Path, int]], fn: Callable[..., Any], *
             except OSError as exc:
                 raise NetnsError(f"cannot open namespace file {path}: {exc.strerror}") from exc
         read_end, write_end = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            _child(read_end, write_end, fds, entries, fn, args)
+        with reaper.spawning():  # the agent's subreaper must leave this child's exit to us
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                _child(read_end, write_end, fds, entries, fn, args)
+            reaper.own(pid)
     finally:
         for fd in fds:
             os.close(fd)
@@ -373,8 +376,10 @@ def _kill(pid: int) -> None:
 def _reap(pid: int) -> None:
     try:
         os.waitpid(pid, 0)
-    except ChildProcessError:  # another reaper (the agent's subreaper loop) got it first
+    except ChildProcessError:  # reaped elsewhere all the same
         pass
+    finally:
+        reaper.disown(pid)
 
 
 def run_in_netns(ns_file: Path, fn: Callable[..., Any], *args: Any, timeout: float = 5.0) -> Any:
