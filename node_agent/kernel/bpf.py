@@ -205,12 +205,13 @@ def _load_store(code: int, k: int, a: int, x: int, mem: list[int], index: int) -
 
 
 def run_filters(filters: list[list[Insn]], data: SeccompData) -> Verdict:
-    """The verdict of a task's whole filter stack, ``filters[0]`` the newest (PTRACE_SECCOMP_GET_FILTER order).
+    """The verdict of a task's whole filter stack, given oldest first (PTRACE_SECCOMP_GET_FILTER's order).
 
-    With no filter the syscall is allowed, as for a task in seccomp mode 0.
+    The kernel runs the newest filter first and keeps the first action of the highest precedence, so on a
+    tie the newest filter's data wins. With no filter the syscall is allowed, as in seccomp mode 0.
     """
     best = 0x7FFF0000  # SECCOMP_RET_ALLOW
-    for prog in filters:
+    for prog in reversed(filters):
         ret = run(prog, data)
         if _precedence(ret) < _precedence(best):
             best = ret

@@ -2,8 +2,10 @@
 
 ptrace(2): the call needs CAP_SYS_ADMIN, a caller that is not itself under seccomp, and a tracee in a
 ptrace-stop. The agent seizes the task (PTRACE_SEIZE does not send SIGSTOP, so the task never sees a
-stop it could notice), interrupts it (PTRACE_INTERRUPT), waits for the stop, reads filter 0 (the newest),
-1, ... until ENOENT, and detaches, handing back any signal that arrived meanwhile. A task that is not in
+stop it could notice), interrupts it (PTRACE_INTERRUPT), waits for the stop, reads filter 0, 1, ... until
+ENOENT, and detaches, handing back any signal that arrived meanwhile. Index 0 is the OLDEST filter:
+``get_nth_filter()`` in kernel/seccomp.c counts back from the newest by (count - index); ptrace(2)'s
+"most recently installed" wording is wrong, and a test on a real two-filter stack pins it. A task that is not in
 filter mode answers EINVAL, which makes the dump also a kernel-side proof of ``Seccomp: 2``.
 """
 
@@ -36,7 +38,7 @@ class FilterDumpError(OSError):
 
 @dataclass(frozen=True)
 class FilterDump:
-    """The filter stack of one task, newest first, as the kernel holds it."""
+    """The filter stack of one task, oldest first (the order it was installed), as the kernel holds it."""
 
     pid: int
     filters: list[list[bpf.Insn]]
@@ -120,7 +122,7 @@ def _read_filter(pid: int, index: int) -> list[bpf.Insn] | None:
 
 
 def dump(pid: int) -> FilterDump:
-    """Read every seccomp filter of ``pid`` (newest first) while it is briefly ptrace-stopped."""
+    """Read every seccomp filter of ``pid`` (oldest first) while it is briefly ptrace-stopped."""
     sig = _stop(pid)
     try:
         filters = []

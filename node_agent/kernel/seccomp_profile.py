@@ -212,7 +212,9 @@ def parse(doc: Any, where: str = "<profile>") -> Profile:
 
 
 def _list(obj: dict, key: str, where: str, at: str) -> list:
-    value = obj.get(key) or []
+    value = obj.get(key)
+    if value is None:
+        return []
     if not isinstance(value, list):
         raise ProfileError(f"{where}: {at}{key}: expected a list, got {type(value).__name__}")
     return value
