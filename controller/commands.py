@@ -16,12 +16,12 @@ from typing import Any
 from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from controller import audit, states
+from controller import audit, lab_progress, states
 from controller.auth import NodeIdentity
 from controller.errors import NotFound, ValidationFailed
 from controller.models import Command, CommandResult, Node, new_id, utcnow
 from controller.validation import parse
-from node_agent.protocol import COMMAND_KINDS, CommandMessage
+from node_agent.protocol import COMMAND_KINDS, LAB_COMMAND_KINDS, CommandMessage
 from node_agent.protocol import CommandResult as ResultMessage
 
 
@@ -138,6 +138,8 @@ def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -
         duration_ms=message.duration_ms, received_at=now,
     ))
     session.execute(update(Command).where(Command.id == row.id).values(state=new_state, finished_at=now))
+    if message.ok and row.kind in LAB_COMMAND_KINDS:
+        lab_progress.from_result(session, node.id, row.kind, message.output)
     audit.record(session, actor=f"node:{node.name}", action="command.result", target=row.id,
                  kind=row.kind, batch=row.batch_id, ok=message.ok, error=message.error)
     return stored

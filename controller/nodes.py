@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from controller import audit, states
+from controller import audit, lab_progress, states
 from controller.errors import NotFound, ValidationFailed
 from controller.models import Node
 
@@ -42,6 +42,7 @@ def resolve(session: Session, *, names: list[str], all_nodes: bool) -> list[Node
 
 def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any]) -> None:
     session.execute(update(Node).where(Node.id == node_id).values(state_digest=digest, state_snapshot=snapshot))
+    lab_progress.from_snapshot(session, node_id, snapshot)
 
 
 def revoke(session: Session, node: Node, *, actor: str) -> Node:

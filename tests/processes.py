@@ -171,13 +171,16 @@ class Agent:
     state_dir: Path
     proc: Proc | None = None
 
-    def start(self, controller_url: str, enroll_token: str, *, max_backoff: float = 2.0) -> Agent:
+    def start(self, controller_url: str, enroll_token: str, *, max_backoff: float = 2.0,
+              config_file: Path | None = None) -> Agent:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABFLEET_")}
         env["LABFLEET_AGENT_ENROLL_TOKEN"] = enroll_token
         argv = [sys.executable, "-m", "node_agent", "run", "--controller", controller_url, "--state-dir",
                 str(self.state_dir), "--name", self.name, "--max-backoff", str(max_backoff),
                 "--log-format", "text"]
+        if config_file is not None:
+            argv += ["--config", str(config_file)]
         self.proc = Proc(self.name, argv, env, self.state_dir.parent / f"{self.name}.log").start()
         return self
 

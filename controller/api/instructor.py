@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from controller import audit, commands, enrollment, events, nodes, states
+from controller import lab_progress as lab_progress_module
 from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
 from controller.app_state import app_state
 from controller.auth import node_changed, require_instructor
@@ -120,3 +121,13 @@ def list_audit():
         raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
     entries = audit.recent(get_session(), limit=limit, action=request.args.get("action"))
     return jsonify({"entries": [audit.to_dict(e) for e in entries]})
+
+
+@bp.get("/progress")
+def lab_progress_table():
+    """Lab progress per node and step; ``?lab=`` and ``?node=`` narrow it."""
+    lab, node = request.args.get("lab"), request.args.get("node")
+    for field, value in (("lab", lab), ("node", node)):
+        if value is not None and not 0 < len(value) <= 64:
+            raise ValidationFailed(f"{field}: expected 1 to 64 characters", field=field)
+    return jsonify({"progress": lab_progress_module.table(get_session(), lab=lab, node=node)})

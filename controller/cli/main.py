@@ -9,9 +9,12 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from controller.cli import attendees as attendees_cli
+from controller.cli import provision as provision_cli
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient, Credentials
 from controller.cli.fleet import fleet as fleet_group
+from controller.cli.labs import register as register_lab_commands
 from controller.settings import ConfigurationError, Settings
 
 
@@ -269,6 +272,12 @@ def demo(ctx: Context, agents: int, port: int | None, duration: float | None) ->
 
 
 cli.add_command(fleet_group)  # labfleet fleet up|down|list
+cli.add_command(provision_cli.provision)  # labfleet provision [cancel|show|list]
+cli.add_command(provision_cli.teardown)
+cli.add_command(attendees_cli.attendees)  # labfleet attendees import|list
+cli.add_command(attendees_cli.assign)
+cli.add_command(attendees_cli.credentials)
+register_lab_commands(cli, pass_ctx)  # labfleet check|solve|reset|progress
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -12,7 +12,8 @@ from rich.table import Table
 
 STATE_STYLE = {"online": "green", "offline": "red", "revoked": "magenta", "retired": "dim",
                "succeeded": "green", "failed": "red", "expired": "yellow", "pending": "cyan",
-               "delivered": "cyan", "active": "green", "consumed": "dim"}
+               "delivered": "cyan", "active": "green", "consumed": "dim", "passed": "green", "clean": "green",
+               "leftovers": "red", "forged": "bold red", "unavailable": "yellow"}
 
 
 def print_json(data: Any) -> None:

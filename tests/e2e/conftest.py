@@ -6,6 +6,7 @@ import pytest
 import redis
 
 from tests.conftest import TEST_REDIS_URL
+from tests.labs import conftest as labs_conftest
 from tests.processes import Agent, Controller
 
 
@@ -34,3 +35,7 @@ def agents(tmp_path):
     for agent in started:
         if agent.proc is not None:
             agent.proc.stop()
+
+
+# A real attendee account (created once per session, removed at the end), shared with the lab tests.
+attendee = labs_conftest.attendee
