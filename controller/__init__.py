@@ -59,6 +59,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(agent.bp)
     app.register_blueprint(instructor.bp)
 
+    from controller.api import provision as provision_api
+
+    app.register_blueprint(provision_api.bp)
+
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)

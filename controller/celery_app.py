@@ -60,6 +60,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.config_from_object(celery_config(settings))
     celery_app.set_default()
     app.extensions["celery"] = celery_app
+    import controller.tasks.provision  # noqa: F401
     import controller.tasks.sweep  # noqa: F401  (registers the shared tasks)
 
     return celery_app

@@ -36,9 +36,15 @@ def create(config: FleetConfig, name: str) -> list[Path]:
     leaves = []
     for root in hierarchies():
         leaf = root / config.cgroup_parent(name) / LEAF
-        for directory in (root / CGROUP_GROUP, leaf.parent, leaf):
-            directory.mkdir(exist_ok=True)
-            _inherit_cpuset(directory)
+        for attempt in range(5):  # another fleet's down may rmdir the shared, empty parent meanwhile
+            try:
+                for directory in (root / CGROUP_GROUP, leaf.parent, leaf):
+                    directory.mkdir(exist_ok=True)
+                    _inherit_cpuset(directory)
+                break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
         leaves.append(leaf)
     return leaves
 

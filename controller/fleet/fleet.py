@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -73,11 +74,16 @@ class Fleet:
 
         def one(record: HostRecord) -> HostStatus:
             running = processes.is_same(record.pid, record.starttime)
-            answers = running and probe.sshd_answers(record.host.address, record.host.ssh_port)
+            answers = running and self._bridge_present() and probe.sshd_answers(record.host.address,
+                                                                                 record.host.ssh_port)
             return HostStatus(record.host, record.pid, running, answers)
 
         with ThreadPoolExecutor(PARALLEL) as pool:
             return list(pool.map(one, state.hosts))
+
+    def _bridge_present(self) -> bool:
+        """Probe hosts only while their bridge exists: without it their addresses would be routed off the machine."""
+        return os.path.exists(f"/sys/class/net/{self.config.bridge}")
 
     # -- up ------------------------------------------------------------------
 
@@ -211,6 +217,8 @@ class Fleet:
             if state is None:
                 raise FleetError(f"no fleet recorded in {self.config.state_file}; run `labfleet fleet up` first")
             record = state.record(name)
+            if not self._bridge_present():
+                raise FleetError(f"bridge {self.config.bridge} of the fleet is gone; run `labfleet fleet down`")
             if not processes.signal_verified(record.pid, record.starttime, sig):
                 raise FleetError(f"host {name} is not running (its init, pid {record.pid}, is gone); "
                                  "run `labfleet fleet down` and `up` again")

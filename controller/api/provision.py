@@ -1,0 +1,143 @@
+"""The instructor's provisioning and attendee API (used by ``labfleet provision``, ``attendees``, ...).
+
+Every action is audited by the service it calls; every bad request is a 4xx
+naming the field.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, jsonify, request
+
+from controller import attendees
+from controller.app_state import app_state
+from controller.auth import require_instructor
+from controller.db import get_session
+from controller.errors import ValidationFailed
+from controller.models import Node
+from controller.provision import runs
+from controller.provision.runner import Tuning
+from controller.provision.schemas import (
+    AssignRequest,
+    CredentialsRequest,
+    ImportAttendeesRequest,
+    StartRunRequest,
+)
+from controller.validation import parse_body
+
+bp = Blueprint("provision_api", __name__, url_prefix="/api/v1")
+
+
+@bp.before_request
+def _authenticate():
+    require_instructor()
+
+
+@bp.post("/provision-runs")
+def start_run():
+    body = parse_body(StartRunRequest)
+    settings = app_state().settings
+    session = get_session()
+    tuning = Tuning.from_settings(settings, forks=body.forks, tune=body.tune)
+    stale_after = settings.provision_time_limit + 600
+    if body.retry_failed:
+        run = runs.retry_failed(session, actor=g.principal.actor, playbook=body.playbook, tuning=tuning,
+                                stale_after=stale_after)
+    else:
+        run = runs.start(session, actor=g.principal.actor, playbook=body.playbook, driver=body.driver,
+                         inventory=body.inventory, tuning=tuning, default_controller_url=settings.base_url,
+                         stale_after=stale_after)
+    session.commit()
+    from controller.tasks.provision import enqueue
+
+    enqueue(run.id, time_limit=settings.provision_time_limit)
+    return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id))), 201
+
+
+@bp.get("/provision-runs")
+def list_runs():
+    limit = _int_arg("limit", 20, 1, 200)
+    return jsonify({"runs": [runs.to_dict(r) for r in runs.recent(get_session(), limit=limit)]})
+
+
+@bp.get("/provision-runs/<run_id>")
+def get_run(run_id: str):
+    session = get_session()
+    run = runs.get_or_404(session, run_id)
+    return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id)))
+
+
+@bp.get("/provision-runs/<run_id>/events")
+def run_events(run_id: str):
+    session = get_session()
+    runs.get_or_404(session, run_id)
+    found = runs.events_of(session, run_id, after=_int_arg("after", 0, 0, 2**31), host=request.args.get("host"),
+                           limit=_int_arg("limit", 500, 1, 5000))
+    return jsonify({"run_id": run_id, "events": [runs.event_to_dict(e) for e in found]})
+
+
+@bp.post("/provision-runs/<run_id>/cancel")
+def cancel_run(run_id: str):
+    session = get_session()
+    run = runs.request_cancel(session, run_id=run_id, actor=g.principal.actor,
+                              stale_after=app_state().settings.provision_time_limit + 600)
+    session.commit()
+    return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id)))
+
+
+@bp.post("/attendees/import")
+def import_attendees():
+    body = parse_body(ImportAttendeesRequest)
+    session = get_session()
+    report = attendees.import_csv(session, text=body.csv, source=body.source, actor=g.principal.actor)
+    session.commit()
+    return jsonify(report.as_dict()), 201
+
+
+@bp.get("/attendees")
+def list_attendees():
+    session = get_session()
+    found = attendees.list_attendees(session)
+    by_id = {n.id: n for n in session.query(Node).filter(Node.id.in_({a.node_id for a in found if a.node_id}))}
+    return jsonify({"attendees": [attendees.to_dict(a, by_id.get(a.node_id)) for a in found]})
+
+
+@bp.post("/attendees/assign")
+def assign():
+    body = parse_body(AssignRequest)
+    session = get_session()
+    if bool(body.attendee) != bool(body.node):
+        missing = "node" if body.attendee else "attendee"
+        raise ValidationFailed(f"{missing}: give both attendee and node, or neither for round-robin", field=missing)
+    if body.attendee:
+        attendee, node = attendees.assign_one(session, email=body.attendee, node_ref=body.node,
+                                              actor=g.principal.actor)
+        pairs, waiting = [(attendee, node)], []
+    else:
+        pairs, waiting = attendees.assign_round_robin(session, actor=g.principal.actor)
+    session.commit()
+    return jsonify({"assigned": [{"attendee": a.email, "node": n.name} for a, n in pairs],
+                    "unassigned": [a.email for a in waiting]})
+
+
+@bp.post("/attendees/credentials")
+def credentials():
+    body = parse_body(CredentialsRequest)
+    session = get_session()
+    rows = attendees.issue_credentials(session, actor=g.principal.actor, reissue=body.reissue)
+    session.commit()
+    response = jsonify({"credentials": rows})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(f"{name}: expected an integer", field=name) from None
+    if not low <= value <= high:
+        raise ValidationFailed(f"{name}: must be between {low} and {high}", field=name)
+    return value

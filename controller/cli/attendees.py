@@ -1,0 +1,158 @@
+"""``labfleet attendees import|list``, ``assign`` and ``credentials``: who sits at which lab VM.
+
+``credentials`` writes the sheet an instructor prints and cuts into slips: one
+per attendee with their host, login and access code, as HTML and CSV, both
+mode 0600 (the codes are shown once; the controller keeps only their hashes).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from controller.cli import render
+from controller.cli.provision import call, json_option
+
+SHEET_COLUMNS = ("name", "email", "host", "login", "access_code", "node")
+
+
+@click.group()
+def attendees() -> None:
+    """Import the room's attendees and list them."""
+
+
+@attendees.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+@click.pass_obj
+def attendees_import(obj: Any, file: str, as_json: bool) -> None:
+    """Add attendees from a CSV with a header line ``name,email``; duplicates are skipped and listed."""
+    path = Path(file).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise click.ClickException(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    report = call(obj.client().post, "/api/v1/attendees/import", {"csv": text, "source": str(path)})
+    if as_json:
+        render.print_json(report)
+        return
+    render.console.print(f"imported {report['created']} attendee(s) from {path}")
+    for dup in report["duplicates"]:
+        render.console.print(f"[yellow]skipped line {dup['line']}: {dup['email']} ({dup['reason']})[/yellow]")
+
+
+@attendees.command("list")
+@json_option
+@click.pass_obj
+def attendees_list(obj: Any, as_json: bool) -> None:
+    found = call(obj.client().get, "/api/v1/attendees")["attendees"]
+    table = Table(title="Attendees")
+    for column in ("name", "email", "node", "access code"):
+        table.add_column(column)
+    for a in found:
+        table.add_row(a["name"], a["email"], a["node"] or "-", "issued" if a["has_access_code"] else "-")
+    render.show(found, table, as_json=as_json)
+
+
+@click.command()
+@click.option("--attendee", "email", default=None, help="The attendee's email (with --node).")
+@click.option("--node", default=None, help="The node to put them on (with --attendee).")
+@json_option
+@click.pass_obj
+def assign(obj: Any, email: str | None, node: str | None, as_json: bool) -> None:
+    """Map attendees to nodes: round-robin over free nodes, or one --attendee EMAIL --node NAME."""
+    if bool(email) != bool(node):
+        raise click.UsageError("give both --attendee EMAIL and --node NAME, or neither for round-robin")
+    body = {"attendee": email, "node": node} if email else {}
+    result = call(obj.client().post, "/api/v1/attendees/assign", body)
+    if as_json:
+        render.print_json(result)
+        return
+    for pair in result["assigned"]:
+        render.console.print(f"{pair['attendee']} -> {pair['node']}")
+    if not result["assigned"]:
+        render.console.print("nobody assigned (everyone has a node, or no node is free)")
+    if result["unassigned"]:
+        render.console.print(f"[yellow]{len(result['unassigned'])} attendee(s) without a node (no free node): "
+                             f"{', '.join(result['unassigned'])}[/yellow]")
+
+
+@click.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Folder for credentials.html and credentials.csv.")
+@click.option("--reissue", is_flag=True, help="New access codes for everyone (the old ones stop working).")
+@click.pass_obj
+def credentials(obj: Any, out_dir: str, reissue: bool) -> None:
+    """Write the printable sheet: attendee, host, login, access code (new codes are shown once)."""
+    rows = call(obj.client().post, "/api/v1/attendees/credentials", {"reissue": reissue})["credentials"]
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, csv_path = out / "credentials.html", out / "credentials.csv"
+    _write_private(html_path, sheet_html(rows))
+    _write_private(csv_path, sheet_csv(rows))
+    fresh = sum(1 for r in rows if r["access_code"])
+    render.console.print(f"wrote {html_path} and {csv_path}: {len(rows)} attendee(s), {fresh} new access code(s)")
+    earlier = len(rows) - fresh
+    if earlier:
+        render.console.print(f"[yellow]{earlier} attendee(s) got their code on an earlier sheet; "
+                             f"--reissue gives everyone a new one[/yellow]")
+    unplaced = [r["email"] for r in rows if not r["host"]]
+    if unplaced:
+        render.console.print(f"[yellow]no host yet for {', '.join(unplaced)}: run labfleet assign[/yellow]")
+
+
+def sheet_csv(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(SHEET_COLUMNS)
+    for row in rows:
+        writer.writerow([_cell(row, column) for column in SHEET_COLUMNS])
+    return buffer.getvalue()
+
+
+def sheet_html(rows: list[dict[str, Any]]) -> str:
+    slips = "\n".join(
+        f'<div class="slip"><h2>{html.escape(row["name"])}</h2>'
+        f'<dl><dt>Host</dt><dd>{html.escape(_cell(row, "host"))}</dd>'
+        f'<dt>Login</dt><dd>{html.escape(row["login"])}</dd>'
+        f'<dt>Access code</dt><dd class="code">{html.escape(_cell(row, "access_code"))}</dd></dl>'
+        f'<p class="email">{html.escape(row["email"])}</p></div>'
+        for row in rows
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>labfleet credentials</title>
+<style>
+body {{ font-family: sans-serif; margin: 1cm; }}
+.slip {{ border: 1px dashed #888; padding: 0.4cm 0.6cm; margin: 0 0 0.4cm; page-break-inside: avoid; }}
+h2 {{ margin: 0 0 0.2cm; font-size: 14pt; }}
+dl {{ display: grid; grid-template-columns: 3.5cm auto; margin: 0; }}
+dt {{ color: #555; }} dd {{ margin: 0; font-family: monospace; font-size: 12pt; }}
+.code {{ font-weight: bold; letter-spacing: 0.05em; }} .email {{ color: #777; margin: 0.2cm 0 0; font-size: 9pt; }}
+</style></head>
+<body>
+{slips}
+</body></html>
+"""
+
+
+def _cell(row: dict[str, Any], column: str) -> str:
+    value = row.get(column)
+    if column == "access_code" and not value:
+        return f"(issued {row['issued_at'][:10]})" if row.get("issued_at") else ""
+    if column == "host" and not value:
+        return "(not assigned)"
+    return "" if value is None else str(value)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,138 @@
+"""What the Celery task does with a run: token, wheel, extra vars, the playbook, then the nodes.
+
+For ``site``: a multi-use enrollment token for the run's hosts is created here,
+in the worker, so the clear token never travels through the broker or sits in
+the database; it reaches Ansible only in the run's private extra-vars file and
+is masked in every stored event. For ``teardown``: every host the playbook
+cleaned is retired (its node token revoked, its node marked retired).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import or_, select
+
+from controller import audit, enrollment
+from controller import states as node_states
+from controller.app_state import AppState
+from controller.models import Event, Node, ProvisionHostStatus, ProvisionRun, utcnow
+from controller.provision import states
+from controller.provision.inventory import ansible_inventory, hosts_from_dicts
+from controller.provision.recorder import EventRecorder
+from controller.provision.redact import Redactor
+from controller.provision.runner import (
+    PlaybookRun,
+    ProvisionError,
+    Tuning,
+    control_path_dir,
+    count_tasks,
+    run_playbook,
+)
+from controller.provision.wheel import agent_wheel
+
+REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+@dataclass
+class Report:
+    run_id: str
+    state: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"run_id": self.run_id, "state": self.state}
+
+
+def playbooks_dir(configured: str) -> Path:
+    return Path(configured).expanduser() if configured else REPO_PLAYBOOKS
+
+
+def execute(app: AppState, run_id: str) -> Report:
+    """Run a pending run to its end. A run already finished (a redelivered task) is left as it is."""
+    settings = app.settings
+    with app.db.session() as session:
+        run = session.get(ProvisionRun, run_id)
+        if run is None or run.state in states.RUN_DONE_STATES:
+            return Report(run_id, run.state if run else "missing")
+        run.state, run.started_at = states.RUN_RUNNING, utcnow()
+        hosts = hosts_from_dicts(run.hosts)
+        limit = list(run.limit_hosts)
+        playbook, tuning, actor = run.playbook, Tuning.from_dict(run.tuning), run.requested_by
+        controller_url = run.controller_url
+        secrets, extravars = [], {"labfleet_controller_url": controller_url,
+                                  "labfleet_gather_facts": tuning.gather_facts,
+                                  "labfleet_stage_dir": str(settings.data_dir / "stage")}
+        if playbook == "site":
+            _, token = enrollment.create_token(
+                session, event=session.get(Event, run.event_id),
+                created_by=actor, ttl=settings.provision_time_limit + 600.0, label=f"provision {run.id}",
+                uses=len(limit or hosts))
+            secrets.append(token)
+            extravars["labfleet_enroll_token"] = token
+    redact = Redactor(secrets)
+    names = limit or [h.name for h in hosts]
+    recorder = EventRecorder(app.db, run_id, names, redact)
+    private_dir = settings.data_dir / "provision" / run_id
+    outcome, error = None, None
+    try:
+        if playbook == "site":
+            extravars["labfleet_agent_wheel"] = str(agent_wheel(settings.data_dir / "wheels"))
+        spec = PlaybookRun(
+            private_dir=private_dir, playbook=playbooks_dir(settings.playbooks_dir) / states.PLAYBOOKS[playbook],
+            inventory=ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
+            extravars=extravars, limit=limit, tuning=tuning, control_path_dir=control_path_dir(settings.data_dir),
+            timeout=settings.provision_time_limit)
+        _store_tasks_total(app, run_id, spec, settings.data_dir / "provision")
+        outcome = run_playbook(spec, event_handler=recorder.on_event, status_handler=recorder.on_status,
+                               cancel_callback=recorder.cancel_requested)
+        if outcome.status == "timeout":
+            error = f"stopped after LABFLEET_PROVISION_TIME_LIMIT ({settings.provision_time_limit} s)"
+        elif recorder.stats is None and outcome.status != "canceled":
+            error = f"ansible-playbook ended ({outcome.status}, rc {outcome.rc}) without a result:\n" \
+                    f"{outcome.stdout_tail}"
+    except ProvisionError as exc:
+        error = str(exc)
+    finally:
+        shutil.rmtree(private_dir, ignore_errors=True)
+    final = recorder.finish(runner_status=outcome.status if outcome else None, error=error)
+    if playbook == "teardown":
+        _retire_cleaned_nodes(app, run_id, actor)
+    with app.db.session() as session:
+        audit.record(session, actor=actor, action="provision.finish", target=run_id, playbook=playbook,
+                     state=final, hosts={p.host: p.state for p in recorder.progress.values()})
+    return Report(run_id, final)
+
+
+def _default_ssh_args(data_dir: Path) -> str:
+    """Host keys for hosts that bring no policy of their own: trust on first use, then checked."""
+    return f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={data_dir / 'provision' / 'known_hosts'}"
+
+
+def _store_tasks_total(app: AppState, run_id: str, spec: PlaybookRun, cache_dir: Path) -> None:
+    inventory_path = spec.prepare()
+    total = count_tasks(spec.playbook, inventory_path, spec.private_dir / "env" / "extravars", cache_dir=cache_dir)
+    with app.db.session() as session:
+        session.get(ProvisionRun, run_id).tasks_total = total
+
+
+def _retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
+    """Teardown removed the agent from these hosts: their nodes will never speak again."""
+    from controller.auth import node_changed
+
+    retired = []
+    with app.db.session() as session:
+        cleaned = [s for s in session.scalars(select(ProvisionHostStatus).where(
+            ProvisionHostStatus.run_id == run_id, ProvisionHostStatus.state == states.HOST_OK))]
+        for status in cleaned:
+            matches = or_(Node.name == status.host, Node.address == status.address) if status.address \
+                else Node.name == status.host
+            for node in session.scalars(select(Node).where(matches, Node.state != node_states.NODE_RETIRED)):
+                node_states.check_node_move(node.state, node_states.NODE_RETIRED)
+                node.state, node.token_hash = node_states.NODE_RETIRED, None
+                audit.record(session, actor=actor, action="node.retire", target=node.id, node=node.name,
+                             provision_run=run_id)
+                retired.append(node.id)
+    for node_id in retired:
+        node_changed(node_id)

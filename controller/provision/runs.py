@@ -1,0 +1,164 @@
+"""Provisioning runs in the database: asking for one, retrying the failed hosts, cancelling, views.
+
+Keyword-only functions of an explicit session, like the other domain modules;
+the API and the CLI both go through these, the Celery task through
+``execute.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from controller import audit, events
+from controller.errors import Conflict, NotFound, ValidationFailed
+from controller.models import ProvisionEvent, ProvisionHostStatus, ProvisionRun, utcnow
+from controller.provision import states
+from controller.provision.inventory import InventoryError, InventoryHost, hosts_from_dicts, open_inventory
+from controller.provision.runner import Tuning
+
+
+def start(session: Session, *, actor: str, playbook: str, driver: str, inventory: dict[str, Any],
+          tuning: Tuning, default_controller_url: str, stale_after: float) -> ProvisionRun:
+    """A new pending run over every host of the inventory; refused while another run is open."""
+    _check_playbook(playbook)
+    if driver == "static" and not isinstance(inventory.get("content"), str):
+        # The file's text comes with the request: the controller never reads a path a caller names.
+        raise ValidationFailed("the static driver needs the inventory file's text", field="inventory.content")
+    try:
+        source = open_inventory(driver, inventory)
+        hosts = source.hosts()
+        controller_url = source.controller_url(default_controller_url)
+    except InventoryError as exc:
+        field = "driver" if exc.key == "driver" else "inventory"
+        raise ValidationFailed(str(exc), field=field) from None
+    _refuse_if_open(session, stale_after=stale_after)
+    return _create(session, actor=actor, playbook=playbook, driver=driver, hosts=hosts, limit=[],
+                   tuning=tuning, controller_url=controller_url, retry_of=None)
+
+
+def retry_failed(session: Session, *, actor: str, playbook: str, tuning: Tuning, stale_after: float) -> ProvisionRun:
+    """A run of the latest run's failed hosts only (same inventory, ``limit`` = those hosts)."""
+    _check_playbook(playbook)
+    _refuse_if_open(session, stale_after=stale_after)
+    latest = session.scalar(select(ProvisionRun).where(ProvisionRun.playbook == playbook)
+                            .order_by(ProvisionRun.created_at.desc()).limit(1))
+    if latest is None:
+        raise Conflict(f"no earlier {playbook} run to retry", field="retry_failed")
+    failed = [h.host for h in host_statuses(session, latest.id) if h.state in states.HOST_RETRY_STATES]
+    if not failed:
+        raise Conflict(f"every host of the latest run {latest.id} is ok: nothing to retry", field="retry_failed")
+    return _create(session, actor=actor, playbook=playbook, driver=latest.driver,
+                   hosts=hosts_from_dicts(latest.hosts), limit=failed, tuning=tuning,
+                   controller_url=latest.controller_url, retry_of=latest.id)
+
+
+def _create(session: Session, *, actor: str, playbook: str, driver: str, hosts: list[InventoryHost],
+            limit: list[str], tuning: Tuning, controller_url: str, retry_of: str | None) -> ProvisionRun:
+    run = ProvisionRun(event_id=events.get_or_create(session).id, playbook=playbook, driver=driver,
+                       hosts=[h.to_dict() for h in hosts], limit_hosts=limit, tuning=tuning.to_dict(),
+                       controller_url=controller_url, state=states.RUN_PENDING, retry_of=retry_of,
+                       requested_by=actor)
+    session.add(run)
+    session.flush()
+    addresses = {h.name: h.address for h in hosts}
+    for name in limit or [h.name for h in hosts]:
+        session.add(ProvisionHostStatus(run_id=run.id, host=name, address=addresses.get(name, "")))
+    audit.record(session, actor=actor, action=f"provision.{'retry' if retry_of else 'start'}", target=run.id,
+                 playbook=playbook, driver=driver, hosts=limit or [h.name for h in hosts], tuning=tuning.to_dict(),
+                 **({"retry_of": retry_of} if retry_of else {}))
+    return run
+
+
+def request_cancel(session: Session, *, run_id: str, actor: str, stale_after: float) -> ProvisionRun:
+    """Ask a run to stop. A pending run (or one whose worker is gone) is cancelled at once."""
+    run = get_or_404(session, run_id)
+    if run.state in states.RUN_DONE_STATES:
+        raise Conflict(f"run {run.id} is already {run.state}", field="run_id")
+    now = utcnow()
+    run.cancel_requested_at = run.cancel_requested_at or now
+    if run.state == states.RUN_PENDING or _stale(run, stale_after):
+        run.state = states.RUN_CANCELLED
+        run.finished_at = now
+        for status in host_statuses(session, run.id):
+            if status.state not in states.HOST_DONE_STATES:
+                status.state = states.HOST_CANCELLED
+                status.message = "cancelled before this host finished"
+    audit.record(session, actor=actor, action="provision.cancel", target=run.id, state=run.state)
+    return run
+
+
+def get_or_404(session: Session, run_id: str) -> ProvisionRun:
+    run = session.get(ProvisionRun, run_id)
+    if run is None:
+        raise NotFound(f"no provisioning run {run_id!r}", field="run_id")
+    return run
+
+
+def recent(session: Session, *, limit: int = 20) -> list[ProvisionRun]:
+    return list(session.scalars(select(ProvisionRun).order_by(ProvisionRun.created_at.desc()).limit(limit)))
+
+
+def host_statuses(session: Session, run_id: str) -> list[ProvisionHostStatus]:
+    return list(session.scalars(select(ProvisionHostStatus).where(ProvisionHostStatus.run_id == run_id)
+                                .order_by(ProvisionHostStatus.host)))
+
+
+def events_of(session: Session, run_id: str, *, after: int = 0, host: str | None = None,
+              limit: int = 500) -> list[ProvisionEvent]:
+    query = (select(ProvisionEvent).where(ProvisionEvent.run_id == run_id, ProvisionEvent.seq > after)
+             .order_by(ProvisionEvent.seq).limit(limit))
+    if host:
+        query = query.where(ProvisionEvent.host == host)
+    return list(session.scalars(query))
+
+
+def to_dict(run: ProvisionRun, hosts: list[ProvisionHostStatus] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": run.id, "playbook": run.playbook, "driver": run.driver, "state": run.state,
+        "retry_of": run.retry_of, "requested_by": run.requested_by, "tuning": run.tuning,
+        "limit": run.limit_hosts, "controller_url": run.controller_url, "tasks_total": run.tasks_total,
+        "created_at": run.created_at.isoformat(),
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "cancel_requested": run.cancel_requested_at is not None, "error": run.error,
+    }
+    if hosts is not None:
+        view["hosts"] = [host_to_dict(h) for h in hosts]
+        view["summary"] = {state: sum(1 for h in hosts if h.state == state)
+                           for state in (states.HOST_PENDING, states.HOST_RUNNING, *states.HOST_DONE_STATES)}
+    return view
+
+
+def host_to_dict(status: ProvisionHostStatus) -> dict[str, Any]:
+    return {"host": status.host, "address": status.address, "state": status.state, "ok": status.ok,
+            "changed": status.changed, "failed": status.failed, "unreachable": status.unreachable,
+            "skipped": status.skipped, "tasks_done": status.tasks_done, "current_task": status.current_task,
+            "failed_task": status.failed_task, "message": status.message}
+
+
+def event_to_dict(event: ProvisionEvent) -> dict[str, Any]:
+    return {"seq": event.seq, "at": event.at.isoformat(), "host": event.host, "task": event.task,
+            "status": event.status, "message": event.message}
+
+
+def _check_playbook(playbook: str) -> None:
+    if playbook not in states.PLAYBOOKS:
+        raise ValidationFailed(f"unknown playbook {playbook!r}; known: {', '.join(states.PLAYBOOKS)}",
+                               field="playbook")
+
+
+def _refuse_if_open(session: Session, *, stale_after: float) -> None:
+    for run in session.scalars(select(ProvisionRun).where(ProvisionRun.state.in_(states.RUN_OPEN_STATES))):
+        if not _stale(run, stale_after):
+            raise Conflict(f"run {run.id} ({run.playbook}) is still {run.state}: wait for it or cancel it "
+                           f"(labfleet provision cancel {run.id})", field="run_id")
+
+
+def _stale(run: ProvisionRun, stale_after: float) -> bool:
+    """A run past its time limit: its worker is gone (the task limit would have ended it)."""
+    since = run.started_at or run.created_at
+    return since < utcnow() - timedelta(seconds=stale_after)
