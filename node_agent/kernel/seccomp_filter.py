@@ -14,9 +14,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import time
 from dataclasses import dataclass
 
-from node_agent.kernel import bpf
+from node_agent.kernel import bpf, reaper
 
 PTRACE_DETACH = 17
 PTRACE_SEIZE = 0x4206
@@ -24,6 +25,7 @@ PTRACE_INTERRUPT = 0x4207
 PTRACE_SECCOMP_GET_FILTER = 0x420C
 PTRACE_EVENT_STOP = 128
 __WALL = 0x40000000
+STOP_TIMEOUT = 2.0
 MAX_FILTERS = 512  # a task can stack at most MAX_INSNS_PER_PATH (32768) instructions: far fewer filters
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -85,8 +87,14 @@ def _stop(pid: int) -> int:
         raise _error(pid, "seize", exc) from None
     try:
         _call(PTRACE_INTERRUPT, pid)
+        deadline = time.monotonic() + STOP_TIMEOUT
         while True:
-            _, status = os.waitpid(pid, __WALL)
+            done, status = os.waitpid(pid, __WALL | os.WNOHANG)
+            if not done:
+                if time.monotonic() > deadline:
+                    raise FilterDumpError(errno.ETIMEDOUT, f"pid {pid} did not stop within {STOP_TIMEOUT} s")
+                time.sleep(0.0001)
+                continue
             if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                 raise FilterDumpError(errno.ESRCH, f"pid {pid} exited while its filters were being read")
             if os.WIFSTOPPED(status):
@@ -121,17 +129,33 @@ def _read_filter(pid: int, index: int) -> list[bpf.Insn] | None:
     return bpf.decode(buf.raw[: got * 8])
 
 
-def dump(pid: int) -> FilterDump:
-    """Read every seccomp filter of ``pid`` (oldest first) while it is briefly ptrace-stopped."""
-    sig = _stop(pid)
+def dump(pid: int, *, caller_owns: bool = False) -> FilterDump:
+    """Read every seccomp filter of ``pid`` (oldest first) while it is briefly ptrace-stopped.
+
+    While traced, ``pid`` is owned against the agent's subreaper loop: for a traced child, waitpid reports
+    ptrace-stops even without WUNTRACED, and a stolen stop would leave this call waiting for nothing.
+    ``caller_owns``: the caller spawned ``pid`` and already owns it (it stays owned afterwards).
+    """
+    if not caller_owns:
+        with reaper.spawning():
+            reaper.own(pid)
     try:
-        filters = []
-        for index in range(MAX_FILTERS):
-            prog = _read_filter(pid, index)
-            if prog is None:
-                break
-            filters.append(prog)
-        return FilterDump(pid, filters)
+        sig = _stop(pid)
+        try:
+            return FilterDump(pid, _read_all(pid))
+        finally:
+            _detach(pid, sig)
     finally:
-        _detach(pid, sig)
+        if not caller_owns:
+            reaper.disown(pid)
+
+
+def _read_all(pid: int) -> list[list[bpf.Insn]]:
+    filters = []
+    for index in range(MAX_FILTERS):
+        prog = _read_filter(pid, index)
+        if prog is None:
+            break
+        filters.append(prog)
+    return filters
 
