@@ -196,6 +196,32 @@ def _named(pair: Pair) -> dict[str, int | None]:
     return {n: netns.netns_inode_of(pair.path(n)) for n in pair.names}
 
 
+def _owned(ctx: LabContext, pair: Pair, report: ResetReport | None = None) -> dict[int, str]:
+    """The lab's namespaces the agent may empty: ``{inode: name}``.
+
+    A name in /run/netns is only a bind mount: a root attendee (or a mistake) can put *any*
+    namespace under the lab's name, the host's own included. Processes in an owned namespace
+    count as the lab's (``ctx.kill`` accepts them), so a namespace is owned only when it is not
+    the agent's own and no name outside the lab's refers to it (another agent's lab, a fleet
+    host). Names that fail this are still unmounted by ``ip netns del``; nothing inside is touched.
+    """
+    own = ctx.own_ns.get("net")
+    others = {e.inode for e in netns.named_netns() if e.name not in pair.names and e.inode is not None}
+    owned = {}
+    for name, inode in _named(pair).items():
+        if inode is None:
+            continue
+        if inode == own or inode in others:
+            if report is not None:
+                whose = "the agent's own network namespace" if inode == own else "a namespace also named outside the lab"
+                report.leftovers.append(f"{name} was {whose} (inode {inode}): only its name was removed, "
+                                        "no process in it was touched")
+            continue
+        owned[inode] = name
+    ctx.owned_netns.update(owned)
+    return owned
+
+
 def _check_named(ctx: LabContext, pair: Pair) -> tuple[CheckResult | None, dict[str, Any]]:
     inodes = _named(pair)
     evidence: dict[str, Any] = {"netns": inodes}
@@ -211,7 +237,10 @@ def _check_named(ctx: LabContext, pair: Pair) -> tuple[CheckResult | None, dict[
     if host:
         return CheckResult.fail(f"{host[0]} is the host's own network namespace, not a new one: "
                                 f"`sudo ip netns del {host[0]}` and `sudo ip netns add {host[0]}`.", evidence), evidence
-    ctx.owned_netns.update(i for i in inodes.values() if i is not None)
+    others = [e.name for e in netns.named_netns() if e.name not in pair.names and e.inode in inodes.values()]
+    if others:
+        return CheckResult.fail(f"{' and '.join(pair.names)} must be namespaces of their own, but one is also "
+                                f"named {others[0]}: create new ones with `sudo ip netns add`.", evidence), evidence
     return None, evidence
 
 
@@ -394,11 +423,22 @@ def _remove_links(pair: Pair) -> list[str]:
 def _kill(ctx: LabContext, pids: list[int], what: str, report: ResetReport) -> None:
     infos = [i for i in (proctable.read(pid) for pid in sorted(set(pids))) if i is not None]
     members = ctx.lab_cgroup_members()
-    ours = [i for i in infos if ctx.is_lab_process(i, members)]
+    ours = [i for i in infos if _is_ours(ctx, i, members)]
     report.leftovers.extend(f"process {i.pid} ({i.comm}, uid {i.uid}) {what}, and it is not the lab's: "
                             "the agent leaves it alone" for i in infos if i not in ours)
     if ours:
         report.removed.extend(f"process {pid} {what}" for pid in ctx.kill(ours))
+
+
+def _is_ours(ctx: LabContext, info: ProcInfo, members: set[int]) -> bool:
+    """``ctx.is_lab_process``, but a process counts as the lab's by its network namespace only when that
+    namespace is one of the lab's own, never the agent's (belt and braces: see ``_owned``)."""
+    if not ctx.is_lab_process(info, members):
+        return False
+    if info.uid == ctx.attendee.uid or info.pid in members or info.key in {h.key for h in ctx.holders()}:
+        return True
+    net = info.ns.get("net")
+    return net is not None and net != ctx.own_ns.get("net") and net in ctx.owned_netns
 
 
 @resetter("net.service", PairParams)
@@ -406,9 +446,8 @@ def reset_service(ctx: LabContext, p: PairParams) -> ResetReport:
     """Kill every process in the lab's two namespaces (the server, shells the attendee left there)."""
     pair = _pair(ctx, p)
     report = ResetReport()
-    inodes = {i for i in _named(pair).values() if i is not None}
+    inodes = set(_owned(ctx, pair))
     if inodes:
-        ctx.owned_netns.update(inodes)
         found = netns.scan_holders(inodes, fds=False, mounts=False)
         for inode, holders in found.items():
             _kill(ctx, holders.pids, f"in network namespace {inode}", report)
@@ -426,8 +465,7 @@ def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
     """Remove both namespaces and everything that would keep them alive; prove it with a second scan."""
     pair = _pair(ctx, p)
     report = ResetReport()
-    inodes = {i: n for n, i in _named(pair).items() if i is not None}
-    ctx.owned_netns.update(inodes)
+    inodes = _owned(ctx, pair, report)
     if inodes:
         first = netns.scan_holders(set(inodes))
         for inode, held in first.items():
@@ -455,8 +493,12 @@ def _remove_remaining(ctx: LabContext, inodes: dict[int, str], report: ResetRepo
             try:
                 netns.umount_in_mount_ns(mount.pid, mount.mount_point)
                 report.removed.append(f"nsfs mount of {name} at {mount.mount_point} (mount namespace {mount.mnt_ns})")
-            except (OSError, netns.NetnsError, TimeoutError):
-                # Locked in a mount namespace of a less privileged user namespace: end that namespace.
+            except (OSError, netns.NetnsError, TimeoutError) as exc:
+                # Locked in a mount namespace of a less privileged user namespace: end that mount
+                # namespace if (and only if) every process in it is the lab's; never the agent's own.
+                if mount.mnt_ns == ctx.own_ns.get("mnt"):
+                    report.leftovers.append(f"nsfs mount of {name} at {mount.mount_point} on the host: {exc}")
+                    continue
                 members = [pid for pid in proctable.pids() if netns.ns_inode(pid, "mnt") == mount.mnt_ns]
                 _kill(ctx, members, f"kept an nsfs mount of {name} in mount namespace {mount.mnt_ns}", report)
         if held.pids or held.fds:
