@@ -39,6 +39,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 1 << 18
 MNT_DETACH = 0x2
+PR_SET_NAME = 15
 # pivot_root(2) has no glibc wrapper; syscall numbers from the kernel's syscall tables.
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 SSHD = "/usr/sbin/sshd"
@@ -100,6 +101,8 @@ def main() -> None:
 def run_init(config: dict) -> None:
     _redirect_output(config["log"])
     os.setsid()
+    # /proc/1/comm is what `ps` shows and what Ansible's service_mgr fact reads (prctl(2), PR_SET_NAME).
+    _libc.prctl(PR_SET_NAME, b"labfleet-init", 0, 0, 0)
     signal.pthread_sigmask(signal.SIG_BLOCK, CONTROL_SIGNALS)
     socket.sethostname(config["hostname"])
     _configure_network(config["network"])

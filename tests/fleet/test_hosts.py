@@ -33,10 +33,10 @@ def test_each_host_answers_ssh_with_its_own_hostname_and_pid_namespace(fleet3: F
     machine_pidns = os.readlink("/proc/self/ns/pid")
     seen = {}
     for host in fleet3.hosts():
-        out = ssh_ok(host, "hostname; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '")
+        out = ssh_ok(host, "hostname; readlink /proc/self/ns/pid; cat /proc/1/comm")
         hostname, pidns, init = out.splitlines()
         assert hostname == host.name
-        assert "hostinit.py" in init, "PID 1 inside is the host's own init"
+        assert init == "labfleet-init", "PID 1 inside is the host's own init"
         seen[host.name] = pidns
     assert len(set(seen.values())) == 3 and machine_pidns not in seen.values()
 
