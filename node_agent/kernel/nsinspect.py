@@ -11,6 +11,8 @@ threads never change namespace.
 from __future__ import annotations
 
 import ctypes
+import errno
+import fcntl
 import json
 import os
 import select
@@ -49,6 +51,10 @@ CLONE_FLAGS = {
 }
 
 
+# linux/nsfs.h: _IO(0xb7, 0x2), the parent of a pid or user namespace as a new fd.
+NS_GET_PARENT = 0xB702
+
+
 class NotInitialNamespace(RuntimeError):
     """The agent itself runs in a non-initial namespace, so its comparisons would prove nothing."""
 
@@ -80,6 +86,30 @@ def ns_ids(pid: int | str, types: tuple[str, ...] = NAMESPACE_TYPES, proc: Path 
         except (FileNotFoundError, PermissionError, ProcessLookupError):
             continue
     return out
+
+
+def ns_ancestry(pid: int | str, nstype: str = "pid", proc: Path = PROC) -> list[NsId]:
+    """``pid``'s pid (or user) namespace, then its parent, and so on up to the agent's own scope.
+
+    Uses the NS_GET_PARENT ioctl (ioctl_ns(2)); the walk stops where the kernel
+    answers EPERM (the parent is outside the agent's namespace, i.e. the top).
+    """
+    chain = []
+    fd = os.open(proc / str(pid) / "ns" / nstype, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        while True:
+            st = os.fstat(fd)
+            chain.append(NsId(st.st_dev, st.st_ino))
+            try:
+                parent = fcntl.ioctl(fd, NS_GET_PARENT)
+            except OSError as exc:
+                if exc.errno == errno.EPERM:
+                    return chain
+                raise
+            os.close(fd)
+            fd = parent
+    finally:
+        os.close(fd)
 
 
 def _kernel_at_least(release: str, major: int, minor: int) -> bool:

@@ -99,6 +99,16 @@ def test_nspid_lists_the_pid_at_every_level(spawn) -> None:
     assert nsinspect.nspid("self") == [os.getpid()]
 
 
+def test_ns_ancestry_walks_nested_pid_namespaces_up_to_the_initial_one(spawn) -> None:
+    pid = sleeper(spawn, "-pf", "--mount-proc", "unshare", "-pf", "--mount-proc")
+    chain = nsinspect.ns_ancestry(pid)
+    assert len(chain) == 3
+    assert chain[-1] == nsinspect.ns_id("self", "pid")
+    assert chain[0] == nsinspect.ns_id(pid, "pid")
+    assert len(set(chain)) == 3
+    assert nsinspect.ns_ancestry("self") == [nsinspect.ns_id("self", "pid")]
+
+
 def test_uid_map_and_setgroups_of_an_unprivileged_user_namespace(spawn) -> None:
     pid = sleeper(spawn, "--setuid", "65534", "--setgid", "65534", "unshare", "-Ur")
     assert nsinspect.id_map(pid, "uid") == [(0, 65534, 1)]
