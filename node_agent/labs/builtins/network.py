@@ -172,21 +172,36 @@ class Pair:
         return netns.NETNS_RUN_DIR / name
 
 
+class LabFileError(ValueError):
+    """A value of the lab file that cannot work (a name too long for an interface, a bad address)."""
+
+
+def _checked(fn):
+    """A checker whose lab values are wrong fails with the key named, for the instructor to fix."""
+    def check(ctx: LabContext, p: PairParams) -> CheckResult:
+        try:
+            return fn(ctx, p)
+        except LabFileError as exc:
+            return CheckResult.fail(f"The lab file is wrong, tell the instructor: {exc}.")
+    check.__name__, check.__doc__ = fn.__name__, fn.__doc__
+    return check
+
+
 def _pair(ctx: LabContext, p: PairParams) -> Pair:
     def name(key: str, limit: int) -> str:
         value = getattr(p, key).replace("{prefix}", ctx.prefix)
         if not value or "/" in value or len(value) >= limit or value in (".", ".."):
-            raise ValueError(f"{key}: {value!r} is not a usable name (plain, at most {limit - 1} characters)")
+            raise LabFileError(f"{key}: {value!r} is not a usable name (plain, at most {limit - 1} characters)")
         return value
 
     def iface(key: str) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
         try:
             return ipaddress.ip_interface(getattr(p, key))
         except ValueError as exc:
-            raise ValueError(f"{key}: {getattr(p, key)!r} is not an address/prefix such as 10.11.12.1/24") from exc
+            raise LabFileError(f"{key}: {getattr(p, key)!r} is not an address/prefix such as 10.11.12.1/24") from exc
 
     if not 0 < p.port < 65536:
-        raise ValueError(f"port: {p.port} is not a TCP port")
+        raise LabFileError(f"port: {p.port} is not a TCP port")
     return Pair(name("server_ns", 256), name("client_ns", 256), name("server_veth", IFNAMSIZ),
                 name("client_veth", IFNAMSIZ), iface("server_address"), iface("client_address"), p.port,
                 min(max(p.probe_timeout, 0.05), 5.0))
@@ -245,6 +260,7 @@ def _check_named(ctx: LabContext, pair: Pair) -> tuple[CheckResult | None, dict[
 
 
 @checker("net.named_pair", PairParams)
+@_checked
 def check_named_pair(ctx: LabContext, p: PairParams) -> CheckResult:
     """Both named network namespaces exist in /run/netns, distinct and not the host's."""
     failed, evidence = _check_named(ctx, _pair(ctx, p))
@@ -303,6 +319,7 @@ def _veth_end(view: links.NetnsView, ns: str, veth: str, other_view: links.Netns
 
 
 @checker("net.veth_pair", PairParams)
+@_checked
 def check_veth_pair(ctx: LabContext, p: PairParams) -> CheckResult:
     """Both namespaces, a veth pair between them with the lab's addresses, up, and a route each way."""
     failed, evidence = _check_veth(ctx, _pair(ctx, p))
@@ -310,6 +327,7 @@ def check_veth_pair(ctx: LabContext, p: PairParams) -> CheckResult:
 
 
 @checker("net.service", PairParams)
+@_checked
 def check_service(ctx: LabContext, p: PairParams) -> CheckResult:
     """All of the above, a process in the server namespace listening on the port, and a probe that connects."""
     pair = _pair(ctx, p)
@@ -413,7 +431,7 @@ def _remove_links(pair: Pair) -> list[str]:
     removed = []
     for ns, veth in ((pair.server_ns, pair.server_veth), (pair.client_ns, pair.client_veth)):
         if netns.netns_inode_of(pair.path(ns)) is not None and links.delete_link(veth, ns):
-            removed.append(f"veth {veth} in {ns}")
+            removed.append(f"veth {veth} in {ns} (and its peer)")
     for veth in (pair.server_veth, pair.client_veth):
         if Path("/sys/class/net", veth).exists() and links.delete_link(veth):
             removed.append(f"veth {veth} on the host")
