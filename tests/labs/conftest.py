@@ -40,6 +40,15 @@ def _subreaper():
     reaper.become_subreaper()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _staged_rootfs():
+    # What the playbook stages on a lab VM for ns-mount-2 (a busybox root fs; never downloaded).
+    from node_agent.kernel import rootfs
+
+    if not rootfs.DEFAULT_TARBALL.exists():
+        rootfs.build(rootfs.DEFAULT_TARBALL)
+
+
 @pytest.fixture(scope="session")
 def attendee() -> Attendee:
     name = "lf" + secrets.token_hex(3)
