@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://labfleet:labfleet@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgresql lint install bench clean services
+.PHONY: demo test test-sqlite test-postgresql lint install bench clean services wheel
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labfleet needs Python 3.11+"' || \
@@ -36,10 +36,18 @@ lint: install
 test-sqlite: install services
 	$(BIN)/pytest -q
 
+# The second pass covers what talks to the database; lab, kernel, fleet and playbook
+# tests never touch it, so running them twice would only double CI time.
+PG_SUITES := tests/controller tests/node_agent tests/e2e tests/provision
+
 test-postgresql: install services
-	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q
+	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q $(wildcard $(PG_SUITES))
 
 test: lint test-sqlite test-postgresql
+
+# The wheel playbooks/ installs the agent from (labfleet_agent_wheel=dist/labfleet-*.whl).
+wheel: install
+	$(BIN)/pip wheel --no-deps --quiet -w dist .
 
 bench: install services
 	$(BIN)/python -m benchmarks.run_all
