@@ -268,6 +268,22 @@ def test_net2_reset_removes_a_name_bind_mounted_on_itself(env):
     assert_gone(env, NET2, env.engine.reset(NET2), old)
 
 
+def test_net2_reset_finds_a_namespace_whose_name_the_attendee_deleted_while_a_process_keeps_it(env):
+    env.engine.solve(NET2, "veth")
+    p = env.prefix
+    old = inodes(env)
+    as_attendee(env, f"sudo setsid -f ip netns exec {p}vnet0 sleep 600 </dev/null >/dev/null 2>&1")
+    sleeper = wait_for(lambda: netns.pids_in_netns(old[f"{p}vnet0"]), "the sleep in vnet0")[0]
+    as_attendee(env, f"sudo ip netns del {p}vnet0")
+    assert f"{p}vnet0" not in inodes(env) and netns.holders(old[f"{p}vnet0"]).pids == [sleeper]
+
+    report = env.engine.reset(NET2)
+
+    assert any(f"process {sleeper} in network namespace an unnamed network namespace with {p}veth0" == r
+               for r in report["removed"]), report
+    assert_gone(env, NET2, report, old)
+
+
 def test_net2_reset_reports_a_holder_it_may_not_remove(env):
     env.engine.solve(NET2, "namespaces")
     p = env.prefix

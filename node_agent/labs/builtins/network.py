@@ -461,14 +461,16 @@ def _is_ours(ctx: LabContext, info: ProcInfo, members: set[int]) -> bool:
 
 @resetter("net.service", PairParams)
 def reset_service(ctx: LabContext, p: PairParams) -> ResetReport:
-    """Kill every process in the lab's two namespaces (the server, shells the attendee left there)."""
+    """Kill every process in the lab's namespaces (the server, shells the attendee left there), named or not."""
     pair = _pair(ctx, p)
     report = ResetReport()
-    inodes = set(_owned(ctx, pair))
-    if inodes:
-        found = netns.scan_holders(inodes, fds=False, mounts=False)
+    names = _owned(ctx, pair)
+    # Runs first of the lab's resets, while the veths still mark a namespace whose name is gone.
+    names.update(_unnamed_lab_netns(ctx, set(names)))
+    if names:
+        found = netns.scan_holders(set(names), fds=False, mounts=False)
         for inode, holders in found.items():
-            _kill(ctx, holders.pids, f"in network namespace {inode}", report)
+            _kill(ctx, holders.pids, f"in network namespace {names[inode]}", report)
     return report
 
 
@@ -484,6 +486,7 @@ def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
     pair = _pair(ctx, p)
     report = ResetReport()
     inodes = _owned(ctx, pair, report)
+    inodes.update(_unnamed_lab_netns(ctx, set(inodes)))
     if inodes:
         first = netns.scan_holders(set(inodes))
         for inode, held in first.items():
@@ -499,6 +502,30 @@ def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
         _remove_remaining(ctx, inodes, report)
     report.removed.extend(_remove_links(pair))  # veths left on the host by the classic recipe
     return report
+
+
+def _unnamed_lab_netns(ctx: LabContext, known: set[int]) -> dict[int, str]:
+    """Lab namespaces whose name is already gone (the attendee ran ``ip netns del``) but a process keeps alive.
+
+    They are recognised by an interface carrying the lab prefix (the lab's veths), read from
+    ``/proc/<pid>/net/dev`` of one process per namespace; never the agent's own or a named one.
+    """
+    skip = {ctx.own_ns.get("net"), *known, *(e.inode for e in netns.named_netns())}
+    found: dict[int, str] = {}
+    looked: set[int] = set()
+    for pid in proctable.pids():
+        inode = netns.ns_inode(pid)
+        if inode is None or inode in skip or inode in looked:
+            continue
+        looked.add(inode)
+        try:
+            devices = [d for d in links.dev_names(pid) if d.startswith(ctx.prefix)]
+        except OSError:
+            continue
+        if devices:
+            found[inode] = f"an unnamed network namespace with {', '.join(devices)}"
+    ctx.owned_netns.update(found)
+    return found
 
 
 def _remove_remaining(ctx: LabContext, inodes: dict[int, str], report: ResetReport) -> None:
