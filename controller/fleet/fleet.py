@@ -126,6 +126,7 @@ class Fleet:
     def _make(self, state: FleetState, client_public_key: str) -> None:
         cfg = self.config
         network.create_bridge(cfg)
+        network.check_subnet_free(cfg, own_bridge=True)
         network.create_host_links(cfg, [r.index for r in state.hosts])
         names = [(r.host.name, r.host.address) for r in state.hosts]
         with ThreadPoolExecutor(min(PARALLEL, len(state.hosts))) as pool:

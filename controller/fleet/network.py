@@ -29,9 +29,15 @@ def ip(*args: str, input: str | None = None) -> str:
     return result.stdout
 
 
-def check_subnet_free(config: FleetConfig) -> None:
-    """Refuse a /24 that an interface of this machine already uses (another fleet, a LAN)."""
+def check_subnet_free(config: FleetConfig, own_bridge: bool = False) -> None:
+    """Refuse a /24 that an interface of this machine already uses (another fleet, a LAN).
+
+    With ``own_bridge`` the fleet's bridge is allowed: checked again after making
+    it, this catches a fleet that took the same /24 at the same moment.
+    """
     for link in json.loads(ip("-json", "-4", "addr", "show") or "[]"):
+        if own_bridge and link["ifname"] == config.bridge:
+            continue
         for addr in link.get("addr_info", []):
             if ipaddress.ip_address(addr["local"]) in config.subnet:
                 raise FleetError(f"subnet {config.subnet} is already used on this machine by interface "
