@@ -1,0 +1,124 @@
+"""Every step of the catalog through the engine: check, solve and reset medians, against the goals.
+
+``python -m benchmarks.labs.catalog_bench [--rounds N]`` as root. A real
+attendee account is created for the run and removed afterwards; each step is
+measured where an attendee would be (earlier steps solved). Goals (issue 3,
+from LABS.md's floor): check ≤ 5 ms median per step (≤ 80 ms for sc-docker),
+reset ≤ 10 ms. The topic benchmarks (cgroups_bench, namespaces_bench, ...)
+add the fork-bomb figures and the ratio against shell-script checks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import median, print_header
+from node_agent.kernel import reaper
+from node_agent.labs.context import Attendee, LabContext
+from node_agent.labs.engine import Engine
+from node_agent.labs.loader import load_catalog
+from node_agent.labs.model import Lab
+from node_agent.labs.progress import ProgressStore
+
+LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
+CHECK_GOAL_MS = {"sc-docker": 80.0}
+DEFAULT_CHECK_GOAL_MS, RESET_GOAL_MS = 5.0, 10.0
+
+
+def _engine(attendee: Attendee, work: Path) -> tuple[Engine, str, str]:
+    prefix = "b" + secrets.token_hex(2)
+    parent = f"labfleet-bench/{prefix}"
+    catalog = load_catalog(LABS_DIR)
+
+    def make(lab: Lab) -> LabContext:
+        return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
+                          cgroup_parent=parent, work_root=work)
+
+    return Engine(catalog, make, ProgressStore(work / "progress.json")), prefix, parent
+
+
+def _ms(fn) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1000
+
+
+def measure(engine: Engine, rounds: int) -> list[dict[str, Any]]:
+    rows = []
+    for lab in engine.catalog.labs.values():
+        if engine.unavailable_reasons(lab):
+            rows.append({"lab": lab.id, "step": "*", "unavailable": engine.unavailable_reasons(lab)})
+            continue
+        for index, step in enumerate(lab.steps):
+            checks, solves, resets, failures = [], [], [], 0
+            for _ in range(rounds):
+                if index:
+                    engine.solve(lab.id, lab.steps[index - 1].id)
+                _, solve_ms = _ms(lambda: engine._solve_step(engine.context(lab), step))  # noqa: B023
+                solves.append(solve_ms)
+                ctx = engine.context(lab)
+                for _ in range(5):
+                    result, check_ms = _ms(lambda: engine._check_step(ctx, step)[0])  # noqa: B023
+                    checks.append(check_ms)
+                    failures += not result.passed
+                report, reset_ms = _ms(lambda: engine.reset(lab.id))  # noqa: B023
+                resets.append(reset_ms)
+                if not report["clean"]:
+                    failures += 1
+            goal = CHECK_GOAL_MS.get(lab.id, DEFAULT_CHECK_GOAL_MS)
+            rows.append({"lab": lab.id, "step": step.id, "check_ms": median(checks), "solve_ms": median(solves),
+                         "reset_ms": median(resets), "check_goal_ms": goal, "failures": failures})
+    return rows
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    print(f"{'lab/step':<30} {'check':>9} {'goal':>6} {'solve':>9} {'reset':>9} {'goal':>6}  notes")
+    for r in rows:
+        if "unavailable" in r:
+            print(f"{r['lab'] + '/*':<30} unavailable on this machine: {'; '.join(r['unavailable'])}")
+            continue
+        check_ok = "met" if r["check_ms"] <= r["check_goal_ms"] else "MISSED"
+        reset_ok = "met" if r["reset_ms"] <= RESET_GOAL_MS else "MISSED"
+        notes = f"{r['failures']} failed round(s)" if r["failures"] else ""
+        print(f"{r['lab'] + '/' + r['step']:<30} {r['check_ms']:>7.2f}ms {check_ok:>6} {r['solve_ms']:>7.1f}ms "
+              f"{r['reset_ms']:>7.2f}ms {reset_ok:>6}  {notes}")
+    measured = [r for r in rows if "check_ms" in r]
+    if measured:
+        print(f"steps: {len(measured)}; check goal met by {sum(r['check_ms'] <= r['check_goal_ms'] for r in measured)}, "
+              f"reset goal met by {sum(r['reset_ms'] <= RESET_GOAL_MS for r in measured)}; "
+              f"slowest check {max(measured, key=lambda r: r['check_ms'])['lab']} "
+              f"{max(r['check_ms'] for r in measured):.2f} ms, slowest reset "
+              f"{max(r['reset_ms'] for r in measured):.2f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    print_header("lab catalog: check / solve / reset per step", args)
+    reaper.become_subreaper()
+    name = "lfb" + secrets.token_hex(3)
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
+    sudoers = Path(f"/etc/sudoers.d/labfleet-bench-{name}")
+    sudoers.write_text(f"{name} ALL=(ALL) NOPASSWD:ALL\n")
+    work = Path(tempfile.mkdtemp(prefix="lf-bench-"))
+    try:
+        engine, _prefix, _parent = _engine(Attendee.lookup(name), work)
+        print_rows(measure(engine, args.rounds))
+    finally:
+        sudoers.unlink(missing_ok=True)
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)  # only this run's own account
+        reaper.reap_orphans()
+        subprocess.run(["userdel", "--remove", name], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
