@@ -170,8 +170,8 @@ class Fleet:
         for pid, start in recorded:
             processes.signal_verified(pid, start, signal.SIGKILL)
         groups = cgroups.host_groups(cfg)
-        victims = [pid for ns in network.netns_names(cfg) if (inode := network.netns_inode(ns))
-                   for pid in processes.in_netns(inode)]
+        inodes = {inode for ns in network.netns_names(cfg) if (inode := network.netns_inode(ns))}
+        victims = processes.in_netns(inodes) if inodes else []
         victims += [pid for group in groups for pid in cgroups.pids(group)]
         processes.kill_all(victims)
         stubborn = processes.wait_gone(victims + [pid for pid, _ in recorded if pid])
@@ -179,9 +179,7 @@ class Fleet:
             raise FleetError(f"processes {stubborn} of fleet {cfg.prefix!r} did not exit after SIGKILL")
         host_dirs = self._host_dirs(cfg)
         mounts.detach_under(host_dirs)
-        links = network.link_names(cfg)
-        network.delete_links([n for n in links if n != cfg.bridge] + [n for n in links if n == cfg.bridge])
-        network.delete_netns(network.netns_names(cfg))
+        network.delete(cfg)
         cgroups.remove(groups)
         for host_dir in host_dirs:
             rootfs.remove_tree(host_dir)

@@ -103,18 +103,17 @@ def netns_inode(name: str) -> int | None:
         return None
 
 
-def delete_links(names: list[str]) -> None:
-    for name in names:
-        _ignore_missing("link", "del", name)
-
-
-def delete_netns(names: list[str]) -> None:
-    for name in names:
-        _ignore_missing("netns", "del", name)
-
-
-def _ignore_missing(*args: str) -> None:
-    result = subprocess.run(["ip", *args], capture_output=True, text=True)
-    gone = ("Cannot find device", "No such file", "does not exist")
-    if result.returncode != 0 and not any(g in result.stderr for g in gone):
-        raise FleetError(f"ip {' '.join(args)} failed: {result.stderr.strip()}")
+def delete(config: FleetConfig) -> None:
+    """Delete the fleet's veths, bridge and named netns in one ``ip -batch``, then check they are gone."""
+    links = link_names(config)
+    lines = [f"link del {n}" for n in links if n != config.bridge]
+    lines += [f"link del {n}" for n in links if n == config.bridge]
+    lines += [f"netns del {n}" for n in netns_names(config)]
+    if not lines:
+        return
+    # -force: go on after a line fails (a veth already gone with its netns); what is left is checked below.
+    result = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                            capture_output=True, text=True)
+    left = link_names(config) + netns_names(config)
+    if left:
+        raise FleetError(f"cannot delete {', '.join(left)}: {result.stderr.strip()}")

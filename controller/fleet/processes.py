@@ -33,14 +33,14 @@ def signal_verified(pid: int | None, start: int | None, sig: int) -> bool:
     return True
 
 
-def in_netns(inode: int) -> list[int]:
-    """PIDs whose network namespace is the one with this inode (see namespaces(7), /proc/<pid>/ns/net)."""
+def in_netns(inodes: set[int]) -> list[int]:
+    """PIDs whose network namespace is one of these inodes (see namespaces(7), /proc/<pid>/ns/net)."""
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == inode:
+            if os.stat(f"/proc/{entry}/ns/net").st_ino in inodes:
                 found.append(int(entry))
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
