@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -77,15 +78,22 @@ def make_fleet(tmp_path: Path) -> Iterator[Callable[[], Fleet]]:
 
 
 @pytest.fixture(scope="module")
-def fleet3(tmp_path_factory) -> Iterator[Fleet]:
-    """Three running hosts shared by the tests of one module (making them takes about a second)."""
-    fleet = new_fleet(tmp_path_factory.mktemp("fleet3"))
+def fleet3() -> Iterator[Fleet]:
+    """Three running hosts shared by the tests of one module (making them takes about a second).
+
+    Its state directory is under /var/tmp, not /tmp: hosts get a fresh /tmp anyway, so only a
+    directory the overlay shows proves that the fleet hides its keys from its hosts.
+    """
+    state_dir = Path("/var/tmp") / f"labfleet-test-fleet-{uuid.uuid4().hex[:8]}"
+    fleet = new_fleet(state_dir)
     try:
         fleet.up(3)
         yield fleet
     finally:
         fleet.down()
     assert leftovers(fleet) == []
+    assert not (state_dir / "hosts").exists()
+    shutil.rmtree(state_dir)  # only the kept key pair, the lock and nothing mounted (checked above)
 
 
 def ssh(host: FleetHost, command: str, timeout: float = 20) -> subprocess.CompletedProcess:
