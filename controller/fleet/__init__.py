@@ -13,6 +13,7 @@ Public API (other modules use only this)::
     fleet = Fleet(state_dir="/var/lib/labfleet/fleet",   # default
                   subnet="10.213.0.0/24",                # a private /24, default
                   prefix="lfh")                          # [a-z][a-z0-9]{0,9}, default
+    fleet = Fleet.from_state(state_dir)  # the fleet recorded there (its prefix, subnet), else defaults
     hosts = fleet.up(3)          # -> list[FleetHost]; raises FleetError if a fleet
                                  #    with this prefix already exists (call down() first)
     fleet.hosts()                # -> list[FleetHost] from the state file (empty if none)
