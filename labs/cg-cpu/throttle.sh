@@ -25,8 +25,8 @@ else
   echo 50000 | sudo tee "$CG/cpu.cfs_quota_us" >/dev/null
 fi
 
-# "Move the shell in, then start the hog from it": a shell of its own session does exactly that.
-setsid bash -c 'echo $$ | sudo tee "$1/cgroup.procs" >/dev/null; exec stress-ng --cpu 1 --timeout 20s --quiet' \
+# "Move the shell in, then start the hog from it" (the --cpu 4 variant: four workers share the quota): a shell of its own session does exactly that.
+setsid bash -c 'echo $$ | sudo tee "$1/cgroup.procs" >/dev/null; exec stress-ng --cpu 4 --timeout 20s --quiet' \
   shell "$CG" </dev/null >/dev/null 2>&1 &
 for _ in $(seq 250); do
   grep -q '^nr_throttled [1-9]' "$CG/cpu.stat" && break

@@ -218,17 +218,26 @@ def check_cpu_throttled(ctx: LabContext, p: CpuParams) -> CheckResult:
 
 @solver("cgroup.cpu_solve", CpuParams)
 def solve_cpu(ctx: LabContext, p: CpuParams) -> dict:
-    """Create the cgroup, set the quota, and run a 1 s busy loop in it as the attendee (then it sleeps, so the
-    cgroup keeps a member), until the kernel reports a throttled period."""
+    """Create the cgroup, set the quota, and run busy loops in it as the attendee until the kernel reports a
+    throttled period; then stop the loops and keep a sleeping member.
+
+    Four loops, not one: the cgroup competes as one entity with its weight (cpu.shares 1024 or cpu.weight
+    100), so on a loaded machine a single loop may never get the 50 ms per period it needs to be throttled.
+    """
     cg = _require(ctx, "cpu", p.cgroup)
     cc.create(cg)
     cc.set_cpu_quota(cg, p.quota_us, p.period_us)
-    hog = "timeout 1 sh -c 'while :; do :; done'; exec sleep 600"
-    holder = ctx.spawn(["sh", "-c", hog], as_attendee=True, cgroup=[cg.path])
-    throttled = _wait_for(lambda: cc.cpu_stat(cg).nr_throttled > 0)
+    # Each loop is orphaned at once (a subshell that backgrounds it and exits), so the agent, a subreaper,
+    # reaps it when it is stopped; as a child of the sleeping holder it would stay a zombie.
+    loop = "(timeout 10 sh -c 'while :; do :; done' &);"
+    holder = ctx.spawn(["sh", "-c", f"{loop * 4} exec sleep 600"], as_attendee=True, cgroup=[cg.path])
+    throttled = _wait_for(lambda: cc.cpu_stat(cg).nr_throttled > 0, timeout=2 * SOLVE_WAIT_S)
+    loops = [info for info in (proctable.read(pid) for pid in cc.procs(cg) if pid != holder.pid) if info]
+    ctx.kill(loops)
     stat = cc.cpu_stat(cg)
     return {**_base(cg), "holder": holder.pid, "quota_us": p.quota_us, "period_us": p.period_us,
-            "nr_throttled": stat.nr_throttled, "throttled_usec": stat.throttled_usec, "throttled": throttled}
+            "nr_throttled": stat.nr_throttled, "throttled_usec": stat.throttled_usec, "throttled": throttled,
+            "busy_loops_stopped": [info.pid for info in loops]}
 
 
 # ---- reset ---------------------------------------------------------------------------------------------

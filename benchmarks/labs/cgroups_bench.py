@@ -1,0 +1,260 @@
+"""cgroup labs: fork-bomb containment, and check/solve/reset medians of cg-pids, cg-forkbomb and cg-cpu.
+
+``python -m benchmarks.labs.cgroups_bench [--rounds N]`` as root on a lab VM (or this machine kind).
+
+- Fork-bomb containment: a bounded bomb (``node_agent.kernel.forkbomb``) in a
+  cgroup with ``pids.max`` = 50: time from its first fork attempt to the first
+  refused one (EAGAIN), and the full cleanup (pids.max 0, kill every member,
+  reap, rmdir) — with the children as static busybox processes and as copies
+  of the Python leader, and the cleanup on each kill path this machine has
+  (v1 SIGKILL after pids.max 0; v1 freezer; cgroup2 ``cgroup.kill``, the
+  latter without a pids limit where cgroup2 lacks the pids controller). Every
+  round verifies that nothing of the cgroup remains.
+- Per step: check (after a solve), solve and reset medians through the
+  engine, against a real attendee account created for the run and removed
+  afterwards.
+- Baseline: the same check the way lab platforms usually write it, a shell
+  script of ``cat`` and ``grep`` over the same control files (it checks less:
+  no forged-file detection, no attendee ownership, no probe).
+
+Goals (LABS.md floor): first refused fork 1.6 ms, cleanup 1.9–2.5 ms; goals
+check ≤ 5 ms, reset ≤ 10 ms, fork-bomb cleanup ≤ 10 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import median, print_header
+from node_agent.kernel import cgroup_control as cc
+from node_agent.kernel import forkbomb, reaper
+from node_agent.labs.context import Attendee, LabContext
+from node_agent.labs.engine import Engine
+from node_agent.labs.loader import load_catalog
+
+REPO = Path(__file__).resolve().parents[2]
+STEPS = (("cg-pids", "limit"), ("cg-forkbomb", "bomb"), ("cg-cpu", "throttle"))
+GOAL_CHECK_MS, GOAL_RESET_MS, GOAL_CLEANUP_MS = 5.0, 10.0, 10.0
+BOMB_MAX = 50
+
+# The baseline: what a lab platform's check script for these steps usually is.
+BASELINE = {
+    "cg-pids": """CG=$1; [ -d "$CG" ] || exit 1
+[ -n "$(cat "$CG/cgroup.procs")" ] || exit 1
+[ "$(cat "$CG/pids.max")" = "$2" ] || exit 1
+grep -q '^max [1-9]' "$CG/pids.events" || exit 1""",
+    "cg-forkbomb": """CG=$1; [ -d "$CG" ] || exit 1
+[ "$(cat "$CG/pids.max")" = 50 ] || exit 1
+grep -q '^max [1-9]' "$CG/pids.events" || exit 1""",
+    "cg-cpu": """CG=$1; [ -d "$CG" ] || exit 1
+[ -n "$(cat "$CG/cgroup.procs")" ] || exit 1
+q=$(cat "$CG/cpu.cfs_quota_us" 2>/dev/null || cut -d' ' -f1 "$CG/cpu.max"); [ "$q" != -1 ] && [ "$q" != max ] || exit 1
+grep -q '^nr_throttled [1-9]' "$CG/cpu.stat" || exit 1""",
+}
+
+
+# ---- fork-bomb containment ------------------------------------------------------------------------------
+
+
+def _bomb_round(parent: str, hierarchy: cc.Hierarchy, *, slim: bool, limit: bool,
+                freezer: cc.Hierarchy | None) -> dict[str, Any]:
+    cg = cc.LabCgroup(hierarchy, f"{parent}/bomb")
+    cc.create(cg)
+    if limit:
+        cc.set_pids_max(cg, BOMB_MAX)
+    bomb = forkbomb.run(cg.file("cgroup.procs"), budget=forkbomb.MAX_BUDGET if limit else BOMB_MAX - 1,
+                        hold=True, lifetime=10, slim=slim)
+    assert isinstance(bomb, forkbomb.Bomb), bomb
+    members = len(cc.procs(cg))
+    t0 = time.perf_counter()
+    killed = cc.remove(cg, reap=reaper.reap_orphans, freezer=freezer)
+    cleanup = time.perf_counter() - t0
+    bomb.release()
+    alive = [pid for pid in killed if os.path.exists(f"/proc/{pid}") and _state(pid) not in ("Z", "X", "")]
+    return {"first_refused_s": bomb.result.first_refused_s, "cleanup_s": cleanup, "members": members,
+            "clean": not cg.path.exists() and not alive and (freezer is None or not (freezer.mount / cg.relpath).exists())}
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0]
+    except OSError:
+        return ""
+
+
+def bomb_containment(rounds: int) -> list[dict[str, Any]]:
+    """One row per (children kind, kill path): medians of first refused fork and cleanup."""
+    pids, freezer, unified = cc.find_hierarchy("pids"), cc.find_hierarchy("freezer"), cc.find_hierarchy("")
+    parent = "labfleet-bench-" + secrets.token_hex(3)
+    variants: list[tuple[str, cc.Hierarchy, bool, bool, cc.Hierarchy | None]] = []
+    if pids is not None:
+        kind = f"v{pids.version} pids"
+        variants += [(f"{kind}, busybox children, pids.max 0 + SIGKILL" if pids.version == 1 else f"{kind}, busybox "
+                      f"children, cgroup.kill", pids, True, True, None),
+                     (f"{kind}, Python children, pids.max 0 + SIGKILL" if pids.version == 1 else f"{kind}, Python "
+                      f"children, cgroup.kill", pids, False, True, None)]
+    if freezer is not None and freezer.version == 1:
+        variants.append(("v1 freezer: move, freeze, SIGKILL, thaw (no pids.max)", freezer, True, False, freezer))
+    if unified is not None and (pids is None or pids.version == 1):
+        variants.append(("cgroup2 cgroup.kill, 49 busybox children (cgroup2 here has no pids)", unified, True, False,
+                         None))
+    rows = []
+    try:
+        for label, hierarchy, slim, limit, frz in variants:
+            got = [_bomb_round(parent, hierarchy, slim=slim, limit=limit, freezer=frz) for _ in range(rounds)]
+            firsts = [g["first_refused_s"] for g in got if g["first_refused_s"] is not None]
+            rows.append({"variant": label, "rounds": rounds, "members": median([g["members"] for g in got]),
+                         "first_refused_ms": median(firsts) * 1000 if firsts else None,
+                         "cleanup_ms": median([g["cleanup_s"] for g in got]) * 1000,
+                         "all_clean": all(g["clean"] for g in got)})
+    finally:
+        for h in (pids, freezer, unified):
+            if h is not None and (h.mount / parent).is_dir():
+                (h.mount / parent).rmdir()
+    return rows
+
+
+# ---- per-step check / solve / reset ---------------------------------------------------------------------
+
+
+class _Attendee:
+    """A real account for the run (like ``class`` on a lab VM), removed afterwards."""
+
+    def __enter__(self) -> Attendee:
+        self.name = "lfb" + secrets.token_hex(3)
+        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name], check=True)
+        pw = pwd.getpwnam(self.name)
+        return Attendee(self.name, pw.pw_uid, pw.pw_gid, Path(pw.pw_dir))
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
+
+
+def _timed(fn) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, (time.perf_counter() - t0) * 1000
+
+
+def _baseline_ms(script: str, args: list[str], runs: int) -> tuple[float, bool]:
+    times, ok = [], True
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(["sh", "-c", script, "check", *args], capture_output=True)
+        times.append((time.perf_counter() - t0) * 1000)
+        ok = ok and done.returncode == 0
+    return median(times), ok
+
+
+def step_medians(rounds: int) -> list[dict[str, Any]]:
+    work = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
+    prefix = "b" + secrets.token_hex(2)
+    parent = f"labfleet-bench/{prefix}"
+    catalog = load_catalog(REPO / "labs")
+    rows = []
+    with _Attendee() as attendee:
+
+        def context(lab) -> LabContext:
+            return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
+                              cgroup_parent=parent, work_root=work)
+
+        engine = Engine(catalog, context)
+        try:
+            for lab_id, step in STEPS:
+                lab = catalog.get(lab_id)
+                if engine.unavailable_reasons(lab):
+                    rows.append({"step": f"{lab_id}/{step}", "unavailable": engine.unavailable_reasons(lab)})
+                    continue
+                solves, checks, resets, baselines, all_passed, all_clean, base_ok = [], [], [], [], True, True, True
+                ctx = context(lab)
+                controller = "cpu" if lab_id == "cg-cpu" else "pids"
+                cg_dir = ctx.cgroup_dir(controller, "cglab2" if lab_id == "cg-cpu" else "cglab1")
+                for _ in range(rounds):
+                    solved, ms = _timed(lambda lab_id=lab_id, step=step: engine.solve(lab_id, step))
+                    solves.append(ms)
+                    all_passed = all_passed and solved["passed"]
+                    for _ in range(5):
+                        result, ms = _timed(lambda lab_id=lab_id, step=step: engine.check(lab_id, step))
+                        checks.append(ms)
+                        all_passed = all_passed and result["passed"]
+                    base, ok = _baseline_ms(BASELINE[lab_id], [str(cg_dir), str(ctx.pids_max)], 5)
+                    baselines.append(base)
+                    base_ok = base_ok and ok
+                    report, ms = _timed(lambda lab_id=lab_id: engine.reset(lab_id))
+                    resets.append(ms)
+                    all_clean = all_clean and report["clean"]
+                rows.append({"step": f"{lab_id}/{step}", "backend": ctx.cgroup_backend(controller), "rounds": rounds,
+                             "check_ms": median(checks), "solve_ms": median(solves), "reset_ms": median(resets),
+                             "baseline_check_ms": median(baselines), "baseline_passed": base_ok,
+                             "all_passed": all_passed, "all_clean": all_clean})
+        finally:
+            for lab_id, _step in STEPS:
+                engine.reset(lab_id)
+            shutil.rmtree(work, ignore_errors=True)
+            for root in context(catalog.get("cg-pids")).lab_cgroup_roots():
+                for d in (root, root.parent):
+                    try:
+                        d.rmdir()
+                    except OSError:
+                        pass
+    return rows
+
+
+# ---- output ---------------------------------------------------------------------------------------------
+
+
+def run(rounds: int = 10) -> dict[str, Any]:
+    """Both parts; the lead's ``benchmarks/labs/run.py`` calls this and formats the result."""
+    reaper.become_subreaper()
+    return {"forkbomb": bomb_containment(rounds), "steps": step_medians(rounds)}
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} ms"
+
+
+def print_report(out: dict[str, Any]) -> None:
+    print("\n## fork-bomb containment (pids.max 50, bounded bomb ≤ 300 forks)")
+    print("| variant | members | first refused fork | cleanup (kill+reap+rmdir) | goal | met | clean |")
+    print("|---|---|---|---|---|---|---|")
+    for r in out["forkbomb"]:
+        met = "yes" if r["cleanup_ms"] <= GOAL_CLEANUP_MS else "**no**"
+        print(f"| {r['variant']} | {r['members']:.0f} | {_fmt(r['first_refused_ms'])} | {_fmt(r['cleanup_ms'])} | "
+              f"≤ {GOAL_CLEANUP_MS:.0f} ms | {met} | {r['all_clean']} |")
+    print("\n## per step (medians)")
+    print("| step | back-end | check | shell cat/grep check | ratio | solve | reset | goals (check ≤ 5, reset ≤ 10) "
+          "| all passed / clean |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in out["steps"]:
+        if "unavailable" in r:
+            print(f"| {r['step']} | unavailable: {'; '.join(r['unavailable'])} | | | | | | | |")
+            continue
+        ratio = r["baseline_check_ms"] / r["check_ms"] if r["check_ms"] else float("nan")
+        met = "yes" if r["check_ms"] <= GOAL_CHECK_MS and r["reset_ms"] <= GOAL_RESET_MS else "**no**"
+        print(f"| {r['step']} | {r['backend']} | {_fmt(r['check_ms'])} | {_fmt(r['baseline_check_ms'])} | "
+              f"{ratio:.1f}x faster | {_fmt(r['solve_ms'])} | {_fmt(r['reset_ms'])} | {met} | "
+              f"{r['all_passed']} / {r['all_clean']} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        parser.error("run as root: the benchmark creates cgroups and a bounded fork bomb")
+    print_header("cgroup labs", args)
+    print_report(run(args.rounds))
+
+
+if __name__ == "__main__":
+    main()
