@@ -155,69 +155,104 @@ def holders(inode: int, proc: Path = PROC) -> Holders:
 
 
 def scan_holders(inodes: set[int], proc: Path = PROC, *, pids: bool = True, threads: bool = True,
-                 fds: bool = True, mounts: bool = True) -> dict[int, Holders]:
-    """Every holder of each namespace in ``inodes``, in one pass over /proc (≈5 ms for 100 processes).
+                 fds: bool = True, mounts: bool = True, others: dict[int, list[int]] | None = None
+                 ) -> dict[int, Holders]:
+    """Every holder of each namespace in ``inodes``, in one pass over /proc.
 
     setns(2) moves one thread, so a multi-threaded process can have a thread in another namespace
     than its leader: with ``threads``, the threads of multi-threaded processes are looked at too.
+    ``others``, when given, receives the members of every other network namespace met on the way
+    (``{inode: [pid, ...]}``), so a caller can look for namespaces it knows only by their content.
     """
     dev = nsfs_dev()
     found = {inode: Holders(inode) for inode in inodes}
     fd_targets = {f"net:[{inode}]": inode for inode in inodes}
     seen_mnt: set[int] = set()
-    for pid in _pids(proc):
-        base = proc / str(pid)
-        if pids:
+    root = str(proc)
+    for name in os.listdir(root):
+        if not name.isdigit():
+            continue
+        base, pid = f"{root}/{name}", int(name)
+        if pids or others is not None:
             inode = _net_inode(base, dev, threads)
             if inode in found:
                 found[inode].pids.append(pid)
+            elif inode is not None and others is not None:
+                others.setdefault(inode, []).append(pid)
         if fds:
-            for fd, inode in _fds_pointing_at(base / "fd", dev, found):
+            for fd, inode in _fds_pointing_at(base, dev, found):
                 found[inode].fds.append(FdHolder(pid, fd))
         if mounts:
-            mnt = ns_inode(pid, "mnt", proc)
-            if mnt is None or mnt in seen_mnt:
-                continue
-            try:
-                nsfs = nsfs_mounts(pid, proc)
-            except (FileNotFoundError, ProcessLookupError, PermissionError):
-                continue
-            seen_mnt.add(mnt)
-            for root, point in nsfs:
-                inode = fd_targets.get(root)
-                if inode is not None:
-                    found[inode].mounts.append(MountHolder(pid, mnt, point))
+            mnt = _ino(f"{base}/ns/mnt")
+            if mnt is not None and mnt not in seen_mnt:
+                text = _read(f"{base}/mountinfo")
+                if text is not None:
+                    seen_mnt.add(mnt)
+                    for ns_root, point in _parse_nsfs(text):
+                        inode = fd_targets.get(ns_root)
+                        if inode is not None:
+                            found[inode].mounts.append(MountHolder(pid, mnt, point))
     return found
 
 
-def _net_inode(base: Path, dev: int, threads: bool) -> int | None:
-    """The process's net namespace inode; with ``threads``, a thread's if it differs from the leader's."""
+_GONE = (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError)
+
+
+def _ino(path: str) -> int | None:
     try:
-        st = os.stat(base / "ns" / "net")
-        if st.st_dev != dev:
-            return None
-        # procfs gives the task directory a link count of 2 + the number of threads.
-        if not threads or os.stat(base / "task").st_nlink <= 3:
-            return st.st_ino
-        for tid in os.listdir(base / "task"):
-            tst = os.stat(base / "task" / tid / "ns" / "net")
-            if tst.st_ino != st.st_ino:
-                return tst.st_ino
-        return st.st_ino
-    except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+        return os.stat(path).st_ino
+    except _GONE:
         return None
 
 
-def _fds_pointing_at(fd_dir: Path, dev: int, inodes: dict[int, Holders]) -> list[tuple[int, int]]:
+def _read(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except _GONE:
+        return None
+    chunks = []
+    try:
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _net_inode(base: str, dev: int, threads: bool) -> int | None:
+    """The process's net namespace inode; with ``threads``, a thread's if it differs from the leader's."""
+    try:
+        st = os.stat(f"{base}/ns/net")
+        if st.st_dev != dev:
+            return None
+        # procfs gives the task directory a link count of 2 + the number of threads.
+        if not threads or os.stat(f"{base}/task").st_nlink <= 3:
+            return st.st_ino
+        for tid in os.listdir(f"{base}/task"):
+            tst = os.stat(f"{base}/task/{tid}/ns/net")
+            if tst.st_ino != st.st_ino:
+                return tst.st_ino
+        return st.st_ino
+    except _GONE:
+        return None
+
+
+def _fds_pointing_at(base: str, dev: int, inodes: dict[int, Holders]) -> list[tuple[int, int]]:
     # stat(2) through the magic link, not readlink: an fd opened on a bind mount such as
     # /run/netns/x reads back as that path, only one opened on /proc/<pid>/ns/net as net:[inode].
     try:
-        dir_fd = os.open(fd_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = os.open(f"{base}/fd", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return []
     out = []
     try:
-        for name in os.listdir(dir_fd):
+        try:
+            names = os.listdir(dir_fd)
+        except OSError:  # the process exited under us
+            return []
+        for name in names:
             try:
                 st = os.stat(name, dir_fd=dir_fd)
             except OSError:
@@ -234,8 +269,14 @@ def nsfs_mounts(pid: int | str, proc: Path = PROC) -> list[tuple[str, str]]:
 
     The root field (the 4th of proc(5)'s mountinfo) names the namespace a nsfs mount pins.
     """
+    return _parse_nsfs((proc / str(pid) / "mountinfo").read_text())
+
+
+def _parse_nsfs(text: str) -> list[tuple[str, str]]:
+    if " nsfs " not in text:
+        return []
     out = []
-    for line in (proc / str(pid) / "mountinfo").read_text().splitlines():
+    for line in text.splitlines():
         left, _, right = line.partition(" - ")
         if right.split(" ", 1)[0] != "nsfs":
             continue

@@ -19,6 +19,7 @@ proves nothing holds it; what could not be removed is reported.
 from __future__ import annotations
 
 import ipaddress
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -43,9 +44,9 @@ class IsolatedParams:
     user_ns: bool = True  # without sudo, a new network namespace needs a new user namespace
 
 
-def _isolated_candidates(ctx: LabContext, p: IsolatedParams) -> list[ProcInfo]:
-    return [q for q in ctx.processes() if q.uid == ctx.attendee.uid and ctx.in_new_ns(q, "net")
-            and (not p.user_ns or ctx.in_new_ns(q, "user"))]
+def _isolated_candidates(ctx: LabContext, p: IsolatedParams, procs: list[ProcInfo] | None = None) -> list[ProcInfo]:
+    return [q for q in (ctx.processes() if procs is None else procs) if q.uid == ctx.attendee.uid
+            and ctx.in_new_ns(q, "net") and (not p.user_ns or ctx.in_new_ns(q, "user"))]
 
 
 def _extra_devices(names: list[str], p: IsolatedParams) -> list[str]:
@@ -56,7 +57,7 @@ def _extra_devices(names: list[str], p: IsolatedParams) -> list[str]:
 def check_isolated(ctx: LabContext, p: IsolatedParams) -> CheckResult:
     """Pass when an attendee process is in a new net (and user) namespace that has only lo."""
     mine = [q for q in ctx.processes() if q.uid == ctx.attendee.uid]
-    candidates = _isolated_candidates(ctx, p)
+    candidates = _isolated_candidates(ctx, p, mine)
     if not candidates:
         in_net = [q.pid for q in mine if ctx.in_new_ns(q, "net")]
         reason = ("None of your processes is in a new network namespace yet: run "
@@ -271,7 +272,8 @@ def _check_veth(ctx: LabContext, pair: Pair) -> tuple[CheckResult | None, dict[s
     failed, evidence = _check_named(ctx, pair)
     if failed:
         return failed, evidence
-    server, client = links.view(pair.server_ns), links.view(pair.client_ns)
+    both = links.views([pair.server_ns, pair.client_ns])
+    server, client = both[pair.server_ns], both[pair.client_ns]
     evidence["links"] = {pair.server_ns: _links_evidence(server), pair.client_ns: _links_evidence(client)}
     for view, ns, veth, other_view, other_ns, other_veth, iface in (
             (server, pair.server_ns, pair.server_veth, client, pair.client_ns, pair.client_veth, pair.server_if),
@@ -334,14 +336,15 @@ def check_service(ctx: LabContext, p: PairParams) -> CheckResult:
     failed, evidence = _check_veth(ctx, pair)
     if failed:
         return failed
-    server_inode = evidence["netns"][pair.server_ns]
-    listener = _listener(pair, server_inode)
+    seen = links.service_probe(pair.path(pair.server_ns), pair.path(pair.client_ns), str(pair.server_if.ip),
+                               pair.port, pair.probe_timeout)
+    listener = _listener(seen.listeners, evidence["netns"][pair.server_ns])
+    probe = seen.probe
     evidence["listener"] = listener
-    if listener.get("pid") is None:
-        return CheckResult.fail(_no_listener_reason(ctx, pair, listener), evidence)
-    probe = links.probe_tcp(pair.path(pair.client_ns), str(pair.server_if.ip), pair.port, pair.probe_timeout)
     evidence["probe"] = {"from": pair.client_ns, "to": f"{pair.server_if.ip}:{pair.port}",
                          "connected": probe.connected, "error": probe.error, "ms": round(probe.elapsed_ms, 3)}
+    if listener.get("pid") is None:
+        return CheckResult.fail(_no_listener_reason(pair, listener), evidence)
     if not probe.connected:
         bound = listener.get("addresses", [])
         hint = (f" The server listens on {', '.join(bound)} only: let it listen on {pair.server_if.ip} or all addresses."
@@ -352,18 +355,13 @@ def check_service(ctx: LabContext, p: PairParams) -> CheckResult:
     return CheckResult.ok(evidence)
 
 
-def _listener(pair: Pair, server_inode: int) -> dict[str, Any]:
-    """The process in the server namespace that owns a socket listening on the port, from /proc/<pid>/net/tcp."""
-    members = netns.pids_in_netns(server_inode, threads=False)
-    out: dict[str, Any] = {"pid": None, "netns_members": members[:20]}
-    if not members:
-        return out
-    try:
-        sockets = links.listeners(members[0], pair.port)
-    except (FileNotFoundError, ProcessLookupError):
-        return out
+def _listener(sockets: list[links.TcpSocket], server_inode: int) -> dict[str, Any]:
+    """The process in the server namespace that owns a listening socket (sock_diag's inode → its fd)."""
+    out: dict[str, Any] = {"pid": None, "sockets": [f"{s.local_address}:{s.local_port}" for s in sockets]}
     if not sockets:
         return out
+    members = netns.pids_in_netns(server_inode, threads=False)
+    out["netns_members"] = members[:20]
     owners = links.socket_owners({s.inode for s in sockets}, members)
     for s in sockets:
         if owners.get(s.inode):
@@ -375,10 +373,13 @@ def _listener(pair: Pair, server_inode: int) -> dict[str, Any]:
     return out
 
 
-def _no_listener_reason(ctx: LabContext, pair: Pair, listener: dict[str, Any]) -> str:
+def _no_listener_reason(pair: Pair, listener: dict[str, Any]) -> str:
     reason = (f"No process in {pair.server_ns} listens on TCP port {pair.port}: start the server inside it, e.g. "
               f"`sudo ip netns exec {pair.server_ns} nc -lk {pair.port}`.")
-    if any(s.local_port == pair.port for s in links.listeners("self")):
+    if listener["sockets"]:
+        reason += (f" A socket listens there ({', '.join(listener['sockets'])}) but no process in {pair.server_ns} "
+                   "holds it.")
+    if links.diag_listeners(pair.port):  # the agent's own namespace: the host's
         reason += (f" A server listens on {pair.port} in the host's network namespace: that one is outside the "
                    f"lab's namespaces and does not count.")
     return reason
@@ -461,65 +462,89 @@ def _is_ours(ctx: LabContext, info: ProcInfo, members: set[int]) -> bool:
 
 @resetter("net.service", PairParams)
 def reset_service(ctx: LabContext, p: PairParams) -> ResetReport:
-    """Kill every process in the lab's namespaces (the server, shells the attendee left there), named or not."""
-    pair = _pair(ctx, p)
+    """Kill every process in the lab's namespaces (the server, shells the attendee left there), named or not.
+
+    It runs first of the lab's resets, while the lab's veths still mark a namespace whose name the
+    attendee already deleted.
+    """
     report = ResetReport()
-    names = _owned(ctx, pair)
-    # Runs first of the lab's resets, while the veths still mark a namespace whose name is gone.
-    names.update(_unnamed_lab_netns(ctx, set(names)))
-    if names:
-        found = netns.scan_holders(set(names), fds=False, mounts=False)
-        for inode, holders in found.items():
-            _kill(ctx, holders.pids, f"in network namespace {names[inode]}", report)
+    _kill_members(ctx, _owned(ctx, _pair(ctx, p)), report)
     return report
+
+
+def _kill_members(ctx: LabContext, names: dict[int, str], report: ResetReport,
+                  others: dict[int, list[int]] | None = None) -> dict[int, netns.Holders]:
+    """One pass over /proc (pids, and nsfs mounts unless ``others`` is given): kill the members of the
+    lab's namespaces, named or recognised by their veths; returns what the pass saw."""
+    seen: dict[int, list[int]] = {} if others is None else others
+    found = netns.scan_holders(set(names), fds=False, mounts=others is not None, others=seen)
+    for inode, label in _unnamed_lab_netns(ctx, seen, set(names)).items():
+        names[inode] = label
+        found[inode] = netns.Holders(inode, pids=seen[inode])
+    for inode, held in found.items():
+        _kill(ctx, held.pids, f"in network namespace {names[inode]}", report)
+    return found
 
 
 @resetter("net.veth_pair", PairParams)
 def reset_veth_pair(ctx: LabContext, p: PairParams) -> ResetReport:
-    """Delete the lab's veth pair (one end takes the other with it)."""
-    return ResetReport(removed=_remove_links(_pair(ctx, p)))
+    """Delete the lab's veths that would outlive its namespaces: ends left on the host (the classic recipe).
+
+    The pair inside the lab's namespaces goes with them (step ``namespaces``): deleting a netdev
+    waits for RCU grace periods (tens of ms), a namespace's devices are freed after it, off the
+    reset's path.
+    """
+    pair = _pair(ctx, p)
+    removed = []
+    for veth in (pair.server_veth, pair.client_veth):
+        if os.path.exists(f"/sys/class/net/{veth}") and links.delete_link(veth):
+            removed.append(f"veth {veth} on the host")
+    return ResetReport(removed=removed)
 
 
 @resetter("net.named_pair", PairParams)
 def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
-    """Remove both namespaces and everything that would keep them alive; prove it with a second scan."""
+    """Remove both namespaces and everything that would keep them alive; prove it with a full scan.
+
+    Pass one (processes and nsfs mounts) kills the members, ``ip netns del`` removes the names
+    (and, by the unlink, their copies in other mount namespaces), the other nsfs mounts are
+    unmounted where they are; pass two (with every open fd) finds what is left, and only when it
+    had to act does a third pass report what could not be removed.
+    """
     pair = _pair(ctx, p)
     report = ResetReport()
     inodes = _owned(ctx, pair, report)
-    inodes.update(_unnamed_lab_netns(ctx, set(inodes)))
-    if inodes:
-        first = netns.scan_holders(set(inodes))
-        for inode, held in first.items():
-            _kill(ctx, held.pids, f"in network namespace {inodes[inode]}", report)
-            _kill(ctx, [h.pid for h in held.fds], f"held an fd on network namespace {inodes[inode]}", report)
+    first = _kill_members(ctx, inodes, report, others={})
     for name in pair.names:
         try:
             if netns.delete_named(name):
                 report.removed.append(f"network namespace {name}")
         except netns.NetnsError as exc:
             report.leftovers.append(str(exc))
+    for inode, held in first.items():
+        names = {str(netns.NETNS_RUN_DIR / n) for n in pair.names}
+        _unmount(ctx, inodes[inode], [m for m in held.mounts if m.mount_point not in names], report)
     if inodes:
         _remove_remaining(ctx, inodes, report)
-    report.removed.extend(_remove_links(pair))  # veths left on the host by the classic recipe
+    report.merge(reset_veth_pair(ctx, p))
+    report.leftovers = list(dict.fromkeys(report.leftovers))
     return report
 
 
-def _unnamed_lab_netns(ctx: LabContext, known: set[int]) -> dict[int, str]:
+def _unnamed_lab_netns(ctx: LabContext, seen: dict[int, list[int]], known: set[int]) -> dict[int, str]:
     """Lab namespaces whose name is already gone (the attendee ran ``ip netns del``) but a process keeps alive.
 
-    They are recognised by an interface carrying the lab prefix (the lab's veths), read from
-    ``/proc/<pid>/net/dev`` of one process per namespace; never the agent's own or a named one.
+    ``seen`` is what a scan met: ``{net inode: member pids}``. A lab namespace is recognised by an
+    interface carrying the lab prefix (the lab's veths) in ``/proc/<pid>/net/dev`` of one member;
+    never the agent's own or a namespace with a name.
     """
     skip = {ctx.own_ns.get("net"), *known, *(e.inode for e in netns.named_netns())}
     found: dict[int, str] = {}
-    looked: set[int] = set()
-    for pid in proctable.pids():
-        inode = netns.ns_inode(pid)
-        if inode is None or inode in skip or inode in looked:
+    for inode, members in seen.items():
+        if inode in skip:
             continue
-        looked.add(inode)
         try:
-            devices = [d for d in links.dev_names(pid) if d.startswith(ctx.prefix)]
+            devices = [d for d in links.dev_names(members[0]) if d.startswith(ctx.prefix)]
         except OSError:
             continue
         if devices:
@@ -528,28 +553,32 @@ def _unnamed_lab_netns(ctx: LabContext, known: set[int]) -> dict[int, str]:
     return found
 
 
+def _unmount(ctx: LabContext, name: str, mounts: list[netns.MountHolder], report: ResetReport) -> None:
+    """Unmount nsfs mounts of a lab namespace where they are; a locked one ends its mount namespace."""
+    for mount in mounts:
+        try:
+            netns.umount_in_mount_ns(mount.pid, mount.mount_point)
+            report.removed.append(f"nsfs mount of {name} at {mount.mount_point} (mount namespace {mount.mnt_ns})")
+        except (OSError, netns.NetnsError, TimeoutError) as exc:
+            # Locked in a mount namespace of a less privileged user namespace: end that mount
+            # namespace if (and only if) every process in it is the lab's; never the agent's own.
+            if mount.mnt_ns == ctx.own_ns.get("mnt"):
+                report.leftovers.append(f"nsfs mount of {name} at {mount.mount_point} on the host: {exc}")
+                continue
+            members = [pid for pid in proctable.pids() if netns.ns_inode(pid, "mnt") == mount.mnt_ns]
+            _kill(ctx, members, f"kept an nsfs mount of {name} in mount namespace {mount.mnt_ns}", report)
+
+
 def _remove_remaining(ctx: LabContext, inodes: dict[int, str], report: ResetReport) -> None:
-    """After ``ip netns del``: unmount nsfs mounts elsewhere, end late holders, then a last scan reports the rest."""
+    """After ``ip netns del``: a full scan (fds included); remove late holders, and if it had to, scan again."""
     acted = False
     for inode, held in netns.scan_holders(set(inodes)).items():
         name = inodes[inode]
-        for mount in held.mounts:
+        if held:
             acted = True
-            try:
-                netns.umount_in_mount_ns(mount.pid, mount.mount_point)
-                report.removed.append(f"nsfs mount of {name} at {mount.mount_point} (mount namespace {mount.mnt_ns})")
-            except (OSError, netns.NetnsError, TimeoutError) as exc:
-                # Locked in a mount namespace of a less privileged user namespace: end that mount
-                # namespace if (and only if) every process in it is the lab's; never the agent's own.
-                if mount.mnt_ns == ctx.own_ns.get("mnt"):
-                    report.leftovers.append(f"nsfs mount of {name} at {mount.mount_point} on the host: {exc}")
-                    continue
-                members = [pid for pid in proctable.pids() if netns.ns_inode(pid, "mnt") == mount.mnt_ns]
-                _kill(ctx, members, f"kept an nsfs mount of {name} in mount namespace {mount.mnt_ns}", report)
-        if held.pids or held.fds:
-            acted = True
-            _kill(ctx, held.pids, f"in network namespace {name}", report)
-            _kill(ctx, [h.pid for h in held.fds], f"held an fd on network namespace {name}", report)
+        _unmount(ctx, name, held.mounts, report)
+        _kill(ctx, held.pids, f"in network namespace {name}", report)
+        _kill(ctx, [h.pid for h in held.fds], f"held an fd on network namespace {name}", report)
     if acted:
         for inode, held in netns.scan_holders(set(inodes)).items():
             report.leftovers.extend(f"{line} (was {inodes[inode]})" for line in held.describe())
