@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -142,7 +143,8 @@ def test_a_binary_named_unshare_without_a_namespace_fails(env: LabEnv) -> None:
 
 
 def test_unshare_p_without_f_fails_with_the_hint(env: LabEnv) -> None:
-    done = as_attendee(env, "unshare -rp sh -c 'sleep 0.1 & wait'")
+    # The first child becomes the namespace's PID 1 and exits; every later fork then fails.
+    done = as_attendee(env, "unshare -rp bash -c '/bin/true; /bin/true; /bin/true'")
     assert "Cannot allocate memory" in done.stderr
     as_attendee(env, "setsid unshare -rp sleep 60 </dev/null >/dev/null 2>&1 &")
     result = check(env, "ns-pid")
@@ -156,8 +158,9 @@ def test_a_forged_status_bind_mount_is_detected(env: LabEnv, tmp_path: Path) -> 
     ctx = env.context("ns-pid")
     sleeper = next(p for p in _wait(lambda: [q for q in ctx.processes() if q.comm == "sleep" and q.nspid]))
     fake = tmp_path / "status"
-    fake.write_text(Path(f"/proc/{sleeper.pid}/status").read_text().replace(
-        "NSpid:", "NSpid:\t" + "\t".join(str(sleeper.pid + i) for i in range(3)) + "\t#"))
+    lines = Path(f"/proc/{sleeper.pid}/status").read_text().splitlines()
+    fake.write_text("\n".join(f"NSpid:\t{sleeper.pid}\t7\t4\t2" if line.startswith("NSpid:") else line
+                              for line in lines) + "\n")
     target = f"/proc/{sleeper.pid}/status"
     subprocess.run(["mount", "--bind", str(fake), target], check=True)
     try:
@@ -271,7 +274,7 @@ def test_forgot_i_host_segment_is_reported_and_only_the_attendees_removed(env: L
 ])
 def test_almost_right_gets_a_reason_that_says_what_is_missing(env: LabEnv, lab_id: str, script: str,
                                                                words: str) -> None:
-    as_attendee(env, f"setsid {script} </dev/null >/dev/null 2>&1 &")
+    as_attendee(env, f"setsid bash -c {shlex.quote(script)} </dev/null >/dev/null 2>&1 &")
     result = _wait(lambda: (r := check(env, lab_id)) and words in r["reason"] and r, timeout=3)
     assert result["status"] == "failed"
     assert_clean_after_reset(env, lab_id)
@@ -293,9 +296,9 @@ def test_reset_never_touches_a_namespace_that_is_not_the_attendees(env: LabEnv) 
 def test_cgroup_namespace_made_before_the_move_is_not_rooted_there(env: LabEnv) -> None:
     ctx = env.context("ns-cgroup")
     cg_dir = ctx.cgroup_dir("pids", "cglab1")
-    as_attendee(env, f"sudo mkdir -p {cg_dir}; setsid unshare -UrC sh -c "
-                     f"'echo $$ | sudo tee {cg_dir}/cgroup.procs >/dev/null; exec sleep 60' "
-                     "</dev/null >/dev/null 2>&1 &")
+    as_attendee(env, f"sudo mkdir -p {cg_dir}; setsid unshare -UrC sleep 60 </dev/null >/dev/null 2>&1 &")
+    (late,) = _wait(lambda: [p for p in ctx.processes() if p.comm == "sleep" and ctx.in_new_ns(p, "cgroup")])
+    (cg_dir / "cgroup.procs").write_text(str(late.pid))  # moved after its cgroup namespace was made
     result = _wait(lambda: (r := check(env, "ns-cgroup")) and "before" in r["reason"] and r, timeout=3)
     assert result["evidence"]["members"][0]["seen_inside"] != "/"
     assert_clean_after_reset(env, "ns-cgroup")

@@ -87,6 +87,9 @@ def _solved(holder, result: CheckResult) -> dict[str, Any]:
 def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport) -> None:
     """Kill the lab's processes in a new namespace of any of ``types``; outermost PID 1s first.
 
+    ``types`` are the namespaces the lab's commands create (``unshare -r`` adds a
+    user namespace to all of them), so a half-done attempt goes too.
+
     Killing the init of a pid namespace makes the kernel kill everything inside it
     (pid_namespaces(7)), so nested levels go with their top.
     """
@@ -221,7 +224,7 @@ def reset_mount_private(ctx: LabContext, p: MountParams) -> ResetReport:
     (the attendee forgot -m); nothing else on the host is unmounted.
     """
     report = ResetReport()
-    _kill_in_new(ctx, ["mnt"], report)
+    _kill_in_new(ctx, ["mnt", "user"], report)
     for _ in range(16):  # stacked mounts come off one at a time; bounded
         if not _mounted(procfs.mountinfo("self"), p):
             break
@@ -306,7 +309,7 @@ def solve_rootfs(ctx: LabContext, p: RootfsParams) -> dict[str, Any]:
 def reset_rootfs(ctx: LabContext, p: RootfsParams) -> ResetReport:
     """Kill the namespace's init (the kernel kills the rest) and, if asked, remove the unpacked tree."""
     report = ResetReport()
-    _kill_in_new(ctx, ["pid", "mnt"], report)
+    _kill_in_new(ctx, ["pid", "mnt", "user"], report)
     root = _rootfs_dir(ctx, p)
     home = ctx.attendee.home.resolve()
     if p.remove_tree and root.exists():
@@ -453,7 +456,7 @@ def solve_ipc_shm(ctx: LabContext, p: NoParams) -> dict[str, Any]:
 def reset_ipc_shm(ctx: LabContext, p: NoParams) -> ResetReport:
     """Kill the IPC-namespace holders (their segments go with the namespace) and ipcrm host leaks of the uid."""
     report = ResetReport()
-    _kill_in_new(ctx, ["ipc"], report)
+    _kill_in_new(ctx, ["ipc", "user"], report)
     for kind, ident in _host_ipc(ctx.attendee.uid):
         done = ctx.run(["ipcrm", IPC_KINDS[kind][1], str(ident)])
         if done.returncode == 0:
@@ -527,7 +530,7 @@ def solve_uts_hostname(ctx: LabContext, p: UtsParams) -> dict[str, Any]:
 def reset_uts_hostname(ctx: LabContext, p: UtsParams) -> ResetReport:
     """Kill the UTS-namespace holders; give the (calling namespace's) host back its golden name if renamed."""
     report = ResetReport()
-    _kill_in_new(ctx, ["uts"], report)
+    _kill_in_new(ctx, ["uts", "net", "user"], report)
     golden, current = _golden_hostname(p), os.uname().nodename
     if not golden:
         report.leftovers.append(f"cannot restore the hostname: {p.golden} is missing or empty")
@@ -644,7 +647,7 @@ def reset_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> ResetReport:
     cg_dir = ctx.cgroup_dir(p.controller, p.cgroup)
     if cg_dir is None or not cg_dir.is_dir():
         return report
-    _kill_in_new(ctx, ["cgroup"], report)
+    _kill_in_new(ctx, ["cgroup", "user"], report)
     key, want = _hierarchy_key(ctx, p), f"/{ctx.cgroup_parent}/{p.cgroup}"
     members = [q for q in ctx.processes() if q.cgroups.get(key, "").startswith(want)]
     if members:
