@@ -1,0 +1,609 @@
+"""Checkers, solvers and resetters of the seccomp labs (LABS.md, "seccomp"): sc-profile, sc-strict,
+sc-filter, sc-docker.
+
+A check believes the kernel, not the attendee's source file: the ``Seccomp``, ``Seccomp_filters``,
+``NoNewPrivs`` and ``TracerPid`` fields of their live processes (read only after the status file is proven
+to be procfs's own), and the filter the kernel really holds, dumped with PTRACE_SECCOMP_GET_FILTER and
+run through the BPF evaluator for the syscalls that matter. When no live process shows the state, the
+agent re-runs the attendee's compiled program as the attendee, with stdin held open, watches its status
+while it waits, then lets it go on and sees how it ends (exit status or SIGKILL).
+
+sc-profile is the exception, and its text says so: its deliverable is an answer (the syscalls a program
+needs), which the agent verifies against its own strace run of the same program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node_agent.kernel import nsinspect, procfs, proctable, reaper, seccomp_filter, syscalls
+from node_agent.kernel import seccomp_profile as profiles
+from node_agent.kernel.bpf import SeccompData
+from node_agent.kernel.proctable import ProcInfo
+from node_agent.labs.context import LabContext, holder_env
+from node_agent.labs.model import CheckResult, ResetReport
+from node_agent.labs.registry import checker, resetter, solver
+
+WATCH_TIMEOUT = 3.0
+SOLVE_TIMEOUT = 5.0
+MAX_LIVE_TASKS = 16  # dumping costs ~1 ms a task; an attendee with more confined tasks gets the newest
+
+
+# --- the state of a live task ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SeccompTask:
+    """A process and the seccomp fields of its (genuine) /proc/<pid>/status."""
+
+    proc: ProcInfo
+    mode: int
+    filters: int
+    no_new_privs: int
+    tracer: int
+
+    def evidence(self, **extra: Any) -> dict[str, Any]:
+        return {"pid": self.proc.pid, "starttime": self.proc.starttime, "comm": self.proc.comm,
+                "uid": self.proc.uid, "Seccomp": self.mode, "Seccomp_filters": self.filters,
+                "NoNewPrivs": self.no_new_privs, "TracerPid": self.tracer, **extra}
+
+
+def _status_task(p: ProcInfo) -> SeccompTask | None:
+    try:
+        st = procfs.status(p.pid)
+    except OSError:
+        return None
+    if not proctable.alive(p.pid, p.starttime):
+        return None
+    return SeccompTask(p, int(st.get("Seccomp", "0")), int(st.get("Seccomp_filters", "0")),
+                       int(st.get("NoNewPrivs", "0")), int(st.get("TracerPid", "0")))
+
+
+def confined_tasks(ctx: LabContext, mode: int) -> tuple[list[SeccompTask], CheckResult | None]:
+    """The lab's live tasks in seccomp ``mode``; or a forged verdict if a status file is not procfs's own."""
+    tasks = [t for t in (_status_task(p) for p in ctx.processes()) if t is not None and t.mode == mode]
+    if tasks:
+        mounts = procfs.mountinfo("self")
+        for t in tasks:
+            try:
+                reasons = nsinspect.forged_proc_files(t.proc.pid, ("status",), mounts=mounts)
+            except FileNotFoundError:
+                continue
+            if reasons:
+                return [], CheckResult.forged(
+                    f"The status file of process {t.proc.pid} is not the kernel's: {'; '.join(reasons)}. "
+                    "The check reads the kernel, so a file mounted over /proc cannot pass it.",
+                    t.evidence(forged=reasons))
+    tasks.sort(key=lambda t: -t.proc.starttime)
+    return tasks[:MAX_LIVE_TASKS], None
+
+
+def _traced_reason(t: SeccompTask) -> str:
+    return (f"process {t.proc.pid} ({t.proc.comm}) is traced by pid {t.tracer} (TracerPid): a tracer can make "
+            "a filtered task skip its filter, so a traced task does not count. Detach strace/gdb and check again.")
+
+
+# --- running the attendee's program, watched ------------------------------------------------------------
+
+@dataclass
+class WatchedRun:
+    """What the agent saw running the attendee's program: the seccomp mode it reached while waiting on
+    stdin, the filter it held then (dumped), and how it ended."""
+
+    argv: list[str]
+    mode_seen: int = 0
+    status_seen: dict[str, str] = field(default_factory=dict)
+    dump: seccomp_filter.FilterDump | None = None
+    dump_error: str = ""
+    returncode: int | None = None
+    output: str = ""
+
+    @property
+    def killed_by(self) -> str | None:
+        if self.returncode is not None and self.returncode < 0:
+            return signal.Signals(-self.returncode).name
+        return None
+
+    def evidence(self) -> dict[str, Any]:
+        fields = ("Seccomp", "Seccomp_filters", "NoNewPrivs", "TracerPid")
+        return {"rerun": self.argv, "seen": {k: self.status_seen.get(k) for k in fields},
+                "exit": self.returncode, "signal": self.killed_by, "output": self.output[-400:]}
+
+
+def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: int, dump: bool = False,
+                timeout: float = WATCH_TIMEOUT) -> WatchedRun:
+    """Run ``program`` as the attendee in its own directory; once its status shows ``want_mode`` (or it
+    ends), dump its filters if asked, then close its stdin and collect how it ends."""
+    a = ctx.attendee
+    argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", str(program), *args]
+    run = WatchedRun([str(program), *args])
+    with reaper.spawning():
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd=str(program.parent), env=holder_env(a), start_new_session=True)
+        reaper.own(proc.pid)
+    try:
+        _watch(proc, run, want_mode, timeout)
+        if dump and run.mode_seen == 2:
+            try:
+                run.dump = seccomp_filter.dump(proc.pid, caller_owns=True)
+            except seccomp_filter.FilterDumpError as exc:
+                run.dump_error = str(exc)
+        try:
+            out, _ = proc.communicate(b"\n", timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        run.returncode, run.output = proc.returncode, out.decode(errors="replace")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reaper.disown(proc.pid)
+    return run
+
+
+def _watch(proc: subprocess.Popen, run: WatchedRun, want_mode: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            st = procfs.status(proc.pid)
+        except OSError:
+            return
+        run.status_seen = st
+        run.mode_seen = int(st.get("Seccomp", "0"))
+        if run.mode_seen == want_mode and st.get("State", "")[:1] == "S":
+            return  # confined, and asleep: waiting on stdin
+        time.sleep(0.0005)
+
+
+def _program(ctx: LabContext, relative: str) -> Path:
+    return ctx.attendee.home / relative
+
+
+# --- files in the attendee's home, made and removed as the attendee -----------------------------------------
+
+def _as_attendee(ctx: LabContext, argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    done = ctx.run(argv, as_attendee=True, **kw)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
+    return done
+
+
+def _compile(ctx: LabContext, source: Path, workdir: str, output: str, libs: list[str]) -> Path:
+    """Copy ``source`` into ~/<workdir> and build it there with gcc, as the attendee does."""
+    target = ctx.attendee.home / workdir
+    _as_attendee(ctx, ["mkdir", "-p", str(target)], f"mkdir {target}")
+    _as_attendee(ctx, ["cp", str(source), str(target / source.name)], f"copying {source.name}")
+    _as_attendee(ctx, ["gcc", "-o", output, source.name, *libs], f"gcc {source.name}", cwd=str(target), timeout=60)
+    return target / output
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    directory: str            # relative to the attendee's home, e.g. "seccomp/filter"
+    modes: list[int] = field(default_factory=lambda: [1, 2])
+    exe_under_directory: bool = False  # only kill confined processes whose program lives in ``directory``
+
+
+@resetter("seccomp.clean", CleanParams)
+def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
+    """Kill the attendee's processes in the given seccomp modes, then remove ~/<directory> as the attendee
+    (so a symlink planted in the home cannot make the agent delete anything the attendee could not)."""
+    report = ResetReport()
+    directory = ctx.attendee.home / p.directory
+
+    def targets() -> list[ProcInfo]:
+        out = []
+        for t in (_status_task(q) for q in ctx.processes()):
+            if t is None or t.mode not in p.modes:
+                continue
+            if p.exe_under_directory and not _exe(t.proc.pid).startswith(f"{directory}/"):
+                continue
+            out.append(t.proc)
+        return out
+
+    for pid in ctx.kill(targets()):
+        report.removed.append(f"process {pid} under seccomp")
+    report.leftovers.extend(f"process {q.pid} ({q.comm}) is still under seccomp" for q in targets())
+    if directory.exists() or directory.is_symlink():
+        done = ctx.run(["rm", "-rf", "--one-file-system", "--", str(directory)], as_attendee=True)
+        if directory.exists() or directory.is_symlink():
+            report.leftovers.append(f"{directory} could not be removed: {done.stderr.strip()}")
+        else:
+            report.removed.append(str(directory))
+    return report
+
+
+def _exe(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
+    except OSError:
+        return ""
+
+
+def _spawn_waiting(ctx: LabContext, program: Path) -> dict[str, Any]:
+    """A holder running the attendee's program with stdin held open: it waits at its read(2)."""
+    holder = ctx.spawn([str(program)], as_attendee=True, stdin_open=True)
+    return {"holder": {"pid": holder.pid, "starttime": holder.starttime, "argv": list(holder.argv)}}
+
+
+def _wait_for(check, ctx: LabContext, p: Any) -> CheckResult:
+    deadline = time.monotonic() + SOLVE_TIMEOUT
+    while True:
+        result = check(ctx, p)
+        if result.passed or time.monotonic() > deadline:
+            return result
+        time.sleep(0.005)
+
+
+# --- sc-strict --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class StrictParams:
+    program: str = "seccomp/strict/strict"   # the attendee's binary, relative to their home
+    clean_exit: bool = False                  # step "exit": it must also leave strict mode with _exit(2)
+    source: str = "strict.c"                  # in the lab folder, for the solve
+
+
+@checker("seccomp.strict", StrictParams)
+def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
+    """Step "strict": a live task shows ``Seccomp: 1``, or the re-run program reaches it. Step "exit":
+    the re-run program reaches strict mode and then exits 0, not killed."""
+    tasks, forged = confined_tasks(ctx, 1)
+    if forged:
+        return forged
+    untraced = [t for t in tasks if t.tracer == 0]
+    if untraced and not p.clean_exit:
+        return CheckResult.ok({"live": untraced[0].evidence()})
+    program = _program(ctx, p.program)
+    if not program.is_file():
+        if tasks:
+            return CheckResult.fail(_traced_reason(tasks[0]), {"live": tasks[0].evidence()})
+        return CheckResult.fail(f"No process of yours is in seccomp strict mode and {program} does not exist: "
+                                f"compile strict.c there (gcc -o strict strict.c) and run it.",
+                                {"program": str(program)})
+    run = run_watched(ctx, program, [], want_mode=1)
+    ev = run.evidence()
+    if run.mode_seen != 1:
+        return CheckResult.fail(f"{program} ran but never entered strict mode (its Seccomp stayed "
+                                f"{run.mode_seen}): it must call prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT).", ev)
+    if not p.clean_exit:
+        return CheckResult.ok(ev)
+    if run.killed_by:
+        return CheckResult.fail(f"{program} entered strict mode, then the kernel killed it with {run.killed_by}: "
+                                "it made a system call strict mode forbids — getpid(), or the exit_group(2) "
+                                "that return and exit() make. End with syscall(SYS_exit, 0).", ev)
+    if run.returncode != 0:
+        return CheckResult.fail(f"{program} entered strict mode but exited with status {run.returncode}, not 0.", ev)
+    return CheckResult.ok(ev)
+
+
+@solver("seccomp.strict", StrictParams)
+def solve_strict(ctx: LabContext, p: StrictParams) -> dict[str, Any]:
+    """Build the lab's program (the finished one for step "exit") in the attendee's home, as they would,
+    and keep one copy waiting in strict mode."""
+    program = _program(ctx, p.program)
+    binary = _compile(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
+                      program.name, [])
+    out = _spawn_waiting(ctx, binary)
+    out["check"] = _wait_for(check_strict, ctx, p).status
+    return out
+
+
+# --- sc-filter --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FilterParams:
+    program: str = "seccomp/filter/filter"
+    denied: list[str] = field(default_factory=list)            # must be ERRNO(EPERM)
+    allowed: list[str] = field(default_factory=lambda: ["getpid"])
+    default_probes: list[str] = field(default_factory=lambda: ["reboot", "ptrace", "mount"])  # EPERM: default
+    source: str = "filter.c"
+
+
+def _judge_filter(dump: seccomp_filter.FilterDump, p: FilterParams) -> tuple[list[str], dict[str, str]]:
+    """Problems with a dumped filter stack for this step (in words) and the verdicts looked at."""
+    names = [*p.denied, *p.allowed, *p.default_probes]
+    verdicts = {n: str(dump.evaluate(SeccompData(syscalls.number(n)))) for n in names}
+    problems = []
+    for n in p.allowed:
+        if verdicts[n] != "ALLOW":
+            problems.append(f"{n} must stay allowed but the filter answers {verdicts[n]}")
+    for n in p.denied:
+        if verdicts[n] != "ERRNO(1)":
+            problems.append(f"{n} must fail with EPERM but the filter answers {verdicts[n]}: remove it from the "
+                            "allow list")
+    if any(verdicts[n] != "ERRNO(1)" for n in p.default_probes):
+        odd = ", ".join(f"{n}: {verdicts[n]}" for n in p.default_probes)
+        problems.append(f"the filter is not an allow list with a default of EPERM ({odd})")
+    return problems, verdicts
+
+
+@checker("seccomp.filter", FilterParams)
+def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
+    """A live task in filter mode (NoNewPrivs 1, untraced) whose dumped filter gives the step's verdicts;
+    else the re-run program, dumped while it waits."""
+    tasks, forged = confined_tasks(ctx, 2)
+    if forged:
+        return forged
+    looked: list[dict[str, Any]] = []
+    for t in tasks:
+        if t.tracer:
+            looked.append(t.evidence(problem=_traced_reason(t)))
+            continue
+        try:
+            dump = seccomp_filter.dump(t.proc.pid)
+        except seccomp_filter.FilterDumpError as exc:
+            looked.append(t.evidence(problem=str(exc)))
+            continue
+        problems, verdicts = _judge_filter(dump, p)
+        if not problems and t.no_new_privs == 1:
+            return CheckResult.ok({"live": t.evidence(verdicts=verdicts, filters=len(dump.filters))})
+        looked.append(t.evidence(verdicts=verdicts, problem="; ".join(problems) or "NoNewPrivs is not 1"))
+    return _rerun_filter(ctx, p, looked)
+
+
+def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]) -> CheckResult:
+    program = _program(ctx, p.program)
+    if not program.is_file():
+        why = looked[0]["problem"] if looked else "no process of yours runs under a seccomp filter"
+        return CheckResult.fail(f"{why.rstrip('.')}; and {program} does not exist: compile filter.c there "
+                                "(gcc -o filter filter.c -lseccomp).", {"live": looked, "program": str(program)})
+    probe_dir = f".labfleet-probe-{ctx.prefix}"
+    run = run_watched(ctx, program, [probe_dir], want_mode=2, dump=True)
+    made = program.parent / probe_dir
+    if made.is_dir() and made.stat().st_uid == ctx.attendee.uid:
+        ctx.run(["rmdir", "--", str(made)], as_attendee=True)
+    ev = {"live": looked, **run.evidence()}
+    if run.mode_seen != 2:
+        return CheckResult.fail(f"{program} ran but never loaded a seccomp filter (its Seccomp stayed "
+                                f"{run.mode_seen}).", ev)
+    if run.dump is None:
+        return CheckResult.fail(f"The agent could not read the filter of {program}: {run.dump_error}", ev)
+    problems, verdicts = _judge_filter(run.dump, p)
+    ev.update(verdicts=verdicts, filters=len(run.dump.filters))
+    if problems:
+        return CheckResult.fail(f"The filter {program} loads is not right yet: {'; '.join(problems)}.", ev)
+    if run.status_seen.get("NoNewPrivs") != "1":
+        return CheckResult.fail(f"{program} loaded its filter without NoNewPrivs.", ev)
+    return CheckResult.ok(ev)
+
+
+@solver("seccomp.filter", FilterParams)
+def solve_filter(ctx: LabContext, p: FilterParams) -> dict[str, Any]:
+    """Build the lab's filter program (the finished one for step "deny") as the attendee and keep one
+    copy waiting under its filter."""
+    program = _program(ctx, p.program)
+    binary = _compile(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
+                      program.name, ["-lseccomp"])
+    out = _spawn_waiting(ctx, binary)
+    out["check"] = _wait_for(check_filter, ctx, p).status
+    return out
+
+
+# --- sc-docker --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DockerParams:
+    profile: str = str(profiles.DEFAULT_PROFILE)
+    also_blocked: list[str] = field(default_factory=list)   # blocked on top of the profile (step "custom")
+    may_block: list[str] = field(default_factory=list)      # the attendee may block these too, or not
+    custom: str = "seccomp/docker/custom.json"               # where the solve writes its custom profile
+
+
+_REFERENCE: dict[tuple[str, float], dict[int, tuple[str, int]]] = {}
+
+
+def _reference(path: str) -> dict[int, tuple[str, int]]:
+    """The profile's verdict for every x86_64 syscall, cached per file version."""
+    key = (path, os.stat(path).st_mtime)
+    if key not in _REFERENCE:
+        _REFERENCE[key] = profiles.load(path).reference()
+    return _REFERENCE[key]
+
+
+def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams,
+                   reference: dict[int, tuple[str, int]]) -> dict[str, Any]:
+    got = {nr: dump.evaluate(SeccompData(nr)) for nr in syscalls.table()}
+    want = dict(reference)
+    blocked = {syscalls.name(nr) for nr, v in got.items() if v.action != "allow"}
+    ref_blocked = {syscalls.name(nr) for nr, (action, _) in want.items() if action != "allow"}
+    skip = {syscalls.number(n) for n in (*p.also_blocked, *p.may_block)}
+    wrong = {syscalls.name(nr): {"kernel": str(got[nr]), "profile": f"{want[nr][0].upper()}({want[nr][1]})"}
+             for nr in got if nr not in skip and (got[nr].action, got[nr].data) != want[nr]}
+    not_blocked = [n for n in p.also_blocked if got[syscalls.number(n)].action == "allow"]
+    return {"blocked": len(blocked), "reference_blocked": len(ref_blocked) + len(p.also_blocked),
+            "differs": dict(sorted(wrong.items())[:20]), "differs_count": len(wrong), "not_blocked": not_blocked,
+            "also_blocked": {n: str(got[syscalls.number(n)]) for n in p.also_blocked}}
+
+
+@checker("seccomp.docker_profile", DockerParams)
+def check_docker_profile(ctx: LabContext, p: DockerParams) -> CheckResult:
+    """A live task whose dumped filter answers every x86_64 syscall exactly as the profile does (plus, for
+    the custom step, ``also_blocked`` blocked)."""
+    try:
+        reference = _reference(p.profile)
+    except (OSError, profiles.ProfileError) as exc:
+        return CheckResult.unavailable(f"the reference profile cannot be read: {exc}")
+    tasks, forged = confined_tasks(ctx, 2)
+    if forged:
+        return forged
+    looked, seen = [], {}
+    for t in tasks:
+        if t.tracer:
+            looked.append(t.evidence(problem=_traced_reason(t)))
+            continue
+        try:
+            dump = seccomp_filter.dump(t.proc.pid)
+        except seccomp_filter.FilterDumpError as exc:
+            looked.append(t.evidence(problem=str(exc)))
+            continue
+        key = tuple(tuple(f) for f in dump.filters)  # tasks of one shell share one stack: judge it once
+        if key not in seen:
+            seen[key] = _judge_profile(dump, p, reference)
+        judged = seen[key]
+        if not judged["differs_count"] and not judged["not_blocked"]:
+            return CheckResult.ok({"live": t.evidence(**judged)})
+        looked.append(t.evidence(**judged))
+    if not looked:
+        return CheckResult.fail("No process of yours runs under a seccomp filter: start a shell under the profile "
+                                "(scrun) and keep it open while you check.", {"live": []})
+    return CheckResult.fail(_profile_reason(looked[0], p), {"live": looked})
+
+
+def _profile_reason(ev: dict[str, Any], p: DockerParams) -> str:
+    if "problem" in ev:
+        return ev["problem"]
+    if ev["not_blocked"]:
+        return (f"Process {ev['pid']} still may call {', '.join(ev['not_blocked'])}: libseccomp keeps the first "
+                "rule it gets for a syscall, so a deny rule after the big allow list changes nothing; take the "
+                "names out of the allow list too.")
+    names = ", ".join(ev["differs"])
+    return (f"Process {ev['pid']} is under a filter, but it answers {ev['differs_count']} syscalls differently "
+            f"from the profile ({names}).")
+
+
+@solver("seccomp.docker_profile", DockerParams)
+def solve_docker_profile(ctx: LabContext, p: DockerParams) -> dict[str, Any]:
+    """Compile the profile (for the custom step: a copy that blocks ``also_blocked`` with EPERM, written
+    where the attendee would write it) with libseccomp and load it in a holder that sleeps."""
+    path = p.profile
+    if p.also_blocked:
+        path = str(ctx.attendee.home / p.custom)
+        _as_attendee(ctx, ["mkdir", "-p", str(Path(path).parent)], "mkdir")
+        _as_attendee(ctx, ["tee", path], f"writing {path}", input=json.dumps(custom_profile(p)))
+    env = {**holder_env(ctx.attendee), "PYTHONPATH": str(_agent_root())}
+    holder = ctx.spawn([_python(), "-m", "node_agent.kernel.seccomp_profile", path, "--", "sleep", "infinity"],
+                       as_attendee=True, env=env)
+    return {"holder": {"pid": holder.pid, "starttime": holder.starttime}, "profile": path,
+            "check": _wait_for(check_docker_profile, ctx, p).status}
+
+
+def custom_profile(p: DockerParams) -> dict[str, Any]:
+    """The reference profile with ``also_blocked`` out of every allow rule and denied with EPERM."""
+    doc = json.loads(Path(p.profile).read_text())
+    for rule in doc["syscalls"]:
+        if rule.get("action") == "SCMP_ACT_ALLOW":
+            rule["names"] = [n for n in rule["names"] if n not in p.also_blocked]
+    doc["syscalls"] = [r for r in doc["syscalls"] if r.get("names")]
+    doc["syscalls"].insert(0, {"names": list(p.also_blocked), "action": "SCMP_ACT_ERRNO", "errnoRet": 1})
+    return doc
+
+
+def _agent_root() -> Path:
+    return Path(profiles.__file__).resolve().parents[2]
+
+
+def _python() -> str:
+    # The attendee cannot run an interpreter kept under /root (a pyenv or a venv there); the system's
+    # python3 carries Debian's python3-seccomp.
+    return shutil.which("python3", path=holder_env(None)["PATH"]) or sys.executable
+
+
+# --- sc-profile -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ProfileAnswerParams:
+    answer: str = "seccomp/profile/profile.txt"   # the attendee's list, relative to their home
+    source: str = "hello.c"                       # the program, in the lab folder
+    baseline: str = "empty.c"                     # an empty program: what the C runtime alone needs
+    slack_missing: int = 3
+    slack_extra: int = 5
+
+
+_NAME = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?([a-z_][a-z0-9_]*)\(")
+
+
+def parse_answer(text: str) -> list[str]:
+    """Syscall names from the attendee's file: a ``strace -c`` summary or names separated by blanks/commas."""
+    if "% time" in text:
+        names = []
+        for line in text.splitlines():
+            cols = line.split()
+            if cols and re.fullmatch(r"[\d.]+", cols[0]) and cols[-1] != "total":
+                names.append(cols[-1])
+        return names
+    tokens = re.split(r"[\s,]+", re.sub(r"#.*", "", text))
+    return [t.removesuffix("()") for t in tokens if t]
+
+
+def traced_syscalls(strace_output: str) -> set[str]:
+    """Syscall names in ``strace -f`` output (``resumed`` halves and signals skipped)."""
+    return {m.group(1) for line in strace_output.splitlines() if (m := _NAME.match(line))}
+
+
+def _reference_trace(ctx: LabContext, p: ProfileAnswerParams) -> dict[str, list[str]]:
+    """The agent's own strace runs of the lab's program and of an empty one, built with gcc, cached."""
+    source, baseline = ctx.lab_dir / p.source, ctx.lab_dir / p.baseline
+    digest = hashlib.sha256(source.read_bytes() + baseline.read_bytes()).hexdigest()[:16]
+    cache = ctx.work_dir / f"strace-{digest}.json"
+    try:
+        return json.loads(cache.read_text())
+    except (OSError, ValueError):
+        pass
+    build = ctx.work_dir / f"build-{digest}"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    out = {}
+    for name, src in (("program", source), ("baseline", baseline)):
+        subprocess.run(["gcc", "-o", str(build / name), str(src)], check=True, capture_output=True, timeout=60)
+        trace = build / f"{name}.strace"
+        subprocess.run(["strace", "-f", "-qq", "-o", str(trace), str(build / name)], cwd=build, check=True,
+                       capture_output=True, timeout=30)
+        out[name] = sorted(traced_syscalls(trace.read_text()))
+    shutil.rmtree(build, ignore_errors=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+@checker("seccomp.profile_answer", ProfileAnswerParams)
+def check_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> CheckResult:
+    """The attendee's list against the agent's own strace of the same program: everything the program
+    itself adds over an empty C program must be named; a little slack for the C runtime's start-up."""
+    answer_path = ctx.attendee.home / p.answer
+    try:
+        text = answer_path.read_text(errors="replace")
+    except OSError:
+        return CheckResult.fail(f"{answer_path} does not exist yet: trace the program with strace and save the "
+                                "list of syscalls there (strace -f -c -o profile.txt ./hello does it).",
+                                {"answer": str(answer_path)})
+    ref = _reference_trace(ctx, p)
+    seen, core = set(ref["program"]), set(ref["program"]) - set(ref["baseline"])
+    answer = set(parse_answer(text))
+    unknown = sorted(n for n in answer if n not in syscalls.table().values())
+    missing_core, missing = sorted(core - answer), sorted(seen - answer)
+    extra = sorted(answer - seen - set(unknown))
+    ev = {"answer": str(answer_path), "named": len(answer), "agent_saw": sorted(seen), "program_own": sorted(core),
+          "missing": missing, "extra": extra, "unknown": unknown}
+    if unknown:
+        return CheckResult.fail(f"These are not x86_64 syscalls: {', '.join(unknown)}.", ev)
+    if missing_core:
+        return CheckResult.fail(f"Your list lacks syscalls the program itself makes: {', '.join(missing_core)}.", ev)
+    if len(missing) > p.slack_missing:
+        return CheckResult.fail(f"Your list lacks {len(missing)} syscalls the agent saw ({', '.join(missing)}); "
+                                f"up to {p.slack_missing} may differ between runs. Did you trace with -f?", ev)
+    if len(extra) > p.slack_extra:
+        return CheckResult.fail(f"Your list names {len(extra)} syscalls the program never made "
+                                f"({', '.join(extra)}).", ev)
+    return CheckResult.ok(ev)
+
+
+@solver("seccomp.profile_answer", ProfileAnswerParams)
+def solve_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> dict[str, Any]:
+    """Build the program in the attendee's directory and write the answer with ``strace -c``, as them."""
+    answer = ctx.attendee.home / p.answer
+    binary = _compile(ctx, ctx.lab_dir / p.source, str(answer.parent.relative_to(ctx.attendee.home)),
+                      Path(p.source).stem, [])
+    _as_attendee(ctx, ["strace", "-f", "-c", "-o", answer.name, f"./{binary.name}"], "strace",
+                 cwd=str(answer.parent))
+    return {"answer": str(answer), "check": check_profile_answer(ctx, p).status}
