@@ -477,7 +477,8 @@ def _kill_members(ctx: LabContext, names: dict[int, str], report: ResetReport,
     """One pass over /proc (pids, and nsfs mounts unless ``others`` is given): kill the members of the
     lab's namespaces, named or recognised by their veths; returns what the pass saw."""
     seen: dict[int, list[int]] = {} if others is None else others
-    found = netns.scan_holders(set(names), fds=False, mounts=others is not None, others=seen)
+    # Leaders only here: the full pass after ``ip netns del`` looks at threads too.
+    found = netns.scan_holders(set(names), threads=False, fds=False, mounts=others is not None, others=seen)
     for inode, label in _unnamed_lab_netns(ctx, seen, set(names)).items():
         names[inode] = label
         found[inode] = netns.Holders(inode, pids=seen[inode])
