@@ -467,19 +467,20 @@ def reset_service(ctx: LabContext, p: PairParams) -> ResetReport:
     It runs first of the lab's resets, while the lab's veths still mark a namespace whose name the
     attendee already deleted.
     """
+    pair = _pair(ctx, p)
     report = ResetReport()
-    _kill_members(ctx, _owned(ctx, _pair(ctx, p)), report)
+    _kill_members(ctx, pair, _owned(ctx, pair), report)
     return report
 
 
-def _kill_members(ctx: LabContext, names: dict[int, str], report: ResetReport,
+def _kill_members(ctx: LabContext, pair: Pair, names: dict[int, str], report: ResetReport,
                   others: dict[int, list[int]] | None = None) -> dict[int, netns.Holders]:
     """One pass over /proc (pids, and nsfs mounts unless ``others`` is given): kill the members of the
     lab's namespaces, named or recognised by their veths; returns what the pass saw."""
     seen: dict[int, list[int]] = {} if others is None else others
     # Leaders only here: the full pass after ``ip netns del`` looks at threads too.
     found = netns.scan_holders(set(names), threads=False, fds=False, mounts=others is not None, others=seen)
-    for inode, label in _unnamed_lab_netns(ctx, seen, set(names)).items():
+    for inode, label in _unnamed_lab_netns(ctx, pair, seen, set(names)).items():
         names[inode] = label
         found[inode] = netns.Holders(inode, pids=seen[inode])
     for inode, held in found.items():
@@ -515,7 +516,7 @@ def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
     pair = _pair(ctx, p)
     report = ResetReport()
     inodes = _owned(ctx, pair, report)
-    first = _kill_members(ctx, inodes, report, others={})
+    first = _kill_members(ctx, pair, inodes, report, others={})
     for name in pair.names:
         try:
             if netns.delete_named(name):
@@ -532,12 +533,12 @@ def reset_named_pair(ctx: LabContext, p: PairParams) -> ResetReport:
     return report
 
 
-def _unnamed_lab_netns(ctx: LabContext, seen: dict[int, list[int]], known: set[int]) -> dict[int, str]:
+def _unnamed_lab_netns(ctx: LabContext, pair: Pair, seen: dict[int, list[int]], known: set[int]) -> dict[int, str]:
     """Lab namespaces whose name is already gone (the attendee ran ``ip netns del``) but a process keeps alive.
 
-    ``seen`` is what a scan met: ``{net inode: member pids}``. A lab namespace is recognised by an
-    interface carrying the lab prefix (the lab's veths) in ``/proc/<pid>/net/dev`` of one member;
-    never the agent's own or a namespace with a name.
+    ``seen`` is what a scan met: ``{net inode: member pids}``. A lab namespace is recognised by one
+    of the lab's own veth names (they carry the lab prefix) in ``/proc/<pid>/net/dev`` of one
+    member; never the agent's own namespace or one with a name (a fleet host, another lab).
     """
     skip = {ctx.own_ns.get("net"), *known, *(e.inode for e in netns.named_netns())}
     found: dict[int, str] = {}
@@ -545,7 +546,7 @@ def _unnamed_lab_netns(ctx: LabContext, seen: dict[int, list[int]], known: set[i
         if inode in skip:
             continue
         try:
-            devices = [d for d in links.dev_names(members[0]) if d.startswith(ctx.prefix)]
+            devices = [d for d in links.dev_names(members[0]) if d in (pair.server_veth, pair.client_veth)]
         except OSError:
             continue
         if devices:
