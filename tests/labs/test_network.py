@@ -260,6 +260,27 @@ def test_net2_reset_removes_nsfs_bind_mounts_on_the_host_and_in_another_mount_na
     assert_gone(env, NET2, report, old)
 
 
+def test_net2_reset_unmounts_a_bind_mount_the_attendee_made_in_a_user_namespace(env):
+    env.engine.solve(NET2, "namespaces")
+    p = env.prefix
+    as_attendee(env, f"""
+        touch keep
+        setsid unshare --user --map-root-user --mount sh -c \
+          'mount --bind /run/netns/{p}vnet0 "$HOME/keep" && exec sleep 600' </dev/null >/dev/null 2>&1 &
+        echo $! > holder.pid
+    """)
+    holder = int((env.attendee.home / "holder.pid").read_text())
+    old = inodes(env)
+    keep = str(env.attendee.home / "keep")
+    wait_for(lambda: [m for m in netns.mount_holders(old[f"{p}vnet0"]) if m.mount_point == keep], "the bind mount")
+
+    report = env.engine.reset(NET2)
+
+    assert any(f"at {keep}" in r for r in report["removed"]), report
+    assert not netns.holders(old[f"{p}vnet0"]) and inodes(env) == {}
+    _kill(holder)
+
+
 def test_net2_reset_removes_a_name_bind_mounted_on_itself(env):
     env.engine.solve(NET2, "namespaces")
     p = env.prefix
