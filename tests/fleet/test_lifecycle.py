@@ -140,3 +140,17 @@ def _zombie(pid: int) -> bool:
             return f.read().rpartition(")")[2].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+def test_cli_up_prints_hosts_but_never_the_private_key(make_fleet):
+    fleet = make_fleet()
+    cfg = fleet.config
+    result = labfleet("up", "--count", "2", "--subnet", str(cfg.subnet), "--name-prefix", cfg.prefix,
+                      "--state-dir", str(cfg.state_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"{cfg.prefix}-1" in result.stdout and f"{cfg.prefix}-2" in result.stdout
+    assert str(cfg.private_key) in result.stdout
+    key_body = cfg.private_key.read_text().splitlines()[1]
+    logs = "".join(p.read_text() for p in cfg.state_dir.glob("hosts/*/init.log"))
+    assert key_body not in result.stdout + result.stderr + logs
+    assert ssh_ok(fleet.hosts()[1], "hostname").strip() == f"{cfg.prefix}-2"
