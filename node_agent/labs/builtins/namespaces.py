@@ -283,10 +283,10 @@ def check_rootfs(ctx: LabContext, p: RootfsParams) -> CheckResult:
 
 def _tarball(ctx: LabContext, p: RootfsParams) -> Path:
     """The staged tarball, or one built from the VM's busybox-static into the lab's work dir (no download)."""
-    staged = Path(p.tarball)
+    staged, built = Path(p.tarball), ctx.work_dir / "rootfs.tar.gz"
     if staged.is_file():
         return staged
-    return rootfs_tarball.build(ctx.work_dir / "rootfs.tar.gz")
+    return built if built.is_file() else rootfs_tarball.build(built)
 
 
 @solver("ns.rootfs", RootfsParams)
