@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from node_agent.kernel.syscalls import AUDIT_ARCH_X86_64
 
@@ -51,9 +52,8 @@ class BpfError(ValueError):
     """A program the kernel would refuse to load or that runs off its end, with the instruction index."""
 
 
-@dataclass(frozen=True)
-class Insn:
-    """One ``struct sock_filter``."""
+class Insn(NamedTuple):
+    """One ``struct sock_filter`` (a tuple: the interpreter unpacks it in one step)."""
 
     code: int
     jt: int
@@ -125,23 +125,22 @@ def run(prog: list[Insn], data: SeccompData) -> int:
     a = x = pc = 0
     end = len(prog)
     while pc < end:
-        ins = prog[pc]
-        code, k = ins.code, ins.k
+        code, jt, jf, k = prog[pc]
         pc += 1
-        if code == LD_W_ABS:
+        if code == JEQ_K:
+            pc += jt if a == k else jf
+        elif code == LD_W_ABS:
             if k & 3 or k >= SECCOMP_DATA_SIZE:
                 raise BpfError(f"instruction {pc - 1}: load at offset {k} outside seccomp_data or unaligned")
             a = words[k >> 2]
-        elif code == JEQ_K:
-            pc += ins.jt if a == k else ins.jf
         elif code == RET_K:
             return k
         elif code == JGE_K:
-            pc += ins.jt if a >= k else ins.jf
+            pc += jt if a >= k else jf
         elif code == JGT_K:
-            pc += ins.jt if a > k else ins.jf
+            pc += jt if a > k else jf
         elif code == JSET_K:
-            pc += ins.jt if a & k else ins.jf
+            pc += jt if a & k else jf
         elif code == JA:
             pc += k
         elif code == RET_A:
@@ -152,7 +151,7 @@ def run(prog: list[Insn], data: SeccompData) -> int:
             a = _alu(code, a, x, k, pc - 1)
         elif code in (JEQ_X, JGT_X, JGE_X, JSET_X):
             taken = {JEQ_X: a == x, JGT_X: a > x, JGE_X: a >= x, JSET_X: bool(a & x)}[code]
-            pc += ins.jt if taken else ins.jf
+            pc += jt if taken else jf
         else:
             a, x = _load_store(code, k, a, x, mem, pc - 1)
     raise BpfError(f"filter of {end} instructions ran off its end without a RET")

@@ -10,6 +10,7 @@ a traced task, a forged /proc/<pid>/status, and the profile edit that looks righ
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -267,3 +268,35 @@ def test_custom_profile_written_by_the_solve_is_the_attendees(lab_env):
     assert custom.stat().st_uid == lab_env.attendee.uid
     doc = json.loads(custom.read_text())
     assert doc["syscalls"][0] == {"names": ["chmod", "fchmodat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}
+
+
+def test_reset_never_follows_a_planted_symlink(lab_env, tmp_path):
+    """~/seccomp pointing at a root-owned tree: the reset, running as root, must not delete through it."""
+    victim = tmp_path / "victim"
+    (victim / "filter").mkdir(parents=True)
+    (victim / "filter" / "precious").write_text("root's\n")
+    os.chmod(tmp_path, 0o755)
+    as_attendee(lab_env, f"ln -s {victim} ~/seccomp")
+
+    report = lab_env.engine.reset("sc-filter")
+
+    assert (victim / "filter" / "precious").read_text() == "root's\n"
+    assert any("not a plain directory" in x for x in report["leftovers"]), report
+    (lab_env.attendee.home / "seccomp").unlink()
+
+
+def test_reset_does_not_descend_into_a_mount(lab_env, tmp_path):
+    lab_env.run_walkthrough("sc-filter", "allow")
+    inside = lab_env.attendee.home / "seccomp/filter/mnt"
+    inside.mkdir()
+    keep = tmp_path / "kept"
+    keep.mkdir()
+    (keep / "file").write_text("x")
+    subprocess.run(["mount", "--bind", str(keep), str(inside)], check=True)
+    try:
+        report = lab_env.engine.reset("sc-filter")
+        assert any(f"{inside} is mounted under it" in x for x in report["leftovers"]), report
+        assert (keep / "file").exists()
+    finally:
+        subprocess.run(["umount", str(inside)], check=True)
+    assert lab_env.engine.reset("sc-filter")["clean"]

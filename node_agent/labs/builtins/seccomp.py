@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -27,9 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import nsinspect, procfs, proctable, reaper, seccomp_filter, syscalls
+from node_agent.kernel import bpf, nsinspect, procfs, proctable, reaper, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
-from node_agent.kernel.bpf import SeccompData
+from node_agent.kernel.bpf import SeccompData, Verdict
 from node_agent.kernel.proctable import ProcInfo
 from node_agent.labs.context import LabContext, holder_env
 from node_agent.labs.model import CheckResult, ResetReport
@@ -197,30 +198,72 @@ class CleanParams:
 
 @resetter("seccomp.clean", CleanParams)
 def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
-    """Kill the attendee's processes in the given seccomp modes, then remove ~/<directory> as the attendee
-    (so a symlink planted in the home cannot make the agent delete anything the attendee could not)."""
+    """Kill the attendee's processes in the given seccomp modes, then remove ~/<directory>."""
     report = ResetReport()
     directory = ctx.attendee.home / p.directory
-
-    def targets() -> list[ProcInfo]:
-        out = []
-        for t in (_status_task(q) for q in ctx.processes()):
-            if t is None or t.mode not in p.modes:
-                continue
-            if p.exe_under_directory and not _exe(t.proc.pid).startswith(f"{directory}/"):
-                continue
-            out.append(t.proc)
-        return out
-
-    for pid in ctx.kill(targets()):
+    targets = []
+    for t in (_status_task(q) for q in ctx.processes()):
+        if t is None or t.mode not in p.modes:
+            continue
+        if p.exe_under_directory and not _exe(t.proc.pid).startswith(f"{directory}/"):
+            continue
+        targets.append(t.proc)
+    for pid in ctx.kill(targets):
         report.removed.append(f"process {pid} under seccomp")
-    report.leftovers.extend(f"process {q.pid} ({q.comm}) is still under seccomp" for q in targets())
-    if directory.exists() or directory.is_symlink():
-        done = ctx.run(["rm", "-rf", "--one-file-system", "--", str(directory)], as_attendee=True)
-        if directory.exists() or directory.is_symlink():
-            report.leftovers.append(f"{directory} could not be removed: {done.stderr.strip()}")
-        else:
-            report.removed.append(str(directory))
+    report.leftovers.extend(f"process {q.pid} ({q.comm}) is still under seccomp" for q in targets
+                            if proctable.alive(q.pid, q.starttime))
+    report.merge(remove_attendee_dir(ctx, directory))
+    return report
+
+
+def remove_attendee_dir(ctx: LabContext, directory: Path) -> ResetReport:
+    """Remove a directory of the attendee's home without following a link or crossing a mount they made.
+
+    Every step from the home down is opened with O_NOFOLLOW and must belong to the attendee; the tree is
+    removed through directory file descriptors (shutil.rmtree's dir_fd walk, which does not follow
+    symlinks); a mount anywhere under it stops the removal and is reported.
+    """
+    report = ResetReport()
+    home = ctx.attendee.home
+    parts = directory.relative_to(home).parts
+    mounted = [m.mount_point for m in procfs.mountinfo("self")
+               if m.mount_point == str(directory) or m.mount_point.startswith(f"{directory}/")]
+    if mounted:
+        report.leftovers.append(f"{directory} not removed: {', '.join(mounted)} is mounted under it")
+        return report
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        for part in parts[:-1]:
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                return report
+            except OSError as exc:  # ELOOP or ENOTDIR: a symlink or a file where a directory should be
+                report.leftovers.append(f"{home / part} is not a plain directory ({exc.strerror}); left alone")
+                return report
+            os.close(fd)
+            fd = nxt
+            if os.fstat(fd).st_uid != ctx.attendee.uid:
+                report.leftovers.append(f"{directory} is under a directory the attendee does not own; left alone")
+                return report
+        try:
+            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return report
+        if st.st_uid != ctx.attendee.uid:
+            report.leftovers.append(f"{directory} does not belong to {ctx.attendee.user}; left alone")
+            return report
+        try:
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(parts[-1], dir_fd=fd)
+            else:
+                os.unlink(parts[-1], dir_fd=fd)
+        except OSError as exc:
+            report.leftovers.append(f"{directory} could not be removed: {exc}")
+            return report
+        report.removed.append(str(directory))
+    finally:
+        os.close(fd)
     return report
 
 
@@ -412,9 +455,27 @@ def _reference(path: str) -> dict[int, tuple[str, int]]:
     return _REFERENCE[key]
 
 
+_VERDICTS: dict[bytes, dict[int, Verdict]] = {}
+_VERDICTS_KEPT = 8
+
+
+def all_verdicts(dump: seccomp_filter.FilterDump) -> dict[int, Verdict]:
+    """The stack's verdict for every x86_64 syscall (all-zero arguments). A filter is a pure function of
+    its input, so the map is kept per program text: a check of the same shell again, or of another task
+    under the same profile, costs a dump and a dictionary lookup."""
+    key = b"".join(bpf.encode(f) + b"|" for f in dump.filters)
+    got = _VERDICTS.get(key)
+    if got is None:
+        got = {nr: dump.evaluate(SeccompData(nr)) for nr in syscalls.table()}
+        if len(_VERDICTS) >= _VERDICTS_KEPT:
+            _VERDICTS.pop(next(iter(_VERDICTS)))
+        _VERDICTS[key] = got
+    return got
+
+
 def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams,
                    reference: dict[int, tuple[str, int]]) -> dict[str, Any]:
-    got = {nr: dump.evaluate(SeccompData(nr)) for nr in syscalls.table()}
+    got = all_verdicts(dump)
     want = dict(reference)
     blocked = {syscalls.name(nr) for nr, v in got.items() if v.action != "allow"}
     ref_blocked = {syscalls.name(nr) for nr, (action, _) in want.items() if action != "allow"}
@@ -438,7 +499,7 @@ def check_docker_profile(ctx: LabContext, p: DockerParams) -> CheckResult:
     tasks, forged = confined_tasks(ctx, 2)
     if forged:
         return forged
-    looked, seen = [], {}
+    looked = []
     for t in tasks:
         if t.tracer:
             looked.append(t.evidence(problem=_traced_reason(t)))
@@ -448,10 +509,7 @@ def check_docker_profile(ctx: LabContext, p: DockerParams) -> CheckResult:
         except seccomp_filter.FilterDumpError as exc:
             looked.append(t.evidence(problem=str(exc)))
             continue
-        key = tuple(tuple(f) for f in dump.filters)  # tasks of one shell share one stack: judge it once
-        if key not in seen:
-            seen[key] = _judge_profile(dump, p, reference)
-        judged = seen[key]
+        judged = _judge_profile(dump, p, reference)
         if not judged["differs_count"] and not judged["not_blocked"]:
             return CheckResult.ok({"live": t.evidence(**judged)})
         looked.append(t.evidence(**judged))
