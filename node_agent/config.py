@@ -52,7 +52,7 @@ class AgentConfig:
     log_format: str = "json"
     labs_dir: Path = DEFAULT_LABS_DIR
     attendee_user: str = "class"
-    lab_prefix: str = "lf"
+    lab_prefix: str = "lab"
     lab_cgroup_parent: str = "labfleet"
     attendee_socket: Path = DEFAULT_ATTENDEE_SOCKET
 

@@ -186,14 +186,17 @@ class LabContext:
         return ns_type in info.ns and info.ns[ns_type] != self.own_ns.get(ns_type)
 
     def is_lab_process(self, info: proctable.ProcInfo, members: set[int] | None = None) -> bool:
-        if info.pid == os.getpid():
+        if info.pid in (0, 1, os.getpid()) or info.ppid == 2 or info.pid == 2:
             return False
         if info.uid == self.attendee.uid:
             return True
         members = self.lab_cgroup_members() if members is None else members
         if info.pid in members or info.key in {h.key for h in self.holders()}:
             return True
-        return bool(self.owned_netns) and info.ns.get("net") in self.owned_netns
+        # A network namespace proves membership only if it is not the agent's own: an attendee can
+        # bind-mount the host's namespace under a lab name, and "everything in it" is the whole VM.
+        net = info.ns.get("net")
+        return net is not None and net != self.own_ns.get("net") and net in self.owned_netns
 
     def kill(self, procs: list[proctable.ProcInfo], *, timeout: float = 3.0) -> list[int]:
         """SIGKILL the lab's processes among ``procs`` (others are refused), reap, wait until gone."""

@@ -98,7 +98,7 @@ class Engine:
         except PermissionError as exc:
             result = CheckResult.fail(f"the agent was not allowed to look: {exc}")
         except Exception as exc:  # a checker bug must read as a failed check, not a dead command
-            log.exception("checker crashed", extra={"kind": step.check.kind})
+            log.error("lab.checker_crashed", exc_info=True, kind=step.check.kind)
             result = CheckResult.fail(f"the check itself failed ({type(exc).__name__}: {exc}); tell the instructor")
         return result, (time.perf_counter() - t0) * 1000
 
@@ -146,7 +146,7 @@ class Engine:
                 try:
                     report.merge(registry.lookup("reset", spec.kind).fn(ctx, spec.params))
                 except Exception as exc:  # keep going: the other resets and the scan must still run
-                    log.exception("resetter crashed", extra={"kind": spec.kind})
+                    log.error("lab.resetter_crashed", exc_info=True, kind=spec.kind)
                     report.leftovers.append(f"reset {spec.kind} of step {step.id} failed: {exc}")
         killed = ctx.kill_holders()
         if killed:

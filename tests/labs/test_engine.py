@@ -12,6 +12,7 @@ import pytest
 from node_agent.kernel import proctable
 from node_agent.labs.loader import load_catalog
 from tests.labs.conftest import LabEnv
+from tests.processes import wait_until
 
 SCRIPT_LAB = """
 id = "{id}"
@@ -146,8 +147,10 @@ def test_holders_are_tracked_killed_on_reset_and_reaped(scripted):
     ctx = env.context("scripted")
     holder = ctx.spawn(["unshare", "-Ur", "sleep", "300"])
     assert proctable.alive(holder.pid, holder.starttime)
-    info = proctable.read(holder.pid)
-    assert info.uid == env.attendee.uid
+    # setpriv drops to the attendee and execs; the pid and starttime stay those of the holder.
+    info = wait_until(lambda: (p := proctable.read(holder.pid)) and p.uid == env.attendee.uid and p,
+                      timeout=10, what="the holder running as the attendee")
+    assert info.starttime == holder.starttime
     assert any("holder" in x or "new user" in x for x in env.residue("scripted"))
     report = env.engine.reset("scripted")
     assert report["clean"], report["leftovers"]
@@ -168,3 +171,34 @@ def test_residue_names_what_an_attendee_left(lab_env):
     lab_env.cleanup()
     assert lab_env.residue("test") == []
     assert ctx.processes() == []
+
+
+def test_the_agents_own_network_namespace_never_makes_a_process_the_labs(lab_env):
+    # The attendee can bind-mount the host's namespace under a lab name; a reset that then
+    # claimed "everything in that namespace" would kill the whole VM.
+    ctx = lab_env.context("test")
+    ctx.owned_netns.add(ctx.own_ns["net"])
+    outsider = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(PermissionError, match=str(outsider.pid)):
+            ctx.kill([proctable.read(outsider.pid)])
+        assert outsider.poll() is None
+        assert not ctx.is_lab_process(proctable.read(1))
+    finally:
+        outsider.kill()
+        outsider.wait()
+
+
+def test_a_crashing_checker_is_a_failed_check_that_says_so(scripted, monkeypatch):
+    from node_agent.labs import registry
+
+    env, _marker = scripted
+    builtin = registry.lookup("check", "script")
+
+    def boom(ctx, params):
+        raise RuntimeError("checker bug")
+
+    monkeypatch.setitem(registry.REGISTRY["check"], "script", registry.Builtin("check", "script",
+                                                                             builtin.params_type, boom))
+    (step,) = env.engine.check("scripted")["steps"]
+    assert step["status"] == "failed" and "RuntimeError: checker bug" in step["reason"]
