@@ -79,6 +79,10 @@ class LabContext:
                  cgroup_parent: str, work_root: Path) -> None:
         self.lab_id, self.lab_dir, self.attendee, self.nonce = lab_id, lab_dir, attendee, nonce
         self.prefix, self.cgroup_parent = prefix, cgroup_parent.strip("/")
+        if not self.cgroup_parent or ".." in self.cgroup_parent.split("/") or not prefix:
+            # An empty parent would make every process on the VM a "lab cgroup member".
+            raise ValueError(f"cgroup_parent {cgroup_parent!r} and prefix {prefix!r} must be non-empty paths "
+                             "without '..'")
         self.work_dir = work_root / lab_id
         self.cgroup_layout = cgroups.detect_layout()
         self._unified = cgroups.unified_root(self.cgroup_layout)
@@ -122,6 +126,8 @@ class LabContext:
 
     def cgroup_dir(self, controller: str, name: str) -> Path | None:
         """Where the lab cgroup ``name`` lives for ``controller``, always under the parent; None if unavailable."""
+        if not name or "/" in name or name in (".", ".."):
+            raise ValueError(f"lab cgroup name {name!r}: expected one path component under the lab parent")
         root = self.cgroup_root(controller)
         return None if root is None else root / self.cgroup_parent / name
 
