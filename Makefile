@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://labfleet:labfleet@127.0.0.1:5432/postgres
 
-.PHONY: demo test test-sqlite test-postgresql lint install bench clean services wheel
+.PHONY: bench-labs demo test test-sqlite test-postgresql lint install bench clean services wheel
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labfleet needs Python 3.11+"' || \
@@ -51,6 +51,9 @@ wheel: install
 
 bench: install services
 	$(BIN)/python -m benchmarks.run_all
+
+bench-labs: install
+	$(BIN)/python -m benchmarks.labs.run
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
