@@ -182,7 +182,7 @@ def _as_attendee(ctx: LabContext, argv: list[str], what: str, **kw) -> subproces
 
 def _compile(ctx: LabContext, source: Path, workdir: str, output: str, libs: list[str]) -> Path:
     """Copy ``source`` into ~/<workdir> and build it there with gcc, as the attendee does."""
-    target = ctx.attendee.home / workdir
+    target, source = ctx.attendee.home / workdir, source.resolve()  # the copy runs in the attendee's home
     _as_attendee(ctx, ["mkdir", "-p", str(target)], f"mkdir {target}")
     _as_attendee(ctx, ["cp", str(source), str(target / source.name)], f"copying {source.name}")
     _as_attendee(ctx, ["gcc", "-o", output, source.name, *libs], f"gcc {source.name}", cwd=str(target), timeout=60)
