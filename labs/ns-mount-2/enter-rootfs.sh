@@ -4,9 +4,16 @@
 set -euo pipefail
 tarball=${LAB_ROOTFS_TARBALL:-/usr/share/labfleet/rootfs.tar.gz}
 mkdir -p ~/rootfs
-tar -xzf "$tarball" -C ~/rootfs
+if [ -f "$tarball" ]; then
+  tar -xzf "$tarball" -C ~/rootfs
+else
+  # No staged tarball on this VM: the same tree by hand from busybox-static (see the instructions).
+  mkdir -p ~/rootfs/bin ~/rootfs/proc
+  cp /bin/busybox ~/rootfs/bin/
+  unshare -Ur --root="$HOME/rootfs" /bin/busybox --install -s /bin
+fi
 ls ~/rootfs
-unshare -Ufmrp --mount-proc --root="$HOME/rootfs" --wd=/ sh -c 'ps -ef; cat /etc/os-release'
+unshare -Ufmrp --mount-proc --root="$HOME/rootfs" --wd=/ sh -c 'ps -ef; ls /'
 # The shell the attendee keeps open: unshare -f forks the namespace's PID 1 (busybox sleep).
 setsid unshare -Ufmrp --mount-proc --root="$HOME/rootfs" --wd=/ sleep 600 </dev/null >/dev/null 2>&1 &
 parent=$!

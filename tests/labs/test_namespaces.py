@@ -98,6 +98,18 @@ def test_walkthrough_passes_and_reset_leaves_nothing(env: LabEnv, lab_id: str) -
     assert_clean_after_reset(env, lab_id)
 
 
+def test_without_a_staged_tarball_the_walkthrough_builds_the_tree_from_busybox(lab_env: LabEnv, monkeypatch) -> None:
+    plain = lab_env.env
+    monkeypatch.setattr(lab_env, "env", lambda lab_id: {**plain(lab_id), "LAB_ROOTFS_TARBALL": "/nonexistent.tgz"})
+    lab_env.run_walkthrough("ns-mount-2", "enter-rootfs")
+    assert (lab_env.attendee.home / "rootfs" / "bin" / "sh").is_symlink()
+    result = check(lab_env, "ns-mount-2")
+    assert result["status"] == "passed", result
+    assert result["evidence"]["root"] == str(lab_env.attendee.home / "rootfs")
+    assert_clean_after_reset(lab_env, "ns-mount-2")
+    assert not (lab_env.attendee.home / "rootfs").exists()
+
+
 @pytest.mark.parametrize("lab_id", LABS)
 def test_solve_passes_and_reset_leaves_nothing(env: LabEnv, lab_id: str) -> None:
     assert check(env, lab_id)["status"] == "failed"
