@@ -95,6 +95,7 @@ def _state(pid: int) -> str:
 def bomb_containment(rounds: int) -> list[dict[str, Any]]:
     """One row per (children kind, kill path): medians of first refused fork and cleanup."""
     pids, freezer, unified = cc.find_hierarchy("pids"), cc.find_hierarchy("freezer"), cc.find_hierarchy("")
+    cpu = cc.find_hierarchy("cpu")
     parent = "labfleet-bench-" + secrets.token_hex(3)
     variants: list[tuple[str, cc.Hierarchy, bool, bool, cc.Hierarchy | None]] = []
     if pids is not None:
@@ -103,8 +104,9 @@ def bomb_containment(rounds: int) -> list[dict[str, Any]]:
                       f"children, cgroup.kill", pids, True, True, None),
                      (f"{kind}, Python children, pids.max 0 + SIGKILL" if pids.version == 1 else f"{kind}, Python "
                       f"children, cgroup.kill", pids, False, True, None)]
-    if freezer is not None and freezer.version == 1:
-        variants.append(("v1 freezer: move, freeze, SIGKILL, thaw (no pids.max)", freezer, True, False, freezer))
+    if freezer is not None and freezer.version == 1 and cpu is not None and cpu.version == 1:
+        variants.append(("v1 cpu cgroup (no pids.max, as cg-cpu): move to freezer, freeze, SIGKILL, thaw", cpu, True,
+                         False, freezer))
     if unified is not None and (pids is None or pids.version == 1):
         variants.append(("cgroup2 cgroup.kill, 49 busybox children (cgroup2 here has no pids)", unified, True, False,
                          None))
@@ -118,7 +120,7 @@ def bomb_containment(rounds: int) -> list[dict[str, Any]]:
                          "cleanup_ms": median([g["cleanup_s"] for g in got]) * 1000,
                          "all_clean": all(g["clean"] for g in got)})
     finally:
-        for h in (pids, freezer, unified):
+        for h in (pids, freezer, unified, cpu):
             if h is not None and (h.mount / parent).is_dir():
                 (h.mount / parent).rmdir()
     return rows

@@ -442,14 +442,15 @@ def _kill_until_empty(cg: LabCgroup, *, reap: Callable[[], object] | None, timeo
 def _freeze_and_kill(
     cg: LabCgroup, freezer: Hierarchy, *, reap: Callable[[], object] | None, timeout: float
 ) -> list[int]:
-    twin = LabCgroup(freezer, cg.relpath)
+    in_place = freezer.mount == cg.hierarchy.mount  # the lab cgroup is a freezer cgroup itself
+    twin = cg if in_place else LabCgroup(freezer, cg.relpath)
     create(twin)
     seen: list[int] = []
     try:
         deadline = time.monotonic() + timeout
         # Move members until none is left outside the frozen twin; a fork between the read and the
         # move lands in the lab cgroup and is picked up by the next round.
-        while time.monotonic() < deadline:
+        while not in_place and time.monotonic() < deadline:
             outside = [pid for pid in procs(cg) if pid not in set(procs(twin))]
             if not outside:
                 break
@@ -460,6 +461,8 @@ def _freeze_and_kill(
                     continue
                 seen.append(pid)
             write_value(twin, "freezer.state", "FROZEN")
+        if in_place:
+            write_value(twin, "freezer.state", "FROZEN")
         _wait_frozen(twin, deadline)
         for pid in procs(twin):
             signal_member(pid, twin)
@@ -469,7 +472,8 @@ def _freeze_and_kill(
     finally:
         if exists(twin):
             write_value(twin, "freezer.state", "THAWED")
-            rmdir(twin, timeout=timeout, reap=reap)
+            if not in_place:
+                rmdir(twin, timeout=timeout, reap=reap)
     return seen
 
 

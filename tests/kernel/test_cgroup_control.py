@@ -108,14 +108,17 @@ def test_find_hierarchy_names_where_each_controller_lives():
 # ---- v1 (or whatever back-end pids has here) -------------------------------------------------------------
 
 
-def test_pids_limit_refuses_forks_and_counts_them(parent):
+@pytest.mark.parametrize("slim", [True, False], ids=["posix_spawn-busybox", "fork-python"])
+def test_pids_limit_refuses_forks_and_counts_them(parent, slim):
+    if slim and not os.access(forkbomb.SLIM_CHILD[0], os.X_OK):
+        pytest.fail(f"{forkbomb.SLIM_CHILD[0]} is missing: install busybox-static (scripts/system-packages.sh)")
     cg = cc.LabCgroup(PIDS, f"{parent}/cglab1")
     assert cc.create(cg) is True and cc.create(cg) is False
     assert cc.pids_max(cg) is None and cc.pids_events(cg) == 0
     cc.set_pids_max(cg, 7)
     assert cc.pids_max(cg) == 7
 
-    result = forkbomb.run(cg.file("cgroup.procs"), budget=50)
+    result = forkbomb.run(cg.file("cgroup.procs"), budget=50, slim=slim)
 
     assert isinstance(result, forkbomb.BombResult)
     assert result.forks == 6  # the leader is the 7th task
@@ -225,6 +228,17 @@ def test_cpu_quota_throttles_a_busy_loop_and_the_freezer_reset_catches_a_forking
     assert all(gone(pid) for pid in killed)
     if FREEZER is not None and CPU.version == 1:
         assert not (FREEZER.mount / cg.relpath).exists(), "the freezer twin is removed too"
+
+
+@pytest.mark.skipif(FREEZER is None or FREEZER.version != 1, reason="no v1 freezer hierarchy on this machine")
+def test_a_lab_cgroup_in_the_freezer_hierarchy_itself_is_frozen_in_place(parent):
+    cg = cc.LabCgroup(FREEZER, f"{parent}/cglab3")
+    cc.create(cg)
+    bomb = forkbomb.run(cg.file("cgroup.procs"), budget=20, hold=True, lifetime=20)
+    killed = cc.remove(cg, reap=reaper.reap_orphans, freezer=FREEZER, timeout=5)
+    bomb.release()
+    assert len(killed) == 21 and all(gone(pid) for pid in killed)
+    assert not cg.path.exists()
 
 
 # ---- forged control files --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.kernel import cgroup_control as cc
-from node_agent.kernel import reaper
+from node_agent.kernel import proctable, reaper
 from node_agent.labs.builtins.cgroups import lab_cgroup
 from node_agent.labs.engine import Engine
 from node_agent.labs.loader import load_catalog
@@ -104,8 +104,9 @@ def test_forkbomb_check_runs_its_own_probe_even_after_the_bomb_is_gone(lab_env):
 
 def _attendee_sleeper(env: LabEnv, lab: str, cg: cc.LabCgroup) -> None:
     env.context(lab).spawn(["sleep", "600"], as_attendee=True, cgroup=[cg.path])
-    deadline = time.monotonic() + 5
-    while not cc.procs(cg) and time.monotonic() < deadline:
+    uid = env.attendee.uid
+    deadline = time.monotonic() + 5  # the root stub joins the cgroup first, then drops to the attendee
+    while not any(proctable.uid_of(pid) == uid for pid in cc.procs(cg)) and time.monotonic() < deadline:
         time.sleep(0.01)
 
 
