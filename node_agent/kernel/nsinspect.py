@@ -156,16 +156,21 @@ def forged_proc_files(pid: int | str, names: tuple[str, ...] = ("status",), proc
     in the agent's mountinfo; either is enough. ``mounts`` (the agent's mountinfo)
     can be passed in when checking many processes.
     """
+    base = proc / str(pid)
+    return forged_paths((base, *(base / n for n in names)), proc, mounts)
+
+
+def forged_paths(paths: tuple[Path, ...], proc: Path = PROC, mounts: list[procfs.Mount] | None = None) -> list[str]:
+    """Like ``forged_proc_files`` for any paths under /proc (e.g. /proc/sysvipc/shm); [] when all genuine."""
     procfs_dev = os.stat(proc).st_dev
     reasons = []
-    base = proc / str(pid)
-    for path in (base, *(base / n for n in names)):
+    for path in paths:
         dev = os.stat(path).st_dev
         if dev != procfs_dev:
             reasons.append(f"{path} is on device {dev}, not on procfs (device {procfs_dev})")
-    prefix = f"{base}/"
+    points = [str(p) for p in paths]
     for mount in procfs.mountinfo("self", proc) if mounts is None else mounts:
-        if mount.mount_point == str(base) or mount.mount_point.startswith(prefix):
+        if any(mount.mount_point == p or mount.mount_point.startswith(p + "/") for p in points):
             reasons.append(f"{mount.mount_point} has a {mount.fstype} mount over it")
     return reasons
 

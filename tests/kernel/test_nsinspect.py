@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -201,6 +203,22 @@ def test_a_bind_mount_over_status_is_detected(spawn, tmp_path: Path) -> None:
     finally:
         subprocess.run(["umount", target], check=True)
     assert nsinspect.forged_proc_files(pid) == []
+
+
+def test_a_bind_mount_over_a_proc_file_outside_pid_dirs_is_detected(tmp_path: Path) -> None:
+    """The forgery happens in a mount namespace private to the test: the host's /proc is never covered."""
+    shm = Path("/proc/sysvipc/shm")
+    assert nsinspect.forged_paths((shm,)) == []
+    fake = tmp_path / "shm"
+    fake.write_text(shm.read_text().splitlines()[0] + "\n")
+    script = (f"import json, subprocess; from pathlib import Path; from node_agent.kernel import nsinspect; "
+              f"subprocess.run(['mount', '--bind', '{fake}', '{shm}'], check=True); "
+              f"print(json.dumps(nsinspect.forged_paths((Path('{shm}'),))))")
+    done = subprocess.run(["unshare", "-m", "--propagation", "private", sys.executable, "-c", script],
+                          capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2], timeout=30)
+    reasons = json.loads(done.stdout)
+    assert any("not on procfs" in r for r in reasons) and any(f"{shm} has a" in r for r in reasons)
+    assert nsinspect.forged_paths((shm,)) == []
 
 
 def test_parse_sysvipc_shm_keys_rows_by_header() -> None:

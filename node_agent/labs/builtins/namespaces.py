@@ -416,6 +416,10 @@ def _host_ipc(uid: int) -> list[tuple[str, int]]:
 @checker("ns.ipc_shm", NoParams)
 def check_ipc_shm(ctx: LabContext, p: NoParams) -> CheckResult:
     """A new IPC namespace holding a shared memory segment that the host's namespace does not have."""
+    forged = nsinspect.forged_paths((Path("/proc/sysvipc/shm"),))
+    if forged:
+        return CheckResult.forged(f"/proc/sysvipc/shm is not the kernel's: {'; '.join(forged)}.",
+                                  {"forged": forged})
     host = {(s["key"], s["shmid"], s["cpid"], s["ctime"]) for s in nsinspect.sysvipc_shm()}
     leaked = [i for k, i in _host_ipc(ctx.attendee.uid) if k == "shm"]
     namespaces: dict[int, ProcInfo] = {}
@@ -603,6 +607,9 @@ def check_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> CheckResult:
         return CheckResult.unavailable(f"no cgroup hierarchy on this VM offers the {p.controller} controller")
     key, want = _hierarchy_key(ctx, p), f"/{ctx.cgroup_parent}/{p.cgroup}"
     inside_cg = [q for q in ctx.processes() if q.cgroups.get(key) == want]
+    forged = _forged(inside_cg, ("cgroup",))
+    if forged:
+        return forged
     seen = []
     for q in inside_cg:
         if not _in_new(ctx, q, "cgroup"):
