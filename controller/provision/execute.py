@@ -61,8 +61,10 @@ def execute(app: AppState, run_id: str) -> Report:
         limit = list(run.limit_hosts)
         playbook, tuning, actor = run.playbook, Tuning.from_dict(run.tuning), run.requested_by
         controller_url = run.controller_url
+        folder = playbooks_dir(settings.playbooks_dir)
+        # The project is named explicitly: with facts gathered, the entry playbook is a wrapper elsewhere.
         secrets, extravars = [], {"labfleet_controller_url": controller_url,
-                                  "labfleet_gather_facts": tuning.gather_facts,
+                                  "labfleet_project_dir": str(folder.parent),
                                   "labfleet_stage_dir": str(settings.data_dir / "stage")}
         if playbook == "site":
             _, token = enrollment.create_token(
@@ -80,7 +82,7 @@ def execute(app: AppState, run_id: str) -> Report:
         if playbook == "site":
             extravars["labfleet_agent_wheel"] = str(agent_wheel(settings.data_dir / "wheels"))
         spec = PlaybookRun(
-            private_dir=private_dir, playbook=playbooks_dir(settings.playbooks_dir) / states.PLAYBOOKS[playbook],
+            private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
             inventory=ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
             extravars=extravars, limit=limit, tuning=tuning, control_path_dir=control_path_dir(settings.data_dir),
             timeout=settings.provision_time_limit)
@@ -94,6 +96,11 @@ def execute(app: AppState, run_id: str) -> Report:
                     f"{outcome.stdout_tail}"
     except ProvisionError as exc:
         error = str(exc)
+    except BaseException as exc:
+        # Whatever stopped the task (a bug, Celery's time limit), the run must not stay "running":
+        # settle it, then let the task fail as it would have.
+        recorder.finish(runner_status=None, error=f"the provisioning task stopped: {exc!r}")
+        raise
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
     final = recorder.finish(runner_status=outcome.status if outcome else None, error=error)

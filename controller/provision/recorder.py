@@ -130,7 +130,7 @@ class EventRecorder:
             self.flush()
         return False  # nothing for ansible-runner to keep on disk: the database has it
 
-    def on_status(self, data: dict[str, Any], _config: Any = None) -> None:
+    def on_status(self, data: dict[str, Any], runner_config: Any = None) -> None:
         if data.get("status") == "running":
             with self.db.session() as session:
                 session.execute(update(ProvisionRun).where(ProvisionRun.id == self.run_id)

@@ -110,6 +110,20 @@ class PlaybookRun:
         self.control_path_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         return inventory_path
 
+    def entry_playbook(self) -> Path:
+        """The playbook to start: the real one, or (facts gathered) a wrapper that gathers them first.
+
+        labfleet's playbooks say ``gather_facts: false``, which Ansible's GATHERING setting cannot
+        override; Ansible's default behaviour (facts for every play) is a setup play before them.
+        """
+        if not self.tuning.gather_facts:
+            return self.playbook
+        wrapper = self.private_dir / "with-facts.yml"
+        wrapper.write_text(
+            "- name: Gathering facts (Ansible's default)\n  hosts: all\n  gather_facts: true\n  tasks: []\n"
+            f"- name: The playbook\n  ansible.builtin.import_playbook: {json.dumps(str(self.playbook))}\n")
+        return wrapper
+
 
 @dataclass
 class RunnerOutcome:
@@ -129,9 +143,11 @@ def run_playbook(spec: PlaybookRun, *, event_handler: Callable[[dict], bool],
     inventory_path = spec.prepare()
     try:
         runner = ansible_runner.run(
-            private_data_dir=str(spec.private_dir), playbook=str(spec.playbook), inventory=str(inventory_path),
+            private_data_dir=str(spec.private_dir), playbook=str(spec.entry_playbook()),
+            inventory=str(inventory_path),
             limit=",".join(spec.limit) if spec.limit else None, forks=spec.tuning.forks,
-            envvars=spec.tuning.envvars(spec.control_path_dir), quiet=True,
+            envvars={**spec.tuning.envvars(spec.control_path_dir),
+                     "ANSIBLE_ROLES_PATH": str(spec.playbook.parent / "roles")}, quiet=True,
             # pexpect_timeout bounds how long a cancel waits to be read when Ansible prints nothing.
             settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True}, timeout=spec.timeout,
             event_handler=event_handler, status_handler=status_handler, cancel_callback=cancel_callback,
