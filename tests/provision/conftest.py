@@ -1,0 +1,102 @@
+"""A provisioned room for the end-to-end tests: a local fleet, a real controller on its bridge, a worker.
+
+The fleet has a unique prefix and /24 (``tests.fleet.conftest.new_fleet``), so
+parallel runs of other engineers never collide; the controller listens on the
+fleet's bridge address (the only address a fleet host can reach) and its
+worker, on a Redis database of its own, runs the real playbooks through
+ansible-runner over real SSH. Everything is module-scoped: one fleet and one
+controller per test module, stopped by PID and taken down at the end, and the
+machine is scanned for leftovers of the fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from controller.fleet import Fleet
+from tests.conftest import BACKEND
+from tests.fleet.conftest import leftovers, new_fleet
+from tests.processes import REPO, Controller
+
+# Not the e2e tests' database 11 (they flush it) nor the benchmarks' 12.
+PROVISION_REDIS_URL = "redis://127.0.0.1:6379/14"
+
+
+@dataclass
+class FleetController(Controller):
+    """A controller listening on the fleet's bridge address instead of loopback."""
+
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update({"LABFLEET_HOST": self.host, "LABFLEET_PUBLIC_URL": self.url, "LABFLEET_LOG_LEVEL": "INFO"})
+        return env
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory, postgres_databases) -> Iterator[str]:
+    """An empty database for one module (``serve`` migrates it)."""
+    if BACKEND != "postgresql":
+        yield f"sqlite:///{tmp_path_factory.mktemp('db') / 'labfleet.sqlite'}"
+        return
+    url = postgres_databases.new()
+    yield url
+    postgres_databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def fleet3(tmp_path_factory) -> Iterator[Fleet]:
+    fleet = new_fleet(tmp_path_factory.mktemp("fleet"))
+    try:
+        fleet.up(3)
+        yield fleet
+    finally:
+        fleet.down()
+    assert leftovers(fleet) == []
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetController]:
+    """Controller (gunicorn) on the fleet's bridge and a Celery worker on Redis, for the fleet3 hosts."""
+    redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
+    data_dir = tmp_path_factory.mktemp("controller")
+    ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
+                          heartbeat_interval=1.0, sweep_interval=1.0)
+    ctl.init(enroll_uses=1)
+    try:
+        ctl.start_web()
+        ctl.start_worker(beat=True)
+        yield ctl
+    finally:
+        ctl.stop()
+        redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
+
+
+def labfleet(controller: Controller, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real CLI, as an instructor runs it, against ``controller``."""
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", *args], env=controller.env(), cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def labfleet_json(controller: Controller, *args: str, ok: bool = True, timeout: float = 300) -> dict:
+    done = labfleet(controller, *args, "--json", timeout=timeout)
+    if ok:
+        assert done.returncode == 0, f"labfleet {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return json.loads(done.stdout)
+
+
+def fleet_dir(fleet: Fleet) -> str:
+    return str(Path(fleet.config.state_dir))
