@@ -386,10 +386,12 @@ def kill_members(
     """Kill every process in the cgroup and wait until none is left; returns the pids it saw.
 
     ``pids.max`` is set to 0 first where the cgroup has one, so nothing forks while it dies. cgroup2
-    uses ``cgroup.kill`` (one write, atomic against forks). On v1, with ``freezer`` (the freezer
-    hierarchy), members are moved into a twin freezer cgroup, frozen, SIGKILLed and thawed, so a
-    forking member cannot escape between reading the list and the signal; without it, members are
-    SIGKILLed until the list stays empty. Each signal goes through a pidfd opened before the pid is
+    uses ``cgroup.kill`` (one write, atomic against forks). On v1 every member listed is SIGKILLed; if
+    the list then shows a process that was not in it (a member forked meanwhile, possible without a
+    pids limit), the rest is done with ``freezer`` (the freezer hierarchy): members are moved into a
+    twin freezer cgroup, frozen, SIGKILLed and thawed, so a forking member cannot escape between
+    reading the list and the signal; without a freezer, members are SIGKILLed until the list stays
+    empty. (Moving costs ~0.5 ms per task on v1, hence not the first resort.) Each signal goes through a pidfd opened before the pid is
     re-checked as a member, so a recycled pid is never hit. ``reap`` is called while waiting: dead
     tasks keep their pids charge (and the cgroup busy) until their parent reaps them.
     """
@@ -400,10 +402,16 @@ def kill_members(
         set_pids_max(cg, 0)
     if cg.version == 2:
         write_value(cg, "cgroup.kill", 1)
-    elif freezer is not None and seen and cg.hierarchy.controller != "pids":  # pids.max 0 already stops forks
-        seen = _freeze_and_kill(cg, freezer, reap=reap, timeout=timeout)
     else:
-        seen = _kill_until_empty(cg, reap=reap, timeout=timeout)
+        for pid in seen:
+            signal_member(pid, cg)
+        # A member that was not there a moment ago was forked meanwhile: nothing stops forks in a cgroup
+        # without pids.max 0, so freeze the lot. Otherwise the one round was enough (the common case).
+        forked = [pid for pid in procs(cg) if pid not in set(seen)]
+        if forked and freezer is not None:
+            seen += freeze_and_kill(cg, freezer, reap=reap, timeout=timeout)
+        elif forked:
+            seen += _kill_until_empty(cg, reap=reap, timeout=timeout)
     wait_empty(cg, reap=reap, timeout=timeout)
     return sorted(set(seen))
 
@@ -439,7 +447,7 @@ def _kill_until_empty(cg: LabCgroup, *, reap: Callable[[], object] | None, timeo
             reap()
 
 
-def _freeze_and_kill(
+def freeze_and_kill(
     cg: LabCgroup, freezer: Hierarchy, *, reap: Callable[[], object] | None, timeout: float
 ) -> list[int]:
     in_place = freezer.mount == cg.hierarchy.mount  # the lab cgroup is a freezer cgroup itself

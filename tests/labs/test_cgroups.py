@@ -84,11 +84,26 @@ def test_pids_evidence_carries_the_attendees_number_and_the_refusals(lab_env):
     assert ev["attendee_members"] and set(ev["attendee_members"]) <= set(ev["members"])
 
 
+def test_forkbomb_solve_holds_the_cgroup_full_and_the_probe_is_refused_at_once(lab_env):
+    lab_env.engine.solve("cg-forkbomb", "bomb")
+    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cglab1")
+    assert cc.pids_current(cg) == 50 and len(cc.procs(cg)) == 50
+    events = cc.pids_events(cg)
+
+    result = check(lab_env, "cg-forkbomb", "bomb")
+
+    assert result["status"] == "passed", result
+    assert result["evidence"]["probe_refused"] == 1 and result["evidence"]["probe_forks"] == 0
+    assert cc.pids_events(cg) == events + 1 and len(cc.procs(cg)) == 50
+
+
 def test_forkbomb_check_runs_its_own_probe_even_after_the_bomb_is_gone(lab_env):
-    lab_env.engine.solve("cg-forkbomb", "bomb")  # the agent's bomb has exited: the cgroup is empty
-    ctx = lab_env.context("cg-forkbomb")
-    cg = lab_cgroup(ctx, "pids", "cglab1")
-    assert cc.procs(cg) == []
+    from node_agent.labs.builtins import cgroups as builtins
+
+    lab_env.engine.solve("cg-forkbomb", "bomb")
+    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cglab1")
+    builtins._release_held(cg)  # the bomb ends, as the attendee's does after its 15 s
+    assert cc.wait_empty(cg, reap=reaper.reap_orphans, timeout=5)
     events = cc.pids_events(cg)
 
     result = check(lab_env, "cg-forkbomb", "bomb")

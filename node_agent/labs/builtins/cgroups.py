@@ -165,15 +165,33 @@ def check_forkbomb(ctx: LabContext, p: ForkbombParams) -> CheckResult:
 
 @solver("cgroup.forkbomb_solve", ForkbombParams)
 def solve_forkbomb(ctx: LabContext, p: ForkbombParams) -> dict:
-    """Create the cgroup with ``pids.max`` = ``max`` and run the bounded bomb (≤ 300 forks, self-destruct)."""
+    """Create the cgroup with ``pids.max`` = ``max`` and run the bounded bomb (≤ 300 forks, self-destruct);
+    its processes stay, holding the cgroup at the limit, until the reset or their timer."""
     cg = _require(ctx, "pids", p.cgroup)
     cc.create(cg)
     cc.set_pids_max(cg, p.max)
-    result = forkbomb.run(cg.file("cgroup.procs"), budget=forkbomb.MAX_BUDGET, lifetime=5.0)
-    assert isinstance(result, forkbomb.BombResult)
+    _release_held(cg)
+    bomb = forkbomb.run(cg.file("cgroup.procs"), budget=forkbomb.MAX_BUDGET, lifetime=HOLD_S, hold=True)
+    if isinstance(bomb, forkbomb.Bomb):  # keep the cgroup at its limit, as a running bomb does
+        _HELD[str(cg.path)] = bomb
+        result = bomb.result
+    else:
+        result = bomb
     return {**_base(cg), "forks": result.forks, "refused": result.refused,
             "first_refused_ms": None if result.first_refused_s is None else round(result.first_refused_s * 1000, 3),
             "pids.events.max": cc.pids_events(cg), "pids.peak": cc.pids_peak(cg)}
+
+
+# The agent's own bomb from a solve keeps the cgroup full for HOLD_S seconds (its self-destruct timer),
+# or until the reset, which releases it here after killing the cgroup's members.
+HOLD_S = 60.0
+_HELD: dict[str, forkbomb.Bomb] = {}
+
+
+def _release_held(cg: cc.LabCgroup) -> None:
+    bomb = _HELD.pop(str(cg.path), None)
+    if bomb is not None:
+        bomb.release()
 
 
 # ---- cg-cpu --------------------------------------------------------------------------------------------
@@ -265,6 +283,8 @@ def reset_cgroup(ctx: LabContext, p: RemoveParams) -> ResetReport:
     except cc.CgroupError as exc:
         report.leftovers.append(f"cgroup {cg.label()}: {exc}")
         return report
+    finally:
+        _release_held(cg)
     report.removed.append(f"cgroup {cg.label()}" + (f" and its processes {killed}" if killed else ""))
     if cc.exists(cg):
         report.leftovers.append(f"cgroup {cg.label()} still exists after rmdir")
