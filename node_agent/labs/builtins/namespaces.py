@@ -96,13 +96,17 @@ def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport) -> None
     def targets() -> list[ProcInfo]:
         return [p for p in ctx.processes() if any(ctx.in_new_ns(p, t) for t in types)]
 
+    def kill(batch: list[ProcInfo]) -> list[ProcInfo]:
+        for pid in ctx.kill(batch):
+            report.removed.append(f"process {pid} in a new {'/'.join(types)} namespace")
+        return targets()
+
     procs = targets()
     inits = [p for p in procs if len(p.nspid) == 2 and p.nspid[-1] == 1]
-    for batch in (inits, procs):
-        if batch:
-            for pid in ctx.kill(batch):
-                report.removed.append(f"process {pid} in a new {'/'.join(types)} namespace")
-            procs = targets()
+    if inits:
+        procs = kill(inits)
+    if procs:
+        procs = kill(procs)
     report.leftovers.extend(f"process {p.pid} ({p.comm}) is still in a new namespace" for p in procs)
 
 
