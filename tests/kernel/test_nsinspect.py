@@ -189,6 +189,39 @@ def test_a_failing_reader_reports_its_reason() -> None:
         nsinspect.in_namespace(os.getpid(), "uts", boom)
 
 
+def test_the_resident_reader_returns_to_its_own_namespace_after_each_read(spawn) -> None:
+    name = f"lfns-{uuid.uuid4().hex[:8]}"
+    proc = spawn(["unshare", "-u", "sh", "-c", f"hostname {name} && exec sleep 60"])
+    wait_for(lambda: Path(f"/proc/{proc.pid}/comm").read_text().strip() == "sleep")
+    assert nsinspect.uts_nodename(proc.pid) == name
+    resident = nsinspect.RESIDENT.pid
+    assert resident and resident != os.getpid()
+    assert nsinspect.ns_id(resident, "uts") == nsinspect.ns_id("self", "uts")
+    assert nsinspect.uts_nodename(proc.pid) == name
+    assert nsinspect.RESIDENT.pid == resident  # one process serves every read
+
+
+def test_a_killed_resident_reader_is_replaced(spawn) -> None:
+    pid = sleeper(spawn, "-i")
+    assert nsinspect.sysvipc_shm(pid) == []
+    first = nsinspect.RESIDENT.pid
+    os.kill(first, signal.SIGKILL)
+    assert nsinspect.sysvipc_shm(pid) == []
+    assert nsinspect.RESIDENT.pid not in (0, first)
+    assert not Path(f"/proc/{first}").exists()  # reaped, not a zombie
+
+
+def test_the_resident_reader_runs_only_named_readers() -> None:
+    fd = os.open("/proc/self/ns/uts", os.O_RDONLY)
+    try:
+        with pytest.raises(ValueError, match="serves nodename"):
+            nsinspect.RESIDENT.read(fd, "uts", "os.system")
+        with pytest.raises(ValueError, match="not 'nodename' in 'mnt'"):
+            nsinspect.RESIDENT.read(fd, "mnt", "nodename")
+    finally:
+        os.close(fd)
+
+
 def test_a_bind_mount_over_status_is_detected(spawn, tmp_path: Path) -> None:
     pid = sleeper(spawn, "-u")
     assert nsinspect.forged_proc_files(pid) == []
