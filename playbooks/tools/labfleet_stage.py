@@ -7,10 +7,10 @@ bridge), so everything it installs is made here once per run and copied:
 - ``labs``: the lab catalog (the repo's ``labs/``) as one tar.gz. One archive
   is one copy per host instead of one per file; the host unpacks it fresh, so
   a lab removed from the catalog disappears from the VM too.
-- ``rootfs``: the small root file system of lab ns-mount-2, a busybox-static
-  tree (one static binary plus one symlink per applet, the usual top-level
-  directories, a passwd with root). Debian's ``busybox-static`` package on the
-  controller provides the binary; nothing is downloaded.
+- ``rootfs``: the small root file system of lab ns-mount-2, built by the
+  agent's own builder (``node_agent.kernel.rootfs``, imported from the source
+  tree) from the controller's static busybox (Debian's ``busybox-static``);
+  cached under a hash of the busybox and the builder, so it is built once.
 - ``wheel``: the labfleet wheel the agent is installed from, either the one
   given or one built with ``pip wheel --no-deps`` and cached under a hash of
   the sources, so a second run copies the same bytes.
@@ -18,13 +18,14 @@ bridge), so everything it installs is made here once per run and copied:
   systemd unit): with the artifacts' hashes it says whether a host provisioned
   earlier already has what this run would give it (site.yml's fast path).
 
-The archives are reproducible (sorted members, fixed owner, modes and mtime,
-gzip without a timestamp): the same input gives the same sha256, which is how
-the playbook stays idempotent. An archive is rewritten only when its bytes
-change. Prints one JSON object: ``{"changed": [names], "artifacts": {name:
+The catalog archive is reproducible (sorted members, fixed owner, modes and
+mtime, gzip without a timestamp) and rewritten only when its bytes change; the
+root fs and a built wheel are cached. So the same inputs give the same
+sha256s, which is how the playbook stays idempotent. Prints one JSON object: ``{"changed": [names], "artifacts": {name:
 {"path", "sha256"}}}``. Errors go to stderr with exit code 2, naming the path.
 
-Standard library only: it runs with the Python that runs Ansible.
+Standard library only (plus the agent's stdlib-only root fs builder): it runs
+with the Python that runs Ansible.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ from pathlib import Path
 # 2000-01-01: a fixed, plausible mtime for every archive member (reproducible builds).
 FIXED_MTIME = 946684800
 SKIP_NAMES = {"__pycache__", ".pytest_cache", ".ruff_cache"}
-ROOTFS_DIRS = ("bin", "dev", "etc", "proc", "root", "sbin", "sys", "tmp", "usr", "usr/bin", "usr/sbin", "var")
 WHEEL_SOURCES = ("pyproject.toml", "controller", "node_agent")
 
 
@@ -103,37 +103,26 @@ def labs_archive(src: Path) -> bytes:
     return _archive(add)
 
 
-def busybox_applets(busybox: Path) -> list[str]:
-    """The applets this busybox binary provides (``busybox --list-full``: paths like ``bin/sh``)."""
-    try:
-        out = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True, timeout=30, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise StageError(f"rootfs: cannot run {busybox} --list-full: {exc}") from exc
-    return sorted({line.strip().lstrip("/") for line in out.stdout.splitlines() if line.strip()})
-
-
-def rootfs_archive(busybox: Path) -> bytes:
-    """A minimal root fs: ``bin/busybox`` and a relative symlink to it for every applet."""
+def rootfs_archive(busybox: Path, project: Path, cache: Path) -> tuple[Path, bool]:
+    """The ns-mount-2 root fs built by ``node_agent.kernel.rootfs`` from ``busybox``, cached by input hash."""
     if not busybox.is_file():
         raise StageError(f"rootfs: {busybox} not found; install Debian's busybox-static on the controller "
                          "or set labfleet_rootfs_tarball to a tar.gz of your own")
-    data = busybox.read_bytes()
-    applets = [a for a in busybox_applets(busybox) if a != "bin/busybox" and a.split("/")[0] in ("bin", "sbin", "usr")]
+    builder = project / "node_agent" / "kernel" / "rootfs.py"
+    if not builder.is_file():
+        raise StageError(f"rootfs: {builder} not found (labfleet_project_dir must be the labfleet source tree)")
+    key = hashlib.sha256(busybox.read_bytes() + b"\0" + builder.read_bytes()).hexdigest()[:16]
+    target = cache / f"rootfs-{key}.tar.gz"
+    if target.is_file():
+        return target, False
+    sys.path.insert(0, str(project))
+    from node_agent.kernel import rootfs  # the same builder the lab engine falls back to on a VM
 
-    def add(tar: tarfile.TarFile) -> None:
-        for d in ROOTFS_DIRS:
-            tar.addfile(_member(d, mode=0o1777 if d == "tmp" else 0o755, kind=tarfile.DIRTYPE))
-        tar.addfile(_member("bin/busybox", mode=0o755, size=len(data)), io.BytesIO(data))
-        for applet in applets:
-            # Relative, so the link works wherever the attendee unpacks the tree: usr/bin/env -> ../../bin/busybox.
-            target = "../" * applet.count("/") + "bin/busybox"
-            tar.addfile(_member(applet, mode=0o777, kind=tarfile.SYMTYPE, link=target))
-        for name, text in (("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"), ("etc/group", "root:x:0:\n"),
-                           ("etc/hostname", "rootfs\n")):
-            blob = text.encode()
-            tar.addfile(_member(name, mode=0o644, size=len(blob)), io.BytesIO(blob))
-
-    return _archive(add)
+    try:
+        rootfs.build(target, busybox)
+    except rootfs.RootfsError as exc:
+        raise StageError(f"rootfs: {exc}") from exc
+    return target, True
 
 
 def source_hash(project: Path) -> str:
@@ -222,16 +211,15 @@ def stage(args: argparse.Namespace) -> dict:
     if args.labs:
         path = out / "labs.tar.gz"
         record("labs", path, write_if_changed(path, labs_archive(Path(args.labs).expanduser())))
+    project = Path(args.project).expanduser().resolve()
     if args.rootfs_tarball:
         record("rootfs", _given_file("labfleet_rootfs_tarball", args.rootfs_tarball), False)
     elif args.busybox:
-        path = out / "rootfs.tar.gz"
-        record("rootfs", path, write_if_changed(path, rootfs_archive(Path(args.busybox))))
+        record("rootfs", *rootfs_archive(Path(args.busybox), project, out))
     if args.wheel:
         record("wheel", _given_file("labfleet_agent_wheel", args.wheel), False)
-    elif args.project:
-        path, built = build_wheel(Path(args.project).expanduser().resolve(), args.python, out / "wheels")
-        record("wheel", path, built)
+    elif args.build_wheel:
+        record("wheel", *build_wheel(project, args.python, out / "wheels"))
     result = {"changed": changed, "artifacts": artifacts}
     if args.inputs:
         result["inputs_sha256"] = tree_hash(args.inputs)
@@ -245,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--busybox", help="a static busybox to build the ns-mount-2 root fs from")
     parser.add_argument("--rootfs-tarball", help="use this root fs tar.gz instead of building one")
     parser.add_argument("--wheel", help="use this labfleet wheel instead of building one")
-    parser.add_argument("--project", help="the labfleet source tree to build the wheel from")
+    parser.add_argument("--project", required=True, help="the labfleet source tree (root fs builder, wheel)")
+    parser.add_argument("--build-wheel", action="store_true", help="build the wheel from --project (cached)")
     parser.add_argument("--python", default=sys.executable, help="Python whose pip builds the wheel")
     parser.add_argument("--inputs", nargs="*", default=[], help="files/folders to hash into inputs_sha256")
     args = parser.parse_args(argv)

@@ -1,0 +1,158 @@
+"""site.yml and teardown.yml over real SSH against a local fleet host (see conftest.py for why a fleet host).
+
+One story, in file order on one host: a bare host becomes a lab VM whose agent
+enrolls with a real controller; a second run changes nothing (fast path and
+full run); drift is repaired, not skipped; the supervisor restarts a killed
+agent; teardown leaves the host as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+
+import pytest
+
+from tests.playbooks.conftest import FLAGGED_LAB, MISSING_PROGRAM, Room
+from tests.processes import wait_until
+
+pytestmark = pytest.mark.e2e
+
+ATTENDEE = "class"
+SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
+# Everything site.yml adds to a host; teardown.yml must leave none of it.
+ADDED_PATHS = ["/opt/labfleet-agent", "/etc/labfleet-agent", "/var/lib/labfleet-agent", "/var/log/labfleet-agent",
+               "/usr/share/labfleet", SUPERVISOR, "/usr/local/sbin/labfleet-readiness",
+               "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}"]
+# Run inside the host: pids of every process whose command line mentions the agent. The name is
+# split so that this script's own command line does not match.
+AGENT_PIDS = ("python3 -c \"import os; n = 'labfleet' + '-agent'; print(' '.join(p for p in os.listdir('/proc') "
+              "if p.isdigit() and os.path.exists('/proc/'+p+'/cmdline') and "
+              "n in open('/proc/'+p+'/cmdline').read()))\"")
+
+
+def snapshot(room: Room) -> dict:
+    present = room.sh("for p in " + " ".join(ADDED_PATHS) + "; do [ -e \"$p\" ] && echo \"$p\"; done; true")
+    return {"paths": present.split(), "users": set(room.sh("cut -d: -f1 /etc/passwd").split()),
+            "groups": set(room.sh("cut -d: -f1 /etc/group").split()), "agent_pids": room.sh(AGENT_PIDS).split()}
+
+
+@pytest.fixture(scope="module")
+def before(room: Room) -> dict:
+    state = snapshot(room)
+    assert state["paths"] == [] and ATTENDEE not in state["users"] and state["agent_pids"] == [], \
+        f"the fleet host is not bare: {state}"
+    return state
+
+
+@pytest.fixture(scope="module")
+def provisioned(room: Room, before: dict):
+    return room.play("site.yml")
+
+
+def supervised_agent_pids(room: Room) -> list[str]:
+    status = room.sh(f"{SUPERVISOR} status").split()
+    assert status[0] == "running", status
+    return room.sh(f"cat /proc/{status[1]}/task/{status[1]}/children").split()
+
+
+def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
+    result = provisioned
+    assert result.rc == 0 and result.stats["failures"] == 0 and result.stats["unreachable"] == 0, result.explain()
+
+    # The agent's venv sees Debian's libseccomp bindings next to the agent installed from the wheel.
+    room.sh("/opt/labfleet-agent/venv/bin/python -c 'import seccomp, node_agent.labs'")
+    config = tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))
+    assert config["controller_url"] == room.controller.url and config["name"] == room.host.name
+    assert config["lab_cgroup_parent"] == room.host.cgroup_parent and config["attendee_user"] == ATTENDEE
+    assert room.sh("stat -c '%a %U' /etc/labfleet-agent/env").split() == ["600", "root"]
+    assert room.sh("cat /etc/labfleet-agent/env").strip() == \
+        f"LABFLEET_AGENT_ENROLL_TOKEN={room.controller.enrollment_token}"
+    assert room.controller.enrollment_token not in json.dumps(result.tasks), "the token leaked into Ansible's output"
+
+    # Kept running by the supervisor (the fleet host has no systemd), enrolled and online.
+    assert len(supervised_agent_pids(room)) == 1
+    nodes = wait_until(lambda: room.controller.nodes().get(room.host.name, {}).get("state") == "online"
+                       and room.controller.nodes(), timeout=60, what="the provisioned agent online")
+    assert nodes[room.host.name]["address"] == room.host.address
+
+    # The attendee logs in with their key and has sudo.
+    assert room.sh("id -un", user=ATTENDEE).strip() == ATTENDEE
+    assert room.sh("sudo -n id -u", user=ATTENDEE).strip() == "0"
+    assert room.sh("stat -c %a /etc/sudoers.d/labfleet-attendee").strip() == "440"
+
+    # The catalog as given, and the staged root fs, byte for byte.
+    catalog = sorted(p.name for p in (room.work / "catalog").iterdir() if not p.name.startswith("."))
+    assert sorted(room.sh("ls /usr/share/labfleet/labs").split()) == catalog
+    staged = next((room.work / "stage").glob("rootfs-*.tar.gz"))
+    assert room.sh("sha256sum /usr/share/labfleet/rootfs.tar.gz").split()[0] == \
+        hashlib.sha256(staged.read_bytes()).hexdigest()
+    assert "bin/sh" in room.sh("tar -tzf /usr/share/labfleet/rootfs.tar.gz").split()
+
+    # Readiness: kernel facts, and the lab this host cannot run is flagged without failing the host.
+    report = json.loads(room.sh("cat /var/lib/labfleet-agent/readiness.json"))
+    assert report["kernel"] == os.uname().release
+    assert report["cgroup"]["layout"] in ("v1", "v2", "hybrid") and report["libseccomp"]["python_bindings"]
+    assert {"mnt", "pid", "net", "user", "uts", "ipc", "cgroup"} <= set(report["namespaces"])
+    assert report["labs"][FLAGGED_LAB] == {"ready": False,
+                                          "missing": [f"the program {MISSING_PROGRAM} is not installed"]}
+    assert report["labs"]["ns-uts"] == {"ready": True, "missing": []}
+    assert FLAGGED_LAB in report["not_ready"] and report["ready"] is False
+    messages = result.messages()
+    assert any(m.startswith(f"NOT READY: {room.host.name}") for m in messages), messages
+    assert any(FLAGGED_LAB in m and MISSING_PROGRAM in m for m in messages), messages
+
+
+def test_a_second_run_changes_nothing(room: Room, provisioned):
+    fast = room.play("site.yml")
+    assert fast.rc == 0 and fast.stats["changed"] == 0, fast.explain()
+    # The fast path skipped the host after one check, and still reported its readiness.
+    assert not fast.ran("Write the agent's config"), "the fast path did not skip a provisioned host"
+    assert any(m.startswith(f"NOT READY: {room.host.name}") for m in fast.messages())
+
+    full = room.play("site.yml", labfleet_fast_path=False)
+    assert full.rc == 0 and full.ran("Write the agent's config"), full.explain()
+    assert full.stats["changed"] == 0, full.explain()
+
+
+def test_the_fast_path_repairs_drift_instead_of_skipping_it(room: Room, provisioned):
+    room.sh("rm /etc/labfleet-agent/agent.toml")
+    before_pids = supervised_agent_pids(room)
+
+    repaired = room.play("site.yml")
+    assert repaired.rc == 0, repaired.explain()
+    assert "full run: /etc/labfleet-agent/agent.toml: missing since provisioning" in repaired.messages()
+    assert "Write the agent's config" in repaired.changed_tasks
+    assert "Restart the agent (supervisor)" in repaired.changed_tasks
+    assert tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))["name"] == room.host.name
+    assert supervised_agent_pids(room) != before_pids
+
+
+def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):
+    (victim,) = supervised_agent_pids(room)
+    room.sh(f"kill -KILL {victim}")
+    pids = wait_until(lambda: (p := supervised_agent_pids(room)) and p != [victim] and p, timeout=30,
+                      what="a new agent process under the supervisor")
+    assert len(pids) == 1
+    wait_until(lambda: room.controller.nodes()[room.host.name]["state"] == "online", timeout=60,
+               what="the restarted agent online")
+
+
+def test_teardown_leaves_the_host_as_before(room: Room, provisioned, before: dict):
+    result = room.play("teardown.yml")
+    assert result.rc == 0 and result.stats["failures"] == 0 and result.stats["changed"] > 0, result.explain()
+
+    after = snapshot(room)
+    assert after["paths"] == [] and after["agent_pids"] == []
+    assert ATTENDEE not in after["users"] and ATTENDEE not in after["groups"]
+    # Nothing else was removed. (The host's lower layer is this machine's root: a user another
+    # engineer's test removed from the machine meanwhile is not teardown's doing.)
+    with open("/etc/passwd") as f:
+        machine_users = {line.split(":", 1)[0] for line in f}
+    assert (before["users"] & machine_users) - after["users"] == set()
+    assert room.ssh(f"id {ATTENDEE}").returncode != 0
+
+    again = room.play("teardown.yml")
+    assert again.rc == 0 and again.stats["changed"] == 0, again.explain()
