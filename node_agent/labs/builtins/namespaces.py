@@ -16,6 +16,7 @@ the attendee on the host, a renamed VM.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import socket
 import time
@@ -386,8 +387,7 @@ def check_pid_nested(ctx: LabContext, p: PidNestParams) -> CheckResult:
 
 
 def _nested_script(levels: int) -> str:
-    import shlex
-
+    """The sh -c text of a solve: a holder at this level, then one more pid namespace, ``levels`` deep."""
     script = f"{' '.join(HOLD)} & wait"
     for _ in range(levels - 1):
         script = f"{' '.join(HOLD)} & exec unshare -fp --mount-proc sh -c {shlex.quote(script)}"
