@@ -186,11 +186,15 @@ def test_a_program_named_filter_without_a_filter_fails(lab_env):
         holder.wait()
 
 
-def test_strict_a_self_kill_without_strict_mode_fails(lab_env):
-    as_attendee(lab_env, "mkdir -p ~/seccomp/strict && printf '#!/bin/sh\\nkill -9 $$\\n' > ~/seccomp/strict/strict "
+def test_strict_a_self_kill_without_strict_mode_fails_and_leaves_no_child(lab_env):
+    as_attendee(lab_env, "mkdir -p ~/seccomp/strict && "
+                         "printf '#!/bin/sh\\nsleep 600 &\\nkill -9 $$\\n' > ~/seccomp/strict/strict "
                          "&& chmod +x ~/seccomp/strict/strict")
     result = check(lab_env, "sc-strict", "strict")
     assert result["status"] == "failed" and "never entered strict mode" in result["reason"], result
+    assert result["evidence"]["signal"] == "SIGKILL"
+    # the re-run's own session is gone with it: the sleep it left behind too
+    assert [p.comm for p in lab_env.context("sc-strict").processes()] == []
 
 
 def test_a_traced_task_does_not_count(lab_env):

@@ -139,18 +139,51 @@ def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: i
                 run.dump = seccomp_filter.dump(proc.pid, caller_owns=True)
             except seccomp_filter.FilterDumpError as exc:
                 run.dump_error = str(exc)
-        try:
-            out, _ = proc.communicate(b"\n", timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-        run.returncode, run.output = proc.returncode, out.decode(errors="replace")
+        _finish(proc, run, timeout)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _end_session(proc)
         reaper.disown(proc.pid)
+        reaper.reap_orphans()
     return run
+
+
+def _finish(proc: subprocess.Popen, run: WatchedRun, timeout: float) -> None:
+    """Send Enter, close stdin, wait for the end; the output is what the pipe holds by then (a child it
+    left behind may keep the pipe open, so nothing waits for end-of-file)."""
+    try:
+        proc.stdin.write(b"\n")
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    _end_session(proc)
+    os.set_blocking(proc.stdout.fileno(), False)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(proc.stdout.fileno(), 65536)
+        except BlockingIOError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    proc.stdout.close()
+    run.returncode, run.output = proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def _end_session(proc: subprocess.Popen) -> None:
+    """Kill the run and anything it forked: they share the session it leads (start_new_session)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _watch(proc: subprocess.Popen, run: WatchedRun, want_mode: int, timeout: float) -> None:
