@@ -108,6 +108,7 @@ class WatchedRun:
     dump_error: str = ""
     returncode: int | None = None
     output: str = ""
+    forged: list[str] = field(default_factory=list)
 
     @property
     def killed_by(self) -> str | None:
@@ -134,6 +135,10 @@ def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: i
         reaper.own(proc.pid)
     try:
         _watch(proc, run, want_mode, timeout)
+        try:  # a mount raced over the new process's status file would have fed _watch its numbers
+            run.forged = nsinspect.forged_proc_files(proc.pid, ("status",))
+        except FileNotFoundError:
+            pass
         if dump and run.mode_seen == 2:
             try:
                 run.dump = seccomp_filter.dump(proc.pid, caller_owns=True)
@@ -198,6 +203,11 @@ def _watch(proc: subprocess.Popen, run: WatchedRun, want_mode: int, timeout: flo
         if run.mode_seen == want_mode and st.get("State", "")[:1] == "S":
             return  # confined, and asleep: waiting on stdin
         time.sleep(0.0005)
+
+
+def _forged_run(program: Path, run: WatchedRun) -> CheckResult:
+    return CheckResult.forged(f"While the agent ran {program}, its status file was not the kernel's: "
+                              f"{'; '.join(run.forged)}.", {**run.evidence(), "forged": run.forged})
 
 
 def _program(ctx: LabContext, relative: str) -> Path:
@@ -350,6 +360,8 @@ def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
                                 {"program": str(program)})
     run = run_watched(ctx, program, [], want_mode=1)
     ev = run.evidence()
+    if run.forged:
+        return _forged_run(program, run)
     if run.mode_seen != 1:
         return CheckResult.fail(f"{program} ran but never entered strict mode (its Seccomp stayed "
                                 f"{run.mode_seen}): it must call prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT).", ev)
@@ -441,6 +453,8 @@ def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]
     if made.is_dir() and made.stat().st_uid == ctx.attendee.uid:
         ctx.run(["rmdir", "--", str(made)], as_attendee=True)
     ev = {"live": looked, **run.evidence()}
+    if run.forged:
+        return _forged_run(program, run)
     if run.mode_seen != 2:
         return CheckResult.fail(f"{program} ran but never loaded a seccomp filter (its Seccomp stayed "
                                 f"{run.mode_seen}).", ev)
