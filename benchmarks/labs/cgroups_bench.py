@@ -66,7 +66,7 @@ grep -q '^nr_throttled [1-9]' "$CG/cpu.stat" || exit 1""",
 
 
 def _bomb_round(parent: str, hierarchy: cc.Hierarchy, *, slim: bool, limit: bool,
-                freezer: cc.Hierarchy | None) -> dict[str, Any]:
+                freezer: cc.Hierarchy | None, force_freezer: bool = False) -> dict[str, Any]:
     cg = cc.LabCgroup(hierarchy, f"{parent}/bomb")
     cc.create(cg)
     if limit:
@@ -76,7 +76,11 @@ def _bomb_round(parent: str, hierarchy: cc.Hierarchy, *, slim: bool, limit: bool
     assert isinstance(bomb, forkbomb.Bomb), bomb
     members = len(cc.procs(cg))
     t0 = time.perf_counter()
-    killed = cc.remove(cg, reap=reaper.reap_orphans, freezer=freezer)
+    if force_freezer and freezer is not None:  # the path taken when a member forks during the kill
+        killed = cc.freeze_and_kill(cg, freezer, reap=reaper.reap_orphans)
+        cc.rmdir(cg, reap=reaper.reap_orphans)
+    else:
+        killed = cc.remove(cg, reap=reaper.reap_orphans, freezer=freezer)
     cleanup = time.perf_counter() - t0
     bomb.release()
     alive = [pid for pid in killed if os.path.exists(f"/proc/{pid}") and _state(pid) not in ("Z", "X", "")]
@@ -97,23 +101,26 @@ def bomb_containment(rounds: int) -> list[dict[str, Any]]:
     pids, freezer, unified = cc.find_hierarchy("pids"), cc.find_hierarchy("freezer"), cc.find_hierarchy("")
     cpu = cc.find_hierarchy("cpu")
     parent = "labfleet-bench-" + secrets.token_hex(3)
-    variants: list[tuple[str, cc.Hierarchy, bool, bool, cc.Hierarchy | None]] = []
+    # (label, hierarchy, busybox children, pids.max 50, freezer, force the freezer path)
+    variants: list[tuple[str, cc.Hierarchy, bool, bool, cc.Hierarchy | None, bool]] = []
     if pids is not None:
-        kind = f"v{pids.version} pids"
-        variants += [(f"{kind}, busybox children, pids.max 0 + SIGKILL" if pids.version == 1 else f"{kind}, busybox "
-                      f"children, cgroup.kill", pids, True, True, None),
-                     (f"{kind}, Python children, pids.max 0 + SIGKILL" if pids.version == 1 else f"{kind}, Python "
-                      f"children, cgroup.kill", pids, False, True, None)]
-    if freezer is not None and freezer.version == 1 and cpu is not None and cpu.version == 1:
-        variants.append(("v1 cpu cgroup (no pids.max, as cg-cpu): move to freezer, freeze, SIGKILL, thaw", cpu, True,
-                         False, freezer))
+        how = "pids.max 0 + one SIGKILL round" if pids.version == 1 else "cgroup.kill"
+        variants += [(f"v{pids.version} pids, busybox children (posix_spawn), {how}", pids, True, True, None, False),
+                     (f"v{pids.version} pids, Python children (fork), {how}", pids, False, True, None, False)]
+    if cpu is not None and cpu.version == 1:
+        variants.append(("v1 cpu cgroup (no pids.max, as cg-cpu), 49 children, one SIGKILL round", cpu, True, False,
+                         freezer, False))
+        if freezer is not None and freezer.version == 1:
+            variants.append(("v1 cpu cgroup, 49 children, freezer path (move, freeze, SIGKILL, thaw)", cpu, True,
+                             False, freezer, True))
     if unified is not None and (pids is None or pids.version == 1):
         variants.append(("cgroup2 cgroup.kill, 49 busybox children (cgroup2 here has no pids)", unified, True, False,
-                         None))
+                         None, False))
     rows = []
     try:
-        for label, hierarchy, slim, limit, frz in variants:
-            got = [_bomb_round(parent, hierarchy, slim=slim, limit=limit, freezer=frz) for _ in range(rounds)]
+        for label, hierarchy, slim, limit, frz, force in variants:
+            got = [_bomb_round(parent, hierarchy, slim=slim, limit=limit, freezer=frz, force_freezer=force)
+                   for _ in range(rounds)]
             firsts = [g["first_refused_s"] for g in got if g["first_refused_s"] is not None]
             rows.append({"variant": label, "rounds": rounds, "members": median([g["members"] for g in got]),
                          "first_refused_ms": median(firsts) * 1000 if firsts else None,
@@ -122,6 +129,7 @@ def bomb_containment(rounds: int) -> list[dict[str, Any]]:
     finally:
         for h in (pids, freezer, unified, cpu):
             if h is not None and (h.mount / parent).is_dir():
+                cc.remove(cc.LabCgroup(h, f"{parent}/bomb"), reap=reaper.reap_orphans)
                 (h.mount / parent).rmdir()
     return rows
 
@@ -156,6 +164,19 @@ def _baseline_ms(script: str, args: list[str], runs: int) -> tuple[float, bool]:
         times.append((time.perf_counter() - t0) * 1000)
         ok = ok and done.returncode == 0
     return median(times), ok
+
+
+def _rmdir_retry(path: Path, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while path.is_dir():
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                print(f"left behind: {path} ({sorted(p.name for p in path.iterdir() if p.is_dir())})")
+                return
+            reaper.reap_orphans()
+            time.sleep(0.01)
 
 
 def step_medians(rounds: int) -> list[dict[str, Any]]:
@@ -204,11 +225,11 @@ def step_medians(rounds: int) -> list[dict[str, Any]]:
                 engine.reset(lab_id)
             shutil.rmtree(work, ignore_errors=True)
             for root in context(catalog.get("cg-pids")).lab_cgroup_roots():
-                for d in (root, root.parent):
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        pass
+                _rmdir_retry(root)
+                try:
+                    root.parent.rmdir()  # labfleet-bench: shared by concurrent runs, kept while one uses it
+                except OSError:
+                    pass
     return rows
 
 

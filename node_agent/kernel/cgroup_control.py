@@ -448,8 +448,10 @@ def _kill_until_empty(cg: LabCgroup, *, reap: Callable[[], object] | None, timeo
 
 
 def freeze_and_kill(
-    cg: LabCgroup, freezer: Hierarchy, *, reap: Callable[[], object] | None, timeout: float
+    cg: LabCgroup, freezer: Hierarchy, *, reap: Callable[[], object] | None = None, timeout: float = 2.0
 ) -> list[int]:
+    """Move the members into a twin cgroup of the v1 freezer hierarchy (or use ``cg`` itself if it is in
+    that hierarchy), freeze, SIGKILL, thaw, wait until empty, remove the twin; returns the pids seen."""
     in_place = freezer.mount == cg.hierarchy.mount  # the lab cgroup is a freezer cgroup itself
     twin = cg if in_place else LabCgroup(freezer, cg.relpath)
     create(twin)

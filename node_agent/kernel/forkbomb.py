@@ -23,6 +23,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,11 +180,12 @@ def _child(hold_r: int, close: tuple[int, ...], lifetime: float) -> None:
         os._exit(0)
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, eof: bool = False) -> bytes:
+    """Read until a newline (one JSON line) or, with ``eof``, until the writers are gone."""
     chunks = []
     while chunk := os.read(fd, 65536):
         chunks.append(chunk)
-        if chunk.endswith(b"\n"):
+        if chunk.endswith(b"\n") and not eof:
             break
     return b"".join(chunks)
 
@@ -214,8 +216,55 @@ def _reap(pid: int, timeout: float) -> None:
         time.sleep(0.001)
 
 
-def probe(procs_file: Path, *, budget: int = MAX_BUDGET) -> BombResult:
-    """The agent's active probe: does a fork inside this cgroup get EAGAIN within ``budget`` attempts?"""
-    result = run(procs_file, budget=budget, lifetime=2.0, stop_after_refused=1, hold=False)
-    assert isinstance(result, BombResult)
-    return result
+# The probe in busybox's ash: it moves itself in (echo 0 > cgroup.procs), then forks one holder per
+# round (cat on the hold pipe, fd 3: a background job's stdin is /dev/null), printing its pid, until a fork fails (ash exits 2, "can't fork") or the budget is spent.
+PROBE_SCRIPT = 'echo 0 > "$1" || exit 3; i=0; while [ $i -lt "$2" ]; do cat <&3 & echo $!; i=$((i+1)); done'
+
+
+def probe(procs_file: Path, *, budget: int = MAX_BUDGET, reap: Callable[[], object] | None = None,
+          timeout: float = 2.0) -> BombResult:
+    """The agent's active probe: does a fork inside this cgroup get EAGAIN within ``budget`` attempts?
+
+    With busybox, the probe is a static ash started with posix_spawn (~1 ms when the cgroup is full: no
+    copy of the agent's memory); its holders read a pipe only the agent holds and exit when it is closed,
+    then the agent reaps them (``reap``: they are orphans, and the agent is their subreaper). Without
+    busybox, a forked leader does the same with ``run``.
+    """
+    if not 1 <= budget <= MAX_BUDGET:
+        raise ValueError(f"budget: expected 1..{MAX_BUDGET} fork attempts, got {budget}")
+    if not os.access(SLIM_CHILD[0], os.X_OK):
+        result = run(procs_file, budget=budget, lifetime=timeout, stop_after_refused=1, hold=False)
+        assert isinstance(result, BombResult)
+        return result
+    hold_r, hold_w = os.pipe()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    start = time.monotonic()
+    pid = os.posix_spawn(SLIM_CHILD[0], ["busybox", "sh", "-c", PROBE_SCRIPT, "probe", str(procs_file), str(budget)],
+                         {"PATH": "/bin"}, file_actions=[(os.POSIX_SPAWN_DUP2, hold_r, 3),
+                                                         (os.POSIX_SPAWN_DUP2, out_w, 1),
+                                                         (os.POSIX_SPAWN_DUP2, err_w, 2)])
+    for fd in (hold_r, out_w, err_w):
+        os.close(fd)
+    _reap(pid, timeout)
+    elapsed = time.monotonic() - start
+    os.close(hold_w)  # its holders see EOF and exit
+    holders = [int(line) for line in _read_all(out_r, eof=True).split()]
+    message = _read_all(err_r, eof=True).decode(errors="replace").strip()
+    os.close(out_r)
+    os.close(err_r)
+    refused = "can't fork" in message
+    error = "" if refused or not message else message
+    if holders and reap is not None:
+        _wait_reaped(holders, reap, timeout)
+    return BombResult(len(holders), int(refused), elapsed if refused else None, pid, error, holders)
+
+
+def _wait_reaped(pids: list[int], reap: Callable[[], object], timeout: float) -> None:
+    """Reap the probe's holders: each keeps a pids charge in the attendee's cgroup until it is reaped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reap()
+        if not any(os.path.exists(f"/proc/{pid}") for pid in pids):
+            return
+        time.sleep(0.0005)

@@ -155,7 +155,7 @@ def test_probe_sees_eagain_in_a_full_cgroup_and_cleans_up_after_itself(parent):
     holders = [sleeper(cg) for _ in range(3)]
     try:
         before = cc.pids_events(cg)
-        probe = forkbomb.probe(cg.file("cgroup.procs"))
+        probe = forkbomb.probe(cg.file("cgroup.procs"), reap=reaper.reap_orphans)
         assert probe.saw_eagain and probe.forks == 0
         assert cc.pids_events(cg) == before + 1
         assert sorted(cc.procs(cg)) == sorted(p.pid for p in holders)
@@ -163,6 +163,26 @@ def test_probe_sees_eagain_in_a_full_cgroup_and_cleans_up_after_itself(parent):
         cc.remove(cg, reap=reaper.reap_orphans)
         for p in holders:
             p.wait()
+
+
+def test_probe_fills_the_free_slots_then_is_refused_and_reaps_its_holders(parent):
+    cg = cc.LabCgroup(PIDS, f"{parent}/cglab1")
+    cc.create(cg)
+    cc.set_pids_max(cg, 5)
+    resident = sleeper(cg)
+    try:
+        probe = forkbomb.probe(cg.file("cgroup.procs"), budget=50, reap=reaper.reap_orphans)
+        assert probe.saw_eagain and probe.forks == 3, probe  # resident + the probe + 3 holders = 5
+        assert cc.procs(cg) == [resident.pid] and cc.pids_current(cg) == 1
+        assert all(gone(pid) for pid in probe.children)
+
+        cc.set_pids_max(cg, None)
+        unlimited = forkbomb.probe(cg.file("cgroup.procs"), budget=4, reap=reaper.reap_orphans)
+        assert not unlimited.saw_eagain and unlimited.forks == 4 and not unlimited.error
+        assert cc.procs(cg) == [resident.pid]
+    finally:
+        cc.remove(cg, reap=reaper.reap_orphans)
+        resident.wait()
 
 
 def test_bomb_budget_is_a_hard_bound():

@@ -111,8 +111,8 @@ def solve_pids(ctx: LabContext, p: PidsParams) -> dict:
     cc.create(cg)
     wanted = _wanted_max(ctx, p)
     cc.set_pids_max(cg, wanted)
-    # Bounded: at most wanted + 5 sleepers, one every 20 ms, each gone after 10 minutes.
-    spawner = f"i=0; while [ $i -lt {wanted + 5} ]; do sleep 600 & i=$((i+1)); sleep 0.02; done; wait"
+    # Bounded: at most wanted + 5 sleepers, one every 5 ms, each gone after 10 minutes.
+    spawner = f"i=0; while [ $i -lt {wanted + 5} ]; do sleep 600 & i=$((i+1)); sleep 0.005; done; wait"
     holder = ctx.spawn(["sh", "-c", spawner], as_attendee=True, cgroup=[cg.path])
     refused = _wait_for(lambda: cc.pids_events(cg) > 0)
     return {**_base(cg), "holder": holder.pid, "pids.max": wanted, "pids.events.max": cc.pids_events(cg),
@@ -154,7 +154,7 @@ def check_forkbomb(ctx: LabContext, p: ForkbombParams) -> CheckResult:
         return CheckResult.fail(f"The cgroup never held {p.max} processes (peak {peak}): the bomb must run inside it.",
                                 evidence)
     if p.probe:
-        result = forkbomb.probe(cg.file("cgroup.procs"), budget=min(forkbomb.MAX_BUDGET, p.max + 1))
+        result = forkbomb.probe(cg.file("cgroup.procs"), budget=min(forkbomb.MAX_BUDGET, p.max + 1), reap=_reap)
         evidence.update({"probe_forks": result.forks, "probe_refused": result.refused,
                          "probe_error": result.error, "pids.events.max_after_probe": cc.pids_events(cg)})
         if result.error or not result.saw_eagain:
