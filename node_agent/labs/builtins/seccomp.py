@@ -19,8 +19,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import stat
 import subprocess
 import sys
 import time
@@ -28,209 +26,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import bpf, nsinspect, procfs, proctable, reaper, seccomp_filter, syscalls
+from node_agent.kernel import bpf, proctable, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
 from node_agent.kernel.bpf import SeccompData, Verdict
-from node_agent.kernel.proctable import ProcInfo
+from node_agent.labs.builtins.seccomp_tasks import (
+    as_attendee,
+    compile_in_home,
+    confined_tasks,
+    exe_path,
+    forged_run,
+    program_path,
+    remove_attendee_dir,
+    run_watched,
+    status_task,
+    traced_reason,
+)
 from node_agent.labs.context import LabContext, holder_env
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
 
-WATCH_TIMEOUT = 3.0
 SOLVE_TIMEOUT = 5.0
-MAX_LIVE_TASKS = 16  # dumping costs ~1 ms a task; an attendee with more confined tasks gets the newest
 
 
-# --- the state of a live task ------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class SeccompTask:
-    """A process and the seccomp fields of its (genuine) /proc/<pid>/status."""
-
-    proc: ProcInfo
-    mode: int
-    filters: int
-    no_new_privs: int
-    tracer: int
-
-    def evidence(self, **extra: Any) -> dict[str, Any]:
-        return {"pid": self.proc.pid, "starttime": self.proc.starttime, "comm": self.proc.comm,
-                "uid": self.proc.uid, "Seccomp": self.mode, "Seccomp_filters": self.filters,
-                "NoNewPrivs": self.no_new_privs, "TracerPid": self.tracer, **extra}
-
-
-def _status_task(p: ProcInfo) -> SeccompTask | None:
-    try:
-        st = procfs.status(p.pid)
-    except OSError:
-        return None
-    if not proctable.alive(p.pid, p.starttime):
-        return None
-    return SeccompTask(p, int(st.get("Seccomp", "0")), int(st.get("Seccomp_filters", "0")),
-                       int(st.get("NoNewPrivs", "0")), int(st.get("TracerPid", "0")))
-
-
-def confined_tasks(ctx: LabContext, mode: int) -> tuple[list[SeccompTask], CheckResult | None]:
-    """The lab's live tasks in seccomp ``mode``; or a forged verdict if a status file is not procfs's own."""
-    tasks = [t for t in (_status_task(p) for p in ctx.processes()) if t is not None and t.mode == mode]
-    if tasks:
-        mounts = procfs.mountinfo("self")
-        for t in tasks:
-            try:
-                reasons = nsinspect.forged_proc_files(t.proc.pid, ("status",), mounts=mounts)
-            except FileNotFoundError:
-                continue
-            if reasons:
-                return [], CheckResult.forged(
-                    f"The status file of process {t.proc.pid} is not the kernel's: {'; '.join(reasons)}. "
-                    "The check reads the kernel, so a file mounted over /proc cannot pass it.",
-                    t.evidence(forged=reasons))
-    tasks.sort(key=lambda t: -t.proc.starttime)
-    return tasks[:MAX_LIVE_TASKS], None
-
-
-def _traced_reason(t: SeccompTask) -> str:
-    return (f"process {t.proc.pid} ({t.proc.comm}) is traced by pid {t.tracer} (TracerPid): a tracer can make "
-            "a filtered task skip its filter, so a traced task does not count. Detach strace/gdb and check again.")
-
-
-# --- running the attendee's program, watched ------------------------------------------------------------
-
-@dataclass
-class WatchedRun:
-    """What the agent saw running the attendee's program: the seccomp mode it reached while waiting on
-    stdin, the filter it held then (dumped), and how it ended."""
-
-    argv: list[str]
-    mode_seen: int = 0
-    status_seen: dict[str, str] = field(default_factory=dict)
-    dump: seccomp_filter.FilterDump | None = None
-    dump_error: str = ""
-    returncode: int | None = None
-    output: str = ""
-    forged: list[str] = field(default_factory=list)
-
-    @property
-    def killed_by(self) -> str | None:
-        if self.returncode is not None and self.returncode < 0:
-            return signal.Signals(-self.returncode).name
-        return None
-
-    def evidence(self) -> dict[str, Any]:
-        fields = ("Seccomp", "Seccomp_filters", "NoNewPrivs", "TracerPid")
-        return {"rerun": self.argv, "seen": {k: self.status_seen.get(k) for k in fields},
-                "exit": self.returncode, "signal": self.killed_by, "output": self.output[-400:]}
-
-
-def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: int, dump: bool = False,
-                timeout: float = WATCH_TIMEOUT) -> WatchedRun:
-    """Run ``program`` as the attendee in its own directory; once its status shows ``want_mode`` (or it
-    ends), dump its filters if asked, then close its stdin and collect how it ends."""
-    a = ctx.attendee
-    argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", str(program), *args]
-    run = WatchedRun([str(program), *args])
-    with reaper.spawning():
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                cwd=str(program.parent), env=holder_env(a), start_new_session=True)
-        reaper.own(proc.pid)
-    try:
-        _watch(proc, run, want_mode, timeout)
-        try:  # a mount raced over the new process's status file would have fed _watch its numbers
-            run.forged = nsinspect.forged_proc_files(proc.pid, ("status",))
-        except FileNotFoundError:
-            pass
-        if dump and run.mode_seen == 2:
-            try:
-                run.dump = seccomp_filter.dump(proc.pid, caller_owns=True)
-            except seccomp_filter.FilterDumpError as exc:
-                run.dump_error = str(exc)
-        _finish(proc, run, timeout)
-    finally:
-        _end_session(proc)
-        reaper.disown(proc.pid)
-        reaper.reap_orphans()
-    return run
-
-
-def _finish(proc: subprocess.Popen, run: WatchedRun, timeout: float) -> None:
-    """Send Enter, close stdin, wait for the end; the output is what the pipe holds by then (a child it
-    left behind may keep the pipe open, so nothing waits for end-of-file)."""
-    try:
-        proc.stdin.write(b"\n")
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    _end_session(proc)
-    os.set_blocking(proc.stdout.fileno(), False)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(proc.stdout.fileno(), 65536)
-        except BlockingIOError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    proc.stdout.close()
-    run.returncode, run.output = proc.returncode, b"".join(chunks).decode(errors="replace")
-
-
-def _end_session(proc: subprocess.Popen) -> None:
-    """Kill the run and anything it forked: they share the session it leads (start_new_session)."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _watch(proc: subprocess.Popen, run: WatchedRun, want_mode: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            st = procfs.status(proc.pid)
-        except OSError:
-            return
-        run.status_seen = st
-        run.mode_seen = int(st.get("Seccomp", "0"))
-        if run.mode_seen == want_mode and st.get("State", "")[:1] == "S":
-            return  # confined, and asleep: waiting on stdin
-        time.sleep(0.0005)
-
-
-def _forged_run(program: Path, run: WatchedRun) -> CheckResult:
-    return CheckResult.forged(f"While the agent ran {program}, its status file was not the kernel's: "
-                              f"{'; '.join(run.forged)}.", {**run.evidence(), "forged": run.forged})
-
-
-def _program(ctx: LabContext, relative: str) -> Path:
-    return ctx.attendee.home / relative
-
-
-# --- files in the attendee's home, made and removed as the attendee -----------------------------------------
-
-def _as_attendee(ctx: LabContext, argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    done = ctx.run(argv, as_attendee=True, **kw)
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
-    return done
-
-
-def _compile(ctx: LabContext, source: Path, workdir: str, output: str, libs: list[str]) -> Path:
-    """Copy ``source`` into ~/<workdir> and build it there with gcc, as the attendee does."""
-    target, source = ctx.attendee.home / workdir, source.resolve()  # the copy runs in the attendee's home
-    _as_attendee(ctx, ["mkdir", "-p", str(target)], f"mkdir {target}")
-    _as_attendee(ctx, ["cp", str(source), str(target / source.name)], f"copying {source.name}")
-    _as_attendee(ctx, ["gcc", "-o", output, source.name, *libs], f"gcc {source.name}", cwd=str(target), timeout=60)
-    return target / output
-
+# --- shared by the four labs -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CleanParams:
@@ -245,10 +63,10 @@ def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
     report = ResetReport()
     directory = ctx.attendee.home / p.directory
     targets = []
-    for t in (_status_task(q) for q in ctx.processes()):
+    for t in (status_task(q) for q in ctx.processes()):
         if t is None or t.mode not in p.modes:
             continue
-        if p.exe_under_directory and not _exe(t.proc.pid).startswith(f"{directory}/"):
+        if p.exe_under_directory and not exe_path(t.proc.pid).startswith(f"{directory}/"):
             continue
         targets.append(t.proc)
     for pid in ctx.kill(targets):
@@ -257,64 +75,6 @@ def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
                             if proctable.alive(q.pid, q.starttime))
     report.merge(remove_attendee_dir(ctx, directory))
     return report
-
-
-def remove_attendee_dir(ctx: LabContext, directory: Path) -> ResetReport:
-    """Remove a directory of the attendee's home without following a link or crossing a mount they made.
-
-    Every step from the home down is opened with O_NOFOLLOW and must belong to the attendee; the tree is
-    removed through directory file descriptors (shutil.rmtree's dir_fd walk, which does not follow
-    symlinks); a mount anywhere under it stops the removal and is reported.
-    """
-    report = ResetReport()
-    home = ctx.attendee.home
-    parts = directory.relative_to(home).parts
-    mounted = [m.mount_point for m in procfs.mountinfo("self")
-               if m.mount_point == str(directory) or m.mount_point.startswith(f"{directory}/")]
-    if mounted:
-        report.leftovers.append(f"{directory} not removed: {', '.join(mounted)} is mounted under it")
-        return report
-    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    try:
-        for part in parts[:-1]:
-            try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                return report
-            except OSError as exc:  # ELOOP or ENOTDIR: a symlink or a file where a directory should be
-                report.leftovers.append(f"{home / part} is not a plain directory ({exc.strerror}); left alone")
-                return report
-            os.close(fd)
-            fd = nxt
-            if os.fstat(fd).st_uid != ctx.attendee.uid:
-                report.leftovers.append(f"{directory} is under a directory the attendee does not own; left alone")
-                return report
-        try:
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return report
-        if st.st_uid != ctx.attendee.uid:
-            report.leftovers.append(f"{directory} does not belong to {ctx.attendee.user}; left alone")
-            return report
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(parts[-1], dir_fd=fd)
-            else:
-                os.unlink(parts[-1], dir_fd=fd)
-        except OSError as exc:
-            report.leftovers.append(f"{directory} could not be removed: {exc}")
-            return report
-        report.removed.append(str(directory))
-    finally:
-        os.close(fd)
-    return report
-
-
-def _exe(pid: int) -> str:
-    try:
-        return os.readlink(f"/proc/{pid}/exe").removesuffix(" (deleted)")
-    except OSError:
-        return ""
 
 
 def _spawn_waiting(ctx: LabContext, program: Path) -> dict[str, Any]:
@@ -351,17 +111,17 @@ def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
     untraced = [t for t in tasks if t.tracer == 0]
     if untraced and not p.clean_exit:
         return CheckResult.ok({"live": untraced[0].evidence()})
-    program = _program(ctx, p.program)
+    program = program_path(ctx, p.program)
     if not program.is_file():
         if tasks:
-            return CheckResult.fail(_traced_reason(tasks[0]), {"live": tasks[0].evidence()})
+            return CheckResult.fail(traced_reason(tasks[0]), {"live": tasks[0].evidence()})
         return CheckResult.fail(f"No process of yours is in seccomp strict mode and {program} does not exist: "
                                 f"compile strict.c there (gcc -o strict strict.c) and run it.",
                                 {"program": str(program)})
     run = run_watched(ctx, program, [], want_mode=1)
     ev = run.evidence()
     if run.forged:
-        return _forged_run(program, run)
+        return forged_run(program, run)
     if run.mode_seen != 1:
         return CheckResult.fail(f"{program} ran but never entered strict mode (its Seccomp stayed "
                                 f"{run.mode_seen}): it must call prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT).", ev)
@@ -380,8 +140,8 @@ def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
 def solve_strict(ctx: LabContext, p: StrictParams) -> dict[str, Any]:
     """Build the lab's program (the finished one for step "exit") in the attendee's home, as they would,
     and keep one copy waiting in strict mode."""
-    program = _program(ctx, p.program)
-    binary = _compile(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
+    program = program_path(ctx, p.program)
+    binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
                       program.name, [])
     out = _spawn_waiting(ctx, binary)
     out["check"] = _wait_for(check_strict, ctx, p).status
@@ -427,7 +187,7 @@ def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
     looked: list[dict[str, Any]] = []
     for t in tasks:
         if t.tracer:
-            looked.append(t.evidence(problem=_traced_reason(t)))
+            looked.append(t.evidence(problem=traced_reason(t)))
             continue
         try:
             dump = seccomp_filter.dump(t.proc.pid)
@@ -442,7 +202,7 @@ def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
 
 
 def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]) -> CheckResult:
-    program = _program(ctx, p.program)
+    program = program_path(ctx, p.program)
     if not program.is_file():
         why = looked[0]["problem"] if looked else "no process of yours runs under a seccomp filter"
         return CheckResult.fail(f"{why.rstrip('.')}; and {program} does not exist: compile filter.c there "
@@ -454,7 +214,7 @@ def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]
         ctx.run(["rmdir", "--", str(made)], as_attendee=True)
     ev = {"live": looked, **run.evidence()}
     if run.forged:
-        return _forged_run(program, run)
+        return forged_run(program, run)
     if run.mode_seen != 2:
         return CheckResult.fail(f"{program} ran but never loaded a seccomp filter (its Seccomp stayed "
                                 f"{run.mode_seen}).", ev)
@@ -473,8 +233,8 @@ def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]
 def solve_filter(ctx: LabContext, p: FilterParams) -> dict[str, Any]:
     """Build the lab's filter program (the finished one for step "deny") as the attendee and keep one
     copy waiting under its filter."""
-    program = _program(ctx, p.program)
-    binary = _compile(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
+    program = program_path(ctx, p.program)
+    binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
                       program.name, ["-lseccomp"])
     out = _spawn_waiting(ctx, binary)
     out["check"] = _wait_for(check_filter, ctx, p).status
@@ -549,7 +309,7 @@ def check_docker_profile(ctx: LabContext, p: DockerParams) -> CheckResult:
     looked = []
     for t in tasks:
         if t.tracer:
-            looked.append(t.evidence(problem=_traced_reason(t)))
+            looked.append(t.evidence(problem=traced_reason(t)))
             continue
         try:
             dump = seccomp_filter.dump(t.proc.pid)
@@ -585,8 +345,8 @@ def solve_docker_profile(ctx: LabContext, p: DockerParams) -> dict[str, Any]:
     path = p.profile
     if p.also_blocked:
         path = str(ctx.attendee.home / p.custom)
-        _as_attendee(ctx, ["mkdir", "-p", str(Path(path).parent)], "mkdir")
-        _as_attendee(ctx, ["tee", path], f"writing {path}", input=json.dumps(custom_profile(p)))
+        as_attendee(ctx, ["mkdir", "-p", str(Path(path).parent)], "mkdir")
+        as_attendee(ctx, ["tee", path], f"writing {path}", input=json.dumps(custom_profile(p)))
     env = {**holder_env(ctx.attendee), "PYTHONPATH": str(_agent_root())}
     holder = ctx.spawn([_python(), "-m", "node_agent.kernel.seccomp_profile", path, "--", "sleep", "infinity"],
                        as_attendee=True, env=env)
@@ -707,8 +467,8 @@ def check_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> CheckResult
 def solve_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> dict[str, Any]:
     """Build the program in the attendee's directory and write the answer with ``strace -c``, as them."""
     answer = ctx.attendee.home / p.answer
-    binary = _compile(ctx, ctx.lab_dir / p.source, str(answer.parent.relative_to(ctx.attendee.home)),
+    binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(answer.parent.relative_to(ctx.attendee.home)),
                       Path(p.source).stem, [])
-    _as_attendee(ctx, ["strace", "-f", "-c", "-o", answer.name, f"./{binary.name}"], "strace",
+    as_attendee(ctx, ["strace", "-f", "-c", "-o", answer.name, f"./{binary.name}"], "strace",
                  cwd=str(answer.parent))
     return {"answer": str(answer), "check": check_profile_answer(ctx, p).status}
