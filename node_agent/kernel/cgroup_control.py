@@ -22,6 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from node_agent.kernel import procfs
@@ -63,7 +64,7 @@ class LabCgroup:
                 f"(letters, digits, . _ -), got {bad or parts!r}"
             )
 
-    @property
+    @cached_property  # checks build many file paths from it; a frozen dataclass still has a __dict__
     def path(self) -> Path:
         return self.hierarchy.mount / self.relpath
 
@@ -348,28 +349,31 @@ def cpu_stat(cg: LabCgroup) -> CpuStat:
 # ---- forged files ----------------------------------------------------------------------------------------
 
 
-def forged_reason(cg: LabCgroup, name: str, proc: Path = procfs.PROC) -> str | None:
-    """Why ``cg/name`` is not the kernel's own control file, or None if it is.
+def forged_reason(cg: LabCgroup, *names: str, proc: Path = procfs.PROC) -> str | None:
+    """Why one of the control files ``names`` of ``cg`` is not the kernel's own, or None if all are.
 
     A root attendee can bind-mount a file of their own over ``pids.max``. Two signs, either one enough:
     the file's st_dev differs from the hierarchy's (it lives on another filesystem), or mountinfo has a
     mount on the file or on the cgroup directory (a bind of another cgroupfs file keeps the st_dev).
     """
-    target = cg.file(name)
-    try:
-        file_dev = os.stat(target).st_dev
-    except FileNotFoundError:
-        return None
     fs_dev = os.stat(cg.hierarchy.mount).st_dev
-    if file_dev != fs_dev:
-        return (
-            f"{target} is not the kernel's cgroup file: it is on device {os.major(file_dev)}:{os.minor(file_dev)}, "
-            f"the cgroup filesystem is {os.major(fs_dev)}:{os.minor(fs_dev)} (a bind mount over it?)"
-        )
-    covered = (str(target), str(cg.path))
+    for name in names:
+        target = cg.file(name)
+        try:
+            file_dev = os.stat(target).st_dev
+        except FileNotFoundError:
+            continue
+        if file_dev != fs_dev:
+            return (
+                f"{target} is not the kernel's cgroup file: it is on device {os.major(file_dev)}:"
+                f"{os.minor(file_dev)}, the cgroup filesystem is {os.major(fs_dev)}:{os.minor(fs_dev)} "
+                f"(a bind mount over it?)"
+            )
+    directory = str(cg.path)
     for mount in procfs.mountinfo("self", proc):
-        if mount.mount_point in covered or mount.mount_point.startswith(str(cg.path) + "/"):
-            return f"something is mounted on {mount.mount_point} ({mount.fstype} from {mount.source}): not the kernel's cgroup file"
+        if mount.mount_point == directory or mount.mount_point.startswith(directory + "/"):
+            return (f"something is mounted on {mount.mount_point} ({mount.fstype} from {mount.source}): "
+                    f"not the kernel's cgroup file")
     return None
 
 

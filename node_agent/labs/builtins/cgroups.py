@@ -36,10 +36,9 @@ def _unavailable(controller: str) -> CheckResult:
 
 
 def _forged(cg: cc.LabCgroup, files: tuple[str, ...]) -> CheckResult | None:
-    for name in files:
-        reason = cc.forged_reason(cg, name)
-        if reason:
-            return CheckResult.forged(reason, evidence={"cgroup": str(cg.path), "file": name})
+    reason = cc.forged_reason(cg, *files)
+    if reason:
+        return CheckResult.forged(reason, evidence={"cgroup": str(cg.path), "files_checked": list(files)})
     return None
 
 
