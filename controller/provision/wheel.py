@@ -22,7 +22,10 @@ from controller.provision.runner import ProvisionError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # The agent needs only node_agent/: a wheel of it alone stays the same while the controller changes.
-SOURCES = ("pyproject.toml", "README.md", "node_agent")
+# pyproject.toml names README.md as the long description: the wheel gets a fixed one-line stand-in,
+# so editing the README does not make a new wheel (and a reinstall on every host).
+SOURCES = ("pyproject.toml", "node_agent")
+README_STUB = "labfleet node agent (built by the controller for lab VMs).\n"
 _SKIP = {"__pycache__", ".pytest_cache", ".ruff_cache"}
 # 2000-01-01: fixed timestamps inside the wheel (reproducible builds).
 SOURCE_DATE_EPOCH = "946684800"
@@ -45,6 +48,7 @@ def agent_wheel(cache_dir: Path, *, project: Path = REPO_ROOT) -> Path:
             elif path.is_file():
                 src.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, src / name)
+        (src / "README.md").write_text(README_STUB)
         out = Path(tmp) / "out"
         argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
                 "--disable-pip-version-check", "-w", str(out), str(src)]
