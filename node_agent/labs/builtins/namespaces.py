@@ -85,21 +85,28 @@ def _solved(holder, result: CheckResult) -> dict[str, Any]:
             "check": result.status, **({"reason": result.reason} if not result.passed else {})}
 
 
-def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport) -> None:
+def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport,
+                 also: Callable[[ProcInfo], bool] | None = None) -> None:
     """Kill the lab's processes in a new namespace of any of ``types``; outermost PID 1s first.
 
     ``types`` are the namespaces the lab's commands create (``unshare -r`` adds a
     user namespace to all of them), so a half-done attempt goes too.
 
     Killing the init of a pid namespace makes the kernel kill everything inside it
-    (pid_namespaces(7)), so nested levels go with their top.
+    (pid_namespaces(7)), so nested levels go with their top. ``also`` adds other
+    lab processes to the same kill (members of a lab cgroup).
     """
     def targets() -> list[ProcInfo]:
-        return [p for p in ctx.processes() if any(ctx.in_new_ns(p, t) for t in types)]
+        return [p for p in ctx.processes()
+                if any(ctx.in_new_ns(p, t) for t in types) or (also is not None and also(p))]
 
     def kill(batch: list[ProcInfo]) -> list[ProcInfo]:
-        for pid in ctx.kill(batch):
-            report.removed.append(f"process {pid} in a new {'/'.join(types)} namespace")
+        killed = set(ctx.kill(batch))
+        for q in batch:
+            if q.pid in killed:
+                new = [t for t in types if ctx.in_new_ns(q, t)]
+                where = f"in a new {'/'.join(new)} namespace" if new else "in a lab cgroup"
+                report.removed.append(f"process {q.pid} ({q.comm}) {where}")
         return targets()
 
     procs = targets()
@@ -653,16 +660,14 @@ def solve_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> dict[str, Any]:
 
 @resetter("ns.cgroup_root", CgroupNsParams)
 def reset_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> ResetReport:
-    """Kill the members of the lab cgroup (any namespace), wait for them to be reaped, rmdir it."""
+    """Kill the members of the lab cgroup and the cgroup-namespace holders, wait for them to be reaped, rmdir it."""
     report = ResetReport()
     cg_dir = ctx.cgroup_dir(p.controller, p.cgroup)
     if cg_dir is None or not cg_dir.is_dir():
         return report
-    _kill_in_new(ctx, ["cgroup", "user"], report)
     key, want = _hierarchy_key(ctx, p), f"/{ctx.cgroup_parent}/{p.cgroup}"
-    members = [q for q in ctx.processes() if q.cgroups.get(key, "").startswith(want)]
-    if members:
-        report.removed.extend(f"process {pid} in {cg_dir}" for pid in ctx.kill(members))
+    _kill_in_new(ctx, ["cgroup", "user"], report,
+                 also=lambda q: q.cgroups.get(key, "") == want or q.cgroups.get(key, "").startswith(want + "/"))
     for d in sorted((c for c in cg_dir.rglob("*") if c.is_dir()), key=lambda c: -len(c.parts)) + [cg_dir]:
         if _rmdir(d):
             report.removed.append(f"cgroup {d}")
