@@ -80,8 +80,12 @@ def run(*, duration: float = 60.0, sample_every: float = 1.0, database: str = "s
         with bench_controller(database, heartbeat_interval=5.0) as controller:
             token = create_enroll_token(controller, 1)
             env = {**_clean_env(), "LABFLEET_AGENT_ENROLL_TOKEN": token}
+            # As on a lab VM: the whole lab catalog loaded and the attendee socket served.
+            config = work / "agent.toml"
+            config.write_text(f'labs_dir = "{REPO_LABS}"\nattendee_socket = "{work}/attendee.sock"\n')
             argv = [sys.executable, "-m", "node_agent", "run", "--controller", controller.url,
-                    "--state-dir", str(work / "state"), "--name", "bench", "--log-format", "json"]
+                    "--state-dir", str(work / "state"), "--name", "bench", "--log-format", "json",
+                    "--config", str(config)]
             agent = Proc("agent", argv, env, work / "agent.log").start()
 
             def online() -> bool:
@@ -144,6 +148,9 @@ def report(r: dict[str, Any]) -> None:
     rss_ok, cpu_ok = r["agent_rss_max_mb"] <= GOAL_RSS_MB, r["agent_cpu_pct"] <= GOAL_CPU_PCT
     print(f"goal: RSS <= {GOAL_RSS_MB:.0f} MB: {'MET' if rss_ok else 'NOT MET'}; "
           f"CPU <= {GOAL_CPU_PCT} %: {'MET' if cpu_ok else 'NOT MET'}")
+
+
+REPO_LABS = Path(__file__).resolve().parents[1] / "labs"
 
 
 def main(argv: list[str] | None = None) -> int:
