@@ -99,10 +99,15 @@ def read(pid: int, proc: Path = PROC, *, full: bool = True) -> ProcInfo | None:
         return None
     uid, nspid = -1, ()
     for line in status.splitlines():
-        if line.startswith("Uid:"):
-            uid = int(line.split()[1])
-        elif line.startswith("NSpid:"):
-            nspid = tuple(int(x) for x in line.split()[1:])
+        # A status file forged over procfs may hold anything: junk reads as unknown, and the
+        # checks' forged-file test says why, instead of a crash taking the whole scan down.
+        try:
+            if line.startswith("Uid:"):
+                uid = int(line.split()[1])
+            elif line.startswith("NSpid:"):
+                nspid = tuple(int(x) for x in line.split()[1:])
+        except (ValueError, IndexError):
+            continue
     if not full:
         return ProcInfo(pid, start, uid, comm, ppid, state, nspid=nspid)
     return ProcInfo(pid, start, uid, comm, ppid, state, ns_inodes(pid, proc=proc), nspid, read_cgroups(pid, proc))

@@ -179,12 +179,15 @@ class LabContext:
         for pid in proctable.pids():
             if pid == me:
                 continue
-            if not all_uids and pid not in wanted and proctable.uid_of(pid) != self.attendee.uid:
+            # The /proc/<pid> owner comes from the kernel's inode, which no bind mount over
+            # status can change: a forged status file does not hide a process from the checks.
+            owner = proctable.uid_of(pid)
+            if not all_uids and pid not in wanted and owner != self.attendee.uid:
                 continue
             info = proctable.read(pid)
             if info is None or info.state in ("Z", "X") or pid == 2 or info.ppid == 2:
                 continue
-            if all_uids or info.uid == self.attendee.uid or pid in wanted:
+            if all_uids or owner == self.attendee.uid or info.uid == self.attendee.uid or pid in wanted:
                 out.append(info)
         return out
 
@@ -194,7 +197,7 @@ class LabContext:
     def is_lab_process(self, info: proctable.ProcInfo, members: set[int] | None = None) -> bool:
         if info.pid in (0, 1, os.getpid()) or info.ppid == 2 or info.pid == 2:
             return False
-        if info.uid == self.attendee.uid:
+        if info.uid == self.attendee.uid or proctable.uid_of(info.pid) == self.attendee.uid:
             return True
         members = self.lab_cgroup_members() if members is None else members
         if info.pid in members or info.key in {h.key for h in self.holders()}:

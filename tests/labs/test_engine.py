@@ -202,3 +202,22 @@ def test_a_crashing_checker_is_a_failed_check_that_says_so(scripted, monkeypatch
                                                                              builtin.params_type, boom))
     (step,) = env.engine.check("scripted")["steps"]
     assert step["status"] == "failed" and "RuntimeError: checker bug" in step["reason"]
+
+
+def test_a_junk_status_file_forged_over_procfs_does_not_break_the_process_scan(lab_env, tmp_path):
+    a = lab_env.attendee
+    holder = subprocess.Popen(["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--",
+                               "sleep", "60"])
+    forged = tmp_path / "status"
+    forged.write_text("Name:\tsleep\nUid:\tnot-a-number\nNSpid:\t1 x 3\n")
+    target = f"/proc/{holder.pid}/status"
+    try:
+        wait_until(lambda: proctable.uid_of(holder.pid) == a.uid, timeout=10, what="the holder as the attendee")
+        subprocess.run(["mount", "--bind", str(forged), target], check=True)
+        info = proctable.read(holder.pid)
+        assert info is not None and info.nspid == () and info.uid == -1
+        assert any(p.pid == holder.pid for p in lab_env.context("test").processes())  # found by its /proc owner
+    finally:
+        subprocess.run(["umount", target], capture_output=True)
+        holder.kill()
+        holder.wait()
