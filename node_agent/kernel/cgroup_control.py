@@ -331,6 +331,18 @@ def set_cpu_quota(cg: LabCgroup, quota_us: int | None, period_us: int = 100_000)
     write_value(cg, "cpu.cfs_quota_us", -1 if quota_us is None else quota_us)
 
 
+CPU_WEIGHT_DEFAULT = {1: 1024, 2: 100}  # v1 cpu.shares, v2 cpu.weight
+
+
+def cpu_weight(cg: LabCgroup) -> int:
+    """The cgroup's CPU weight against its siblings: v1 ``cpu.shares`` (default 1024), v2 ``cpu.weight`` (100)."""
+    return int(read_value(cg, "cpu.weight" if cg.version == 2 else "cpu.shares"))
+
+
+def set_cpu_weight(cg: LabCgroup, weight: int) -> None:
+    write_value(cg, "cpu.weight" if cg.version == 2 else "cpu.shares", weight)
+
+
 @dataclass(frozen=True)
 class CpuStat:
     """The throttling counters of ``cpu.stat``, in the same units on both back-ends."""
@@ -344,6 +356,26 @@ def cpu_stat(cg: LabCgroup) -> CpuStat:
     stat = read_keyed(cg, "cpu.stat")
     throttled = stat["throttled_usec"] if "throttled_usec" in stat else stat.get("throttled_time", 0) // 1000
     return CpuStat(stat.get("nr_periods", 0), stat.get("nr_throttled", 0), throttled)
+
+
+def snapshot(cg: LabCgroup) -> dict[str, object]:
+    """The cgroup's limits and counters for the agent's state report (JSON-ready); ``exists`` False if gone."""
+    out: dict[str, object] = {"cgroup": cg.label(), "path": str(cg.path), "backend": f"v{cg.version}"}
+    if not exists(cg):
+        return {**out, "exists": False}
+    out.update(exists=True, members=procs(cg))
+    try:
+        if cg.hierarchy.controller == "pids":
+            out.update({"pids.max": pids_max(cg), "pids.current": pids_current(cg), "pids.peak": pids_peak(cg),
+                        "pids.events.max": pids_events(cg)})
+        elif cg.hierarchy.controller == "cpu":
+            quota, period = cpu_quota(cg)
+            stat = cpu_stat(cg)
+            out.update(quota_us=quota, period_us=period, nr_periods=stat.nr_periods, nr_throttled=stat.nr_throttled,
+                       throttled_usec=stat.throttled_usec)
+    except FileNotFoundError:  # removed while we read it
+        return {**out, "exists": False}
+    return out
 
 
 # ---- forged files ----------------------------------------------------------------------------------------

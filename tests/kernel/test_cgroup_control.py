@@ -185,6 +185,18 @@ def test_probe_fills_the_free_slots_then_is_refused_and_reaps_its_holders(parent
         resident.wait()
 
 
+def test_snapshot_reports_limits_counters_and_members(parent):
+    cg = cc.LabCgroup(PIDS, f"{parent}/cglab1")
+    assert cc.snapshot(cg)["exists"] is False
+    cc.create(cg)
+    cc.set_pids_max(cg, 4)
+    forkbomb.run(cg.file("cgroup.procs"), budget=10)
+    snap = cc.snapshot(cg)
+    assert snap["exists"] is True and snap["members"] == []
+    assert snap["pids.max"] == 4 and snap["pids.events.max"] == 1 and snap["pids.current"] == 0
+    assert snap["cgroup"] == f"pids:/{parent}/cglab1"
+
+
 def test_bomb_budget_is_a_hard_bound():
     result = forkbomb.run(None, budget=20, lifetime=5)
     assert result.forks == 20 and result.refused == 0

@@ -84,6 +84,16 @@ def test_pids_evidence_carries_the_attendees_number_and_the_refusals(lab_env):
     assert ev["attendee_members"] and set(ev["attendee_members"]) <= set(ev["members"])
 
 
+def test_cpu_solve_leaves_the_quota_and_a_member_and_puts_the_weight_back(lab_env):
+    solved = lab_env.engine.solve("cg-cpu", "throttle")
+    cg = lab_cgroup(lab_env.context("cg-cpu"), "cpu", "cglab2")
+    evidence = solved["solved"][0]["evidence"][0]
+    assert evidence["throttled"] and evidence["nr_throttled"] > 0
+    assert cc.cpu_quota(cg) == (50_000, 100_000)
+    assert cc.cpu_weight(cg) == cc.CPU_WEIGHT_DEFAULT[cg.version]
+    assert cc.procs(cg) == [evidence["holder"]], "the busy loops are stopped, the sleeping holder stays"
+
+
 def test_forkbomb_solve_holds_the_cgroup_full_and_the_probe_is_refused_at_once(lab_env):
     lab_env.engine.solve("cg-forkbomb", "bomb")
     cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cglab1")
@@ -263,8 +273,10 @@ def test_reset_to_the_step_starts_it_again_from_clean(lab_env):
 def test_solve_reset_cycles_leave_nothing_behind(lab_env):
     for _ in range(5):
         for lab, step in STEPS:
-            assert lab_env.engine.solve(lab, step)["passed"]
-            assert lab_env.engine.reset(lab)["clean"]
+            solved = lab_env.engine.solve(lab, step)
+            assert solved["passed"], solved
+            reset = lab_env.engine.reset(lab)
+            assert reset["clean"], reset
     for lab, _step in STEPS:
         assert lab_env.residue(lab) == []
     reaper.reap_orphans()
@@ -331,3 +343,39 @@ def test_v2_backend_walkthrough_and_solve(lab_env, lab, step):
     assert_reset_clean(lab_env, lab, step)
     assert lab_env.engine.solve(lab, step)["passed"]
     assert_reset_clean(lab_env, lab, step)
+
+
+def _enable_function(script: Path) -> str:
+    text = script.read_text()
+    start = text.index("enable_v2_controller() {")
+    return text[start:text.index("\n}\n", start) + 3]
+
+
+@pytest.mark.skipif(UNIFIED is None, reason="this machine has no cgroup2 mount (pure v1)")
+def test_walkthroughs_cgroup2_branch_enables_the_controller_down_to_the_lab_cgroup(lab_env):
+    """The walkthroughs' cgroup2 step, run for real on this machine's cgroup2 tree with a controller that tree
+    offers (pids and cpu are on v1 hierarchies here, so their own v2 runs are the skipped test above)."""
+    functions = {_enable_function(LABS_DIR / lab / f"{step}.sh") for lab, step in STEPS}
+    assert len(functions) == 1, "the three walkthroughs carry the same cgroup2 helper"
+    offered = [c for c in V2_CONTROLLERS if c != "cpuset"]
+    if not offered:
+        pytest.skip(f"cgroup2 here offers no controller to enable ({V2_CONTROLLERS})")
+    controller = offered[0]
+    ctx = lab_env.context("cg-pids")
+    target = UNIFIED.mount / ctx.cgroup_parent / "cglab1"
+    chain = [UNIFIED.mount / Path(*Path(ctx.cgroup_parent).parts[:i]) for i in range(len(Path(ctx.cgroup_parent).parts) + 1)]
+    had = {d: d.is_dir() and controller in cc.subtree_control(d) for d in chain}
+    script = functions.pop() + f'sudo mkdir -p "$1"\nenable_v2_controller {controller} "$1"\n'
+    try:
+        done = subprocess.run(["bash", "-c", script, "walkthrough", str(target)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        for d in chain:
+            assert controller in cc.subtree_control(d), d
+        assert controller in cc.controllers(target)
+        assert any(f.name.startswith(controller + ".") for f in target.iterdir())
+    finally:
+        if target.is_dir():
+            target.rmdir()
+        for d in reversed(chain):  # put every level back as it was, deepest first
+            if d.is_dir() and not had[d] and controller in cc.subtree_control(d):
+                (d / "cgroup.subtree_control").write_text(f"-{controller}")

@@ -238,12 +238,16 @@ def solve_cpu(ctx: LabContext, p: CpuParams) -> dict:
     """Create the cgroup, set the quota, and run busy loops in it as the attendee until the kernel reports a
     throttled period; then stop the loops and keep a sleeping member.
 
-    Four loops, not one: the cgroup competes as one entity with its weight (cpu.shares 1024 or cpu.weight
-    100), so on a loaded machine a single loop may never get the 50 ms per period it needs to be throttled.
+    The cgroup competes with everything else as one entity of its weight (cpu.shares 1024 or cpu.weight
+    100, like one ordinary task), so on a loaded machine its loops may never get the quota they need to be
+    throttled. The solve raises the weight tenfold while the loops run and puts it back afterwards; the
+    quota still caps them, so the rest of the VM keeps at least what the quota leaves.
     """
     cg = _require(ctx, "cpu", p.cgroup)
     cc.create(cg)
     cc.set_cpu_quota(cg, p.quota_us, p.period_us)
+    weight = cc.cpu_weight(cg)
+    cc.set_cpu_weight(cg, 10 * cc.CPU_WEIGHT_DEFAULT[cg.version])
     # Each loop is orphaned at once (a subshell that backgrounds it and exits), so the agent, a subreaper,
     # reaps it when it is stopped; as a child of the sleeping holder it would stay a zombie.
     loop = "(timeout 10 sh -c 'while :; do :; done' &);"
@@ -251,6 +255,7 @@ def solve_cpu(ctx: LabContext, p: CpuParams) -> dict:
     throttled = _wait_for(lambda: cc.cpu_stat(cg).nr_throttled > 0, timeout=2 * SOLVE_WAIT_S)
     loops = [info for info in (proctable.read(pid) for pid in cc.procs(cg) if pid != holder.pid) if info]
     ctx.kill(loops)
+    cc.set_cpu_weight(cg, weight)
     stat = cc.cpu_stat(cg)
     return {**_base(cg), "holder": holder.pid, "quota_us": p.quota_us, "period_us": p.period_us,
             "nr_throttled": stat.nr_throttled, "throttled_usec": stat.throttled_usec, "throttled": throttled,
