@@ -116,11 +116,11 @@ def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: i
     """Run ``program`` as the attendee in its own directory; once its status shows ``want_mode`` (or it
     ends), dump its filters if asked, then close its stdin and collect how it ends."""
     a = ctx.attendee
-    argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", str(program), *args]
     run = WatchedRun([str(program), *args])
-    with reaper.spawning():
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                cwd=str(program.parent), env=holder_env(a), start_new_session=True)
+    with reaper.spawning():  # the child drops to the attendee before exec (no setpriv: one exec less)
+        proc = subprocess.Popen(run.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd=str(program.parent), env=holder_env(a), start_new_session=True,
+                                user=a.uid, group=a.gid, extra_groups=a.groups())
         reaper.own(proc.pid)
     try:
         _watch(proc, run, want_mode, timeout)
@@ -169,15 +169,21 @@ def _finish(proc: subprocess.Popen, run: WatchedRun, timeout: float) -> None:
     run.returncode, run.output = proc.returncode, b"".join(chunks).decode(errors="replace")
 
 
-def _end_session(proc: subprocess.Popen) -> None:
-    """Kill the run and anything it forked: they share the session it leads (start_new_session)."""
+def _end_session(proc: subprocess.Popen, timeout: float = 1.0) -> None:
+    """Kill the run and anything it forked (they share the session it leads: start_new_session), and wait
+    until the group is empty — SIGKILL is asynchronous, and a reset or check right after must not meet
+    a member still dying."""
     if proc.poll() is None:
         proc.kill()
         proc.wait()
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # a pgid is never reused while a member lives, zombies too
+        except ProcessLookupError:
+            return
+        reaper.reap_orphans()
+        time.sleep(0.0005)
 
 
 def _watch(proc: subprocess.Popen, run: WatchedRun, want_mode: int, timeout: float) -> None:
