@@ -105,19 +105,20 @@ class StrictParams:
 def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
     """Step "strict": a live task shows ``Seccomp: 1``, or the re-run program reaches it. Step "exit":
     the re-run program reaches strict mode and then exits 0, not killed."""
-    tasks, forged = confined_tasks(ctx, 1)
-    if forged:
-        return forged
-    untraced = [t for t in tasks if t.tracer == 0]
-    if untraced and not p.clean_exit:
-        return CheckResult.ok({"live": untraced[0].evidence()})
+    tasks = []
+    if not p.clean_exit:  # a live task proves step "strict"; step "exit" has to see the program end
+        tasks, forged = confined_tasks(ctx, 1)
+        if forged:
+            return forged
+        untraced = [t for t in tasks if t.tracer == 0]
+        if untraced:
+            return CheckResult.ok({"live": untraced[0].evidence()})
     program = program_path(ctx, p.program)
     if not program.is_file():
-        if tasks:
+        if tasks:  # all of them traced
             return CheckResult.fail(traced_reason(tasks[0]), {"live": tasks[0].evidence()})
-        return CheckResult.fail(f"No process of yours is in seccomp strict mode and {program} does not exist: "
-                                f"compile strict.c there (gcc -o strict strict.c) and run it.",
-                                {"program": str(program)})
+        return CheckResult.fail(f"{program} does not exist: compile strict.c there (gcc -o strict strict.c) "
+                                "and run it.", {"program": str(program)})
     run = run_watched(ctx, program, [], want_mode=1)
     ev = run.evidence()
     if run.forged:
