@@ -145,6 +145,43 @@ class Profile:
         denies it, e.g. ``setns`` without CAP_SYS_ADMIN in containers-common's profile. Among matching
         argument rules, the most restrictive action wins (the kernel's precedence).
         """
+        first_plain, conditional = self._by_name(caps)
+        return {nr: self._decide(name, args, first_plain, conditional).verdict()
+                for nr, name in syscalls.table().items()}
+
+    def verdict_at(self, nr: int, args: tuple[int, ...], caps: Iterable[str] = DEFAULT_CAPS) -> tuple[str, int]:
+        """The (action, data) the profile gives syscall ``nr`` called with ``args``."""
+        first_plain, conditional = self._by_name(caps)
+        return self._decide(syscalls.name(nr), args, first_plain, conditional).verdict()
+
+    def argument_probes(self, caps: Iterable[str] = DEFAULT_CAPS) -> list[tuple[int, tuple[int, ...]]]:
+        """(nr, args) worth asking a filter beyond all-zero arguments: for each syscall whose rules compare
+        arguments, each compared value, its neighbours and every combination the rule's own values make."""
+        _, conditional = self._by_name(caps)
+        probes = []
+        for name, rules in sorted(conditional.items()):
+            try:
+                nr = syscalls.number(name)
+            except syscalls.UnknownSyscall:
+                continue
+            values: dict[int, set[int]] = {}
+            for rule in rules:
+                for c in rule.args:
+                    wanted = {c.value, c.value_two} if c.op == "SCMP_CMP_MASKED_EQ" else {c.value}
+                    wanted |= {v + 1 for v in wanted if v < 2**64 - 1} | {v - 1 for v in wanted if v > 0}
+                    values.setdefault(c.index, set()).update(wanted)
+                full = [0] * 6
+                for c in rule.args:
+                    full[c.index] = c.value_two if c.op == "SCMP_CMP_MASKED_EQ" else c.value
+                probes.append((nr, tuple(full)))
+            for index, vals in sorted(values.items()):
+                for v in sorted(vals):
+                    args = [0] * 6
+                    args[index] = v
+                    probes.append((nr, tuple(args)))
+        return sorted(set(probes))
+
+    def _by_name(self, caps: Iterable[str]) -> tuple[dict[str, Action], dict[str, list[Rule]]]:
         first_plain: dict[str, Action] = {}
         conditional: dict[str, list[Rule]] = {}
         for rule in self.rules_for(caps):
@@ -153,15 +190,16 @@ class Profile:
                     first_plain.setdefault(name, rule.action)
                 else:
                     conditional.setdefault(name, []).append(rule)
-        out = {}
-        for nr, name in syscalls.table().items():
-            action = first_plain.get(name)
-            if action is None:
-                matching = [r.action for r in conditional.get(name, ())
-                            if any(all(c.holds(args) for c in group) for group in r.or_groups())]
-                action = min(matching, key=_severity) if matching else self.default
-            out[nr] = action.verdict()
-        return out
+        return first_plain, conditional
+
+    def _decide(self, name: str, args: tuple[int, ...], first_plain: dict[str, Action],
+                conditional: dict[str, list[Rule]]) -> Action:
+        action = first_plain.get(name)
+        if action is not None:
+            return action
+        matching = [r.action for r in conditional.get(name, ())
+                    if any(all(c.holds(args) for c in group) for group in r.or_groups())]
+        return min(matching, key=_severity) if matching else self.default
 
     def blocked(self, caps: Iterable[str] = DEFAULT_CAPS) -> set[str]:
         """Names of the x86_64 syscalls not allowed with all-zero arguments."""

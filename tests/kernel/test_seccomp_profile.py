@@ -12,7 +12,7 @@ import pytest
 from node_agent.kernel import seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as sp
 from node_agent.kernel.bpf import SeccompData
-from tests.kernel.seccomp_children import REPO, run_python
+from tests.kernel.seccomp_children import REPO, python_child, run_python
 
 RUNNER = [sys.executable, "-m", "node_agent.kernel.seccomp_profile", str(sp.DEFAULT_PROFILE), "--"]
 
@@ -144,3 +144,22 @@ def test_the_committed_table_is_libseccomps() -> None:
     assert syscalls.name(syscalls.number("mkdirat")) == "mkdirat"
     with pytest.raises(syscalls.UnknownSyscall, match="nosuchcall"):
         syscalls.number("nosuchcall")
+
+
+@pytest.mark.parametrize("caps", [sp.DEFAULT_CAPS, ()], ids=["default caps", "no caps"])
+def test_argument_rules_answer_as_the_reference_says(profile: sp.Profile, caps) -> None:
+    """personality's allowed values, and without CAP_AUDIT_WRITE socket's three argument rules (one of them
+    two conditions ANDed): the dumped filter, asked with the compared values and their neighbours."""
+    code = ("from node_agent.kernel import seccomp_profile as sp\n"
+            f"sp.load_into_self(sp.load(), caps={tuple(caps)!r})\n"
+            "print('ready', flush=True)\nimport time; time.sleep(60)\n")
+    with python_child(code) as child:
+        dump = seccomp_filter.dump(child.pid)
+    probes = profile.argument_probes(caps)
+    assert {syscalls.name(nr) for nr, _ in probes} == ({"personality"} if caps else {"personality", "socket"})
+    for nr, args in probes:
+        verdict = dump.evaluate(SeccompData(nr, args=args))
+        assert (verdict.action, verdict.data) == profile.verdict_at(nr, args, caps), (syscalls.name(nr), args)
+    if not caps:
+        assert profile.verdict_at(syscalls.number("socket"), (16, 0, 9, 0, 0, 0), caps) == ("errno", 22)
+        assert profile.verdict_at(syscalls.number("socket"), (16, 0, 0, 0, 0, 0), caps) == ("allow", 0)

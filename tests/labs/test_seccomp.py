@@ -304,3 +304,25 @@ def test_reset_does_not_descend_into_a_mount(lab_env, tmp_path):
     finally:
         subprocess.run(["umount", str(inside)], check=True)
     assert lab_env.engine.reset("sc-filter")["clean"]
+
+
+def test_a_profile_that_differs_only_in_an_argument_rule_is_caught(lab_env):
+    """personality allowed for every argument instead of the profile's five values: equal for all-zero
+    arguments, so only the argument probes see it."""
+    script = f"""mkdir -p ~/seccomp/docker && python3 - <<'PY'
+import json, os
+p = json.load(open('/usr/share/containers/seccomp.json'))
+p['syscalls'][1]['names'].append('personality')
+json.dump(p, open(os.path.expanduser('~/seccomp/docker/loose.json'), 'w'))
+PY
+setsid python3 {LABS_DIR}/sc-docker/scrun ~/seccomp/docker/loose.json -- sleep 600 </dev/null >/dev/null 2>&1 &
+"""
+    as_attendee(lab_env, script)
+    wait_for(lambda: confined(lab_env), "the loose profile's holder")
+
+    result = check(lab_env, "sc-docker", "default")
+
+    assert result["status"] == "failed", result
+    differs = result["evidence"]["live"][0]["differs"]
+    assert differs["personality(0x1)"] == {"kernel": "ALLOW", "profile": "ERRNO(38)"}
+    assert all(name.startswith("personality(") for name in differs)

@@ -252,14 +252,25 @@ class DockerParams:
     custom: str = "seccomp/docker/custom.json"               # where the solve writes its custom profile
 
 
-_REFERENCE: dict[tuple[str, float], dict[int, tuple[str, int]]] = {}
+@dataclass(frozen=True)
+class Reference:
+    """What a profile answers: every x86_64 syscall with all-zero arguments, and the argument probes
+    (syscall, arguments, answer) for the syscalls whose rules compare arguments."""
+
+    verdicts: dict[int, tuple[str, int]]
+    probes: list[tuple[int, tuple[int, ...], tuple[str, int]]]
 
 
-def _reference(path: str) -> dict[int, tuple[str, int]]:
-    """The profile's verdict for every x86_64 syscall, cached per file version."""
+_REFERENCE: dict[tuple[str, float], Reference] = {}
+
+
+def _reference(path: str) -> Reference:
+    """The profile's answers, cached per file version."""
     key = (path, os.stat(path).st_mtime)
     if key not in _REFERENCE:
-        _REFERENCE[key] = profiles.load(path).reference()
+        prof = profiles.load(path)
+        probes = [(nr, args, prof.verdict_at(nr, args)) for nr, args in prof.argument_probes()]
+        _REFERENCE[key] = Reference(prof.reference(), probes)
     return _REFERENCE[key]
 
 
@@ -281,19 +292,33 @@ def all_verdicts(dump: seccomp_filter.FilterDump) -> dict[int, Verdict]:
     return got
 
 
-def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams,
-                   reference: dict[int, tuple[str, int]]) -> dict[str, Any]:
+def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams, reference: Reference) -> dict[str, Any]:
     got = all_verdicts(dump)
-    want = dict(reference)
+    want = reference.verdicts
     blocked = {syscalls.name(nr) for nr, v in got.items() if v.action != "allow"}
     ref_blocked = {syscalls.name(nr) for nr, (action, _) in want.items() if action != "allow"}
     skip = {syscalls.number(n) for n in (*p.also_blocked, *p.may_block)}
-    wrong = {syscalls.name(nr): {"kernel": str(got[nr]), "profile": f"{want[nr][0].upper()}({want[nr][1]})"}
+    wrong = {syscalls.name(nr): {"kernel": str(got[nr]), "profile": _as_text(want[nr])}
              for nr in got if nr not in skip and (got[nr].action, got[nr].data) != want[nr]}
+    for nr, args, expected in reference.probes:
+        seen = dump.evaluate(SeccompData(nr, args=args))
+        if nr not in skip and (seen.action, seen.data) != expected:
+            call = f"{syscalls.name(nr)}({', '.join(hex(a) for a in args[: _last_set(args) + 1])})"
+            wrong[call] = {"kernel": str(seen), "profile": _as_text(expected)}
     not_blocked = [n for n in p.also_blocked if got[syscalls.number(n)].action == "allow"]
     return {"blocked": len(blocked), "reference_blocked": len(ref_blocked) + len(p.also_blocked),
-            "differs": dict(sorted(wrong.items())[:20]), "differs_count": len(wrong), "not_blocked": not_blocked,
+            "argument_probes": len(reference.probes), "differs": dict(sorted(wrong.items())[:20]),
+            "differs_count": len(wrong), "not_blocked": not_blocked,
             "also_blocked": {n: str(got[syscalls.number(n)]) for n in p.also_blocked}}
+
+
+def _as_text(verdict: tuple[str, int]) -> str:
+    action, data = verdict
+    return f"{action.upper()}({data})" if action in ("errno", "trace", "trap") else action.upper()
+
+
+def _last_set(args: tuple[int, ...]) -> int:
+    return max((i for i, a in enumerate(args) if a), default=0)
 
 
 @checker("seccomp.docker_profile", DockerParams)
