@@ -68,6 +68,8 @@ class Settings:
     provision_time_limit: int = 3600
     # Empty: the playbooks/ folder next to the controller package (a source checkout).
     playbooks_dir: str = ""
+    # A labfleet wheel to install on the hosts; empty: built from this checkout's node_agent/ per run.
+    provision_agent_wheel: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

@@ -80,7 +80,7 @@ def execute(app: AppState, run_id: str) -> Report:
     outcome, error = None, None
     try:
         if playbook == "site":
-            extravars["labfleet_agent_wheel"] = str(agent_wheel(settings.data_dir / "wheels"))
+            extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
         spec = PlaybookRun(
             private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
             inventory=ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
@@ -110,6 +110,15 @@ def execute(app: AppState, run_id: str) -> Report:
         audit.record(session, actor=actor, action="provision.finish", target=run_id, playbook=playbook,
                      state=final, hosts={p.host: p.state for p in recorder.progress.values()})
     return Report(run_id, final)
+
+
+def _wheel(configured: str, data_dir: Path) -> Path:
+    if not configured:
+        return agent_wheel(data_dir / "wheels")
+    path = Path(configured).expanduser()
+    if not path.is_file():
+        raise ProvisionError(f"LABFLEET_PROVISION_AGENT_WHEEL: no wheel at {path}")
+    return path
 
 
 def _default_ssh_args(data_dir: Path) -> str:

@@ -22,6 +22,7 @@ import pytest
 import redis
 
 from controller.fleet import Fleet
+from controller.provision.wheel import agent_wheel
 from tests.conftest import BACKEND
 from tests.fleet.conftest import leftovers, new_fleet
 from tests.processes import REPO, Controller
@@ -73,8 +74,12 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     """Controller (gunicorn) on the fleet's bridge and a Celery worker on Redis, for the fleet3 hosts."""
     redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
     data_dir = tmp_path_factory.mktemp("controller")
+    # One wheel for the whole module, built as a run builds it: other engineers edit node_agent/ in
+    # this working tree while the tests run, and a new wheel between two runs is a real change.
+    wheel = agent_wheel(tmp_path_factory.mktemp("wheels"))
     ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
-                          heartbeat_interval=1.0, sweep_interval=1.0)
+                          heartbeat_interval=1.0, sweep_interval=1.0,
+                          extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel)})
     ctl.init(enroll_uses=1)
     try:
         ctl.start_web()
