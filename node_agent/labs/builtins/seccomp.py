@@ -274,26 +274,35 @@ def _reference(path: str) -> Reference:
     return _REFERENCE[key]
 
 
-_VERDICTS: dict[bytes, dict[int, Verdict]] = {}
+_VERDICTS: dict[bytes, dict[tuple[int, tuple[int, ...]], Verdict]] = {}
 _VERDICTS_KEPT = 8
+_ZERO_ARGS = (0, 0, 0, 0, 0, 0)
 
 
-def all_verdicts(dump: seccomp_filter.FilterDump) -> dict[int, Verdict]:
-    """The stack's verdict for every x86_64 syscall (all-zero arguments). A filter is a pure function of
-    its input, so the map is kept per program text: a check of the same shell again, or of another task
-    under the same profile, costs a dump and a dictionary lookup."""
-    key = b"".join(bpf.encode(f) + b"|" for f in dump.filters)
-    got = _VERDICTS.get(key)
-    if got is None:
-        got = {nr: dump.evaluate(SeccompData(nr)) for nr in syscalls.table()}
-        if len(_VERDICTS) >= _VERDICTS_KEPT:
-            _VERDICTS.pop(next(iter(_VERDICTS)))
-        _VERDICTS[key] = got
-    return got
+class _Answers:
+    """A filter stack's answers, remembered per program text: a filter is a pure function of its input,
+    so a check of the same shell again, or of another task under the same profile, costs a dump and
+    dictionary lookups instead of ~400 BPF runs."""
+
+    def __init__(self, dump: seccomp_filter.FilterDump) -> None:
+        self.dump = dump
+        key = b"".join(bpf.encode(f) + b"|" for f in dump.filters)
+        if key not in _VERDICTS:
+            if len(_VERDICTS) >= _VERDICTS_KEPT:
+                _VERDICTS.pop(next(iter(_VERDICTS)))
+            _VERDICTS[key] = {}
+        self.memo = _VERDICTS[key]
+
+    def __call__(self, nr: int, args: tuple[int, ...] = _ZERO_ARGS) -> Verdict:
+        got = self.memo.get((nr, args))
+        if got is None:
+            got = self.memo[(nr, args)] = self.dump.evaluate(SeccompData(nr, args=args))
+        return got
 
 
 def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams, reference: Reference) -> dict[str, Any]:
-    got = all_verdicts(dump)
+    answer = _Answers(dump)
+    got = {nr: answer(nr) for nr in syscalls.table()}
     want = reference.verdicts
     blocked = {syscalls.name(nr) for nr, v in got.items() if v.action != "allow"}
     ref_blocked = {syscalls.name(nr) for nr, (action, _) in want.items() if action != "allow"}
@@ -301,7 +310,7 @@ def _judge_profile(dump: seccomp_filter.FilterDump, p: DockerParams, reference: 
     wrong = {syscalls.name(nr): {"kernel": str(got[nr]), "profile": _as_text(want[nr])}
              for nr in got if nr not in skip and (got[nr].action, got[nr].data) != want[nr]}
     for nr, args, expected in reference.probes:
-        seen = dump.evaluate(SeccompData(nr, args=args))
+        seen = answer(nr, args)
         if nr not in skip and (seen.action, seen.data) != expected:
             call = f"{syscalls.name(nr)}({', '.join(hex(a) for a in args[: _last_set(args) + 1])})"
             wrong[call] = {"kernel": str(seen), "profile": _as_text(expected)}
