@@ -163,3 +163,19 @@ def test_argument_rules_answer_as_the_reference_says(profile: sp.Profile, caps) 
     if not caps:
         assert profile.verdict_at(syscalls.number("socket"), (16, 0, 9, 0, 0, 0), caps) == ("errno", 22)
         assert profile.verdict_at(syscalls.number("socket"), (16, 0, 0, 0, 0, 0), caps) == ("allow", 0)
+
+
+def test_the_runner_refuses_a_broken_profile_before_running_anything(tmp_path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["chmod"]}]}))
+    marker = tmp_path / "ran"
+    scrun = REPO / "labs" / "sc-docker" / "scrun"
+
+    done = subprocess.run(["/usr/bin/python3", str(scrun), str(broken), "--", "touch", str(marker)],
+                          capture_output=True, text=True, timeout=30)
+
+    assert done.returncode == 1
+    assert f"{broken}: syscalls[0].action: expected one of" in done.stderr
+    assert not marker.exists()
+    usage = subprocess.run(["/usr/bin/python3", str(scrun), str(broken)], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 2 and "usage:" in usage.stderr
