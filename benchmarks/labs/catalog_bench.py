@@ -39,7 +39,7 @@ def _engine(attendee: Attendee, work: Path) -> tuple[Engine, str, str]:
 
     def make(lab: Lab) -> LabContext:
         return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                          cgroup_parent=parent, work_root=work)
+                          cgroup_parent=parent, work_root=work, cgroup=lab.cgroup)
 
     return Engine(catalog, make, ProgressStore(work / "progress.json")), prefix, parent
 

@@ -97,7 +97,7 @@ def step_medians(rounds: int) -> list[dict[str, Any]]:
 
         def context(lab) -> LabContext:
             return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                              cgroup_parent=f"labfleet-bench/{prefix}", work_root=work)
+                              cgroup_parent=f"labfleet-bench/{prefix}", work_root=work, cgroup=lab.cgroup)
 
         engine = Engine(catalog, context)
         try:

@@ -76,8 +76,9 @@ def v1_mounts() -> dict[str, Path]:
 
 class LabContext:
     def __init__(self, *, lab_id: str, lab_dir: Path, attendee: Attendee, nonce: int, prefix: str,
-                 cgroup_parent: str, work_root: Path) -> None:
+                 cgroup_parent: str, work_root: Path, cgroup: tuple[str, str] = ("cglab1", "pids")) -> None:
         self.lab_id, self.lab_dir, self.attendee, self.nonce = lab_id, lab_dir, attendee, nonce
+        self.cgroup = cgroup  # the lab's own cgroup (name, controller): what {cgroup_dir} shows
         self.prefix, self.cgroup_parent = prefix, cgroup_parent.strip("/")
         if not self.cgroup_parent or ".." in self.cgroup_parent.split("/") or not prefix:
             # An empty parent would make every process on the VM a "lab cgroup member".
@@ -100,7 +101,8 @@ class LabContext:
     def pids_max(self) -> int:
         return 5 + self.nonce % 16
 
-    def placeholders(self, cgroup: str = "cglab1", controller: str = "pids") -> dict[str, str]:
+    def placeholders(self, cgroup: str | None = None, controller: str | None = None) -> dict[str, str]:
+        cgroup, controller = cgroup or self.cgroup[0], controller or self.cgroup[1]
         cg_dir = self.cgroup_dir(controller, cgroup)
         return {"nonce": str(self.nonce), "hostname": self.hostname, "pids_max": str(self.pids_max),
                 "cgroup": f"{self.cgroup_parent}/{cgroup}", "cgroup_dir": str(cg_dir) if cg_dir else "",

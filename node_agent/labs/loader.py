@@ -18,7 +18,8 @@ from node_agent.labs.requirements import REQUIREMENT_KINDS
 
 LAB_FILE = "lab.toml"
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-LAB_KEYS = {"id", "title", "topic", "minutes", "summary", "requires", "steps"}
+LAB_KEYS = {"id", "title", "topic", "minutes", "summary", "requires", "steps", "cgroup"}
+CGROUP_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 STEP_KEYS = {"id", "title", "instructions", "hints", "walkthrough", "check", "solve", "reset"}
 
 
@@ -88,7 +89,20 @@ def load_lab(folder: Path) -> Lab:
         seen.add(step.id)
         steps.append(step)
     return Lab(lab_id, _str(path, "title", data), topic, minutes, _str(path, "summary", data, required=False),
-               tuple(requires), tuple(steps), folder)
+               tuple(requires), tuple(steps), folder, _cgroup(path, data.get("cgroup")))
+
+
+def _cgroup(path: Path, value: Any) -> tuple[str, str]:
+    if value is None:
+        return ("cglab1", "pids")
+    if not isinstance(value, dict) or set(value) - {"name", "controller"}:
+        raise LabError(path, "cgroup", '{ name = "cglab1", controller = "pids" }', value)
+    name, controller = value.get("name", "cglab1"), value.get("controller", "pids")
+    if not isinstance(name, str) or not CGROUP_NAME.match(name):
+        raise LabError(path, "cgroup.name", "one cgroup directory name (letters, digits, - and _)", name)
+    if not isinstance(controller, str) or not CGROUP_NAME.match(controller):
+        raise LabError(path, "cgroup.controller", "a controller name such as pids or cpu", controller)
+    return (name, controller)
 
 
 def _step(folder: Path, path: Path, where: str, data: Any) -> Step:

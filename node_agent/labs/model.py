@@ -53,6 +53,8 @@ class Lab:
     requires: tuple[str, ...]
     steps: tuple[Step, ...]
     path: Path
+    # The lab cgroup its text shows as {cgroup_dir}: (name under the parent, controller).
+    cgroup: tuple[str, str] = ("cglab1", "pids")
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:

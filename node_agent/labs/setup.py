@@ -20,6 +20,6 @@ def engine_from_config(config: AgentConfig) -> Engine:
         attendee = Attendee.lookup(config.attendee_user)
         return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee,
                           nonce=nonce_for(identity.machine_id, attendee.user), prefix=config.lab_prefix,
-                          cgroup_parent=config.lab_cgroup_parent, work_root=work_root)
+                          cgroup_parent=config.lab_cgroup_parent, work_root=work_root, cgroup=lab.cgroup)
 
     return Engine(catalog, make_context, ProgressStore(work_root / "progress.json"))

@@ -89,10 +89,14 @@ class LabEnv:
         self.engine = Engine(self.catalog, self.context, ProgressStore(self.work_root / "progress.json"))
 
     def context(self, lab: Lab | str) -> LabContext:
+        if isinstance(lab, str):
+            lab = self.catalog.labs.get(lab) or lab
         lab_id = lab if isinstance(lab, str) else lab.id
         lab_dir = lab.path if isinstance(lab, Lab) else self.labs_dir / lab_id
+        cgroup = lab.cgroup if isinstance(lab, Lab) else ("cglab1", "pids")
         return LabContext(lab_id=lab_id, lab_dir=lab_dir, attendee=self.attendee, nonce=self.nonce,
-                          prefix=self.prefix, cgroup_parent=self.cgroup_parent, work_root=self.work_root)
+                          prefix=self.prefix, cgroup_parent=self.cgroup_parent, work_root=self.work_root,
+                          cgroup=cgroup)
 
     def env(self, lab_id: str) -> dict[str, str]:
         ctx = self.context(lab_id)

@@ -47,7 +47,7 @@ def assert_reset_clean(env: LabEnv, lab: str, step: str) -> None:
     after = check(env, lab, step)
     assert after["status"] == "failed" and after["reason"], after
     assert env.residue(lab) == []
-    cg = lab_cgroup(env.context(lab), CONTROLLER[lab], "cglab2" if lab == "cg-cpu" else "cglab1")
+    cg = lab_cgroup(env.context(lab), CONTROLLER[lab], env.context(lab).cgroup[0])
     assert cg is not None and not cg.path.exists()
 
 
@@ -96,7 +96,7 @@ def test_cpu_solve_leaves_the_quota_and_a_member_and_puts_the_weight_back(lab_en
 
 def test_forkbomb_solve_holds_the_cgroup_full_and_the_probe_is_refused_at_once(lab_env):
     lab_env.engine.solve("cg-forkbomb", "bomb")
-    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cglab1")
+    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cgbomb")
     assert cc.pids_current(cg) == 50 and len(cc.procs(cg)) == 50
     events = cc.pids_events(cg)
 
@@ -111,7 +111,7 @@ def test_forkbomb_check_runs_its_own_probe_even_after_the_bomb_is_gone(lab_env):
     from node_agent.labs.builtins import cgroups as builtins
 
     lab_env.engine.solve("cg-forkbomb", "bomb")
-    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cglab1")
+    cg = lab_cgroup(lab_env.context("cg-forkbomb"), "pids", "cgbomb")
     builtins._release_held(cg)  # the bomb ends, as the attendee's does after its 15 s
     assert cc.wait_empty(cg, reap=reaper.reap_orphans, timeout=5)
     events = cc.pids_events(cg)
@@ -214,7 +214,7 @@ def test_forged_pids_max_from_another_cgroup_is_detected(lab_env):
 
 def test_forkbomb_with_the_wrong_limit_fails(lab_env):
     ctx = lab_env.context("cg-forkbomb")
-    cg = lab_cgroup(ctx, "pids", "cglab1")
+    cg = lab_cgroup(ctx, "pids", "cgbomb")
     cc.create(cg)
     cc.set_pids_max(cg, 10)
 
@@ -253,13 +253,13 @@ def test_cpu_without_quota_names_the_file_to_write(lab_env):
 def test_reset_kills_a_bomb_still_running_and_leaves_nothing(lab_env):
     lab_env.run_walkthrough("cg-forkbomb", "bomb")  # its bomb keeps running for 15 s
     ctx = lab_env.context("cg-forkbomb")
-    cg = lab_cgroup(ctx, "pids", "cglab1")
+    cg = lab_cgroup(ctx, "pids", "cgbomb")
     assert cc.pids_current(cg) == 50
 
     report = lab_env.engine.reset("cg-forkbomb")
 
     assert report["clean"], report
-    assert any("cglab1" in r for r in report["removed"])
+    assert any("cgbomb" in r for r in report["removed"])
     assert lab_env.residue("cg-forkbomb") == []
 
 

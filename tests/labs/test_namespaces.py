@@ -307,7 +307,7 @@ def test_reset_never_touches_a_namespace_that_is_not_the_attendees(env: LabEnv) 
 
 def test_cgroup_namespace_made_before_the_move_is_not_rooted_there(env: LabEnv) -> None:
     ctx = env.context("ns-cgroup")
-    cg_dir = ctx.cgroup_dir("pids", "cglab1")
+    cg_dir = ctx.cgroup_dir(*reversed(ctx.cgroup))
     as_attendee(env, f"sudo mkdir -p {cg_dir}; setsid unshare -UrC sleep 60 </dev/null >/dev/null 2>&1 &")
     (late,) = _wait(lambda: [p for p in ctx.processes() if p.comm == "sleep" and ctx.in_new_ns(p, "cgroup")])
     (cg_dir / "cgroup.procs").write_text(str(late.pid))  # moved after its cgroup namespace was made
