@@ -9,6 +9,7 @@ Nothing else in the controller reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 import tomllib
@@ -70,6 +71,9 @@ class Settings:
     playbooks_dir: str = ""
     # A labfleet wheel to install on the hosts; empty: built from this checkout's node_agent/ per run.
     provision_agent_wheel: str = ""
+    # More playbook variables for every run, a JSON object (playbooks/README.md lists them), e.g.
+    # '{"labfleet_attendee_sudo_nopasswd": false}'. The controller's own (token, URL, wheel) win.
+    provision_extra_vars: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -91,6 +95,8 @@ class Settings:
         if self.provision_forks < 1 or self.provision_control_persist < 0 or self.provision_time_limit < 1:
             raise ConfigurationError(f"{ENV_PREFIX}PROVISION_FORKS and PROVISION_TIME_LIMIT must be >= 1, "
                                      f"PROVISION_CONTROL_PERSIST >= 0")
+        if self.provision_extra_vars:
+            self.provision_extra_vars_dict()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
 
@@ -114,6 +120,15 @@ class Settings:
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def provision_extra_vars_dict(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.provision_extra_vars or "{}")
+        except ValueError as exc:
+            raise ConfigurationError(f"{ENV_PREFIX}PROVISION_EXTRA_VARS is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise ConfigurationError(f"{ENV_PREFIX}PROVISION_EXTRA_VARS must be a JSON object of variables")
+        return value
 
     def ensure_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -63,7 +63,8 @@ def execute(app: AppState, run_id: str) -> Report:
         controller_url = run.controller_url
         folder = playbooks_dir(settings.playbooks_dir)
         # The project is named explicitly: with facts gathered, the entry playbook is a wrapper elsewhere.
-        secrets, extravars = [], {"labfleet_controller_url": controller_url,
+        secrets, extravars = [], {**settings.provision_extra_vars_dict(),
+                                  "labfleet_controller_url": controller_url,
                                   "labfleet_project_dir": str(folder.parent),
                                   "labfleet_stage_dir": str(settings.data_dir / "stage")}
         if playbook == "site":

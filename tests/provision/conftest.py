@@ -12,6 +12,7 @@ machine is scanned for leftovers of the fleet.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,10 +77,14 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     data_dir = tmp_path_factory.mktemp("controller")
     # One wheel for the whole module, built as a run builds it: other engineers edit node_agent/ in
     # this working tree while the tests run, and a new wheel between two runs is a real change.
+    # The lab catalog likewise: a snapshot taken now.
     wheel = agent_wheel(tmp_path_factory.mktemp("wheels"))
+    labs = tmp_path_factory.mktemp("catalog") / "labs"
+    shutil.copytree(REPO / "labs", labs, ignore=shutil.ignore_patterns("__pycache__"))
     ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
                           heartbeat_interval=1.0, sweep_interval=1.0,
-                          extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel)})
+                          extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
+                                     "LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_labs_src": str(labs)})})
     ctl.init(enroll_uses=1)
     try:
         ctl.start_web()
