@@ -10,44 +10,16 @@ add the fork-bomb figures and the ratio against shell-script checks.
 
 from __future__ import annotations
 
-import argparse
-import secrets
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, print_header
+from benchmarks.common import median
+from benchmarks.labs import common
+from benchmarks.labs.common import attendee_account, lab_engine, timed
 from node_agent.kernel import reaper
-from node_agent.labs.context import Attendee, LabContext
 from node_agent.labs.engine import Engine
-from node_agent.labs.loader import load_catalog
-from node_agent.labs.model import Lab
-from node_agent.labs.progress import ProgressStore
 
-LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
 CHECK_GOAL_MS = {"sc-docker": 80.0}
 DEFAULT_CHECK_GOAL_MS, RESET_GOAL_MS = 5.0, 10.0
-
-
-def _engine(attendee: Attendee, work: Path) -> tuple[Engine, str, str]:
-    prefix = "b" + secrets.token_hex(2)
-    parent = f"labfleet-bench/{prefix}"
-    catalog = load_catalog(LABS_DIR)
-
-    def make(lab: Lab) -> LabContext:
-        return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                          cgroup_parent=parent, work_root=work, cgroup=lab.cgroup)
-
-    return Engine(catalog, make, ProgressStore(work / "progress.json")), prefix, parent
-
-
-def _ms(fn) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1000
 
 
 def measure(engine: Engine, rounds: int) -> list[dict[str, Any]]:
@@ -61,14 +33,14 @@ def measure(engine: Engine, rounds: int) -> list[dict[str, Any]]:
             for _ in range(rounds):
                 if index:
                     engine.solve(lab.id, lab.steps[index - 1].id)
-                _, solve_ms = _ms(lambda: engine._solve_step(engine.context(lab), step))  # noqa: B023
+                _, solve_ms = timed(lambda: engine._solve_step(engine.context(lab), step))  # noqa: B023
                 solves.append(solve_ms)
                 ctx = engine.context(lab)
                 for _ in range(5):
-                    result, check_ms = _ms(lambda: engine._check_step(ctx, step)[0])  # noqa: B023
+                    result, check_ms = timed(lambda: engine._check_step(ctx, step)[0])  # noqa: B023
                     checks.append(check_ms)
                     failures += not result.passed
-                report, reset_ms = _ms(lambda: engine.reset(lab.id))  # noqa: B023
+                report, reset_ms = timed(lambda: engine.reset(lab.id))  # noqa: B023
                 resets.append(reset_ms)
                 if not report["clean"]:
                     failures += 1
@@ -99,25 +71,13 @@ def print_rows(rows: list[dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    print_header("lab catalog: check / solve / reset per step", args)
-    reaper.become_subreaper()
-    name = "lfb" + secrets.token_hex(3)
-    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", name], check=True)
-    sudoers = Path(f"/etc/sudoers.d/labfleet-bench-{name}")
-    sudoers.write_text(f"{name} ALL=(ALL) NOPASSWD:ALL\n")
-    work = Path(tempfile.mkdtemp(prefix="lf-bench-"))
-    try:
-        engine, _prefix, _parent = _engine(Attendee.lookup(name), work)
-        print_rows(measure(engine, args.rounds))
-    finally:
-        sudoers.unlink(missing_ok=True)
-        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)  # only this run's own account
-        reaper.reap_orphans()
-        subprocess.run(["userdel", "--remove", name], capture_output=True)
-        shutil.rmtree(work, ignore_errors=True)
+    def report(rounds: int) -> None:
+        reaper.become_subreaper()
+        with attendee_account() as attendee, lab_engine(attendee, progress=True) as labs:
+            print_rows(measure(labs.engine, rounds))
+
+    common.main(__doc__, "lab catalog: check / solve / reset per step",
+                "the benchmark creates an attendee account, namespaces and cgroups", report, rounds=5)
 
 
 if __name__ == "__main__":

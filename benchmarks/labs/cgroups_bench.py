@@ -23,25 +23,17 @@ check ≤ 5 ms, reset ≤ 10 ms, fork-bomb cleanup ≤ 10 ms.
 
 from __future__ import annotations
 
-import argparse
 import os
-import pwd
 import secrets
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, print_header
+from benchmarks.common import median
+from benchmarks.labs import common
+from benchmarks.labs.common import attendee_account, baseline_ms, fmt_ms, lab_engine, measure_step
 from node_agent.kernel import cgroup_control as cc
 from node_agent.kernel import forkbomb, reaper
-from node_agent.labs.context import Attendee, LabContext
-from node_agent.labs.engine import Engine
-from node_agent.labs.loader import load_catalog
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = (("cg-pids", "limit"), ("cg-forkbomb", "bomb"), ("cg-cpu", "throttle"))
 GOAL_CHECK_MS, GOAL_RESET_MS, GOAL_CLEANUP_MS = 5.0, 10.0, 10.0
 BOMB_MAX = 50
@@ -137,101 +129,23 @@ def bomb_containment(rounds: int) -> list[dict[str, Any]]:
 # ---- per-step check / solve / reset ---------------------------------------------------------------------
 
 
-class _Attendee:
-    """A real account for the run (like ``class`` on a lab VM), removed afterwards."""
-
-    def __enter__(self) -> Attendee:
-        self.name = "lfb" + secrets.token_hex(3)
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name], check=True)
-        pw = pwd.getpwnam(self.name)
-        return Attendee(self.name, pw.pw_uid, pw.pw_gid, Path(pw.pw_dir))
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-
-
-def _timed(fn) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1000
-
-
-def _baseline_ms(script: str, args: list[str], runs: int) -> tuple[float, bool]:
-    times, ok = [], True
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(["sh", "-c", script, "check", *args], capture_output=True)
-        times.append((time.perf_counter() - t0) * 1000)
-        ok = ok and done.returncode == 0
-    return median(times), ok
-
-
-def _rmdir_retry(path: Path, timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while path.is_dir():
-        try:
-            path.rmdir()
-        except OSError:
-            if time.monotonic() > deadline:
-                print(f"left behind: {path} ({sorted(p.name for p in path.iterdir() if p.is_dir())})")
-                return
-            reaper.reap_orphans()
-            time.sleep(0.01)
-
-
 def step_medians(rounds: int) -> list[dict[str, Any]]:
-    work = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
-    prefix = "b" + secrets.token_hex(2)
-    parent = f"labfleet-bench/{prefix}"
-    catalog = load_catalog(REPO / "labs")
     rows = []
-    with _Attendee() as attendee:
-
-        def context(lab) -> LabContext:
-            return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                              cgroup_parent=parent, work_root=work, cgroup=lab.cgroup)
-
-        engine = Engine(catalog, context)
-        try:
-            for lab_id, step in STEPS:
-                lab = catalog.get(lab_id)
-                if engine.unavailable_reasons(lab):
-                    rows.append({"step": f"{lab_id}/{step}", "unavailable": engine.unavailable_reasons(lab)})
-                    continue
-                solves, checks, resets, baselines, all_passed, all_clean, base_ok = [], [], [], [], True, True, True
-                checker_ms: list[float] = []
-                ctx = context(lab)
-                controller = "cpu" if lab_id == "cg-cpu" else "pids"
-                cg_dir = ctx.cgroup_dir(controller, "cglab2" if lab_id == "cg-cpu" else "cglab1")
-                for _ in range(rounds):
-                    solved, ms = _timed(lambda lab_id=lab_id, step=step: engine.solve(lab_id, step))
-                    solves.append(ms)
-                    all_passed = all_passed and solved["passed"]
-                    for _ in range(5):
-                        result, ms = _timed(lambda lab_id=lab_id, step=step: engine.check(lab_id, step))
-                        checks.append(ms)
-                        checker_ms.append(result["steps"][0]["ms"])
-                        all_passed = all_passed and result["passed"]
-                    base, ok = _baseline_ms(BASELINE[lab_id], [str(cg_dir), str(ctx.pids_max)], 5)
-                    baselines.append(base)
-                    base_ok = base_ok and ok
-                    report, ms = _timed(lambda lab_id=lab_id: engine.reset(lab_id))
-                    resets.append(ms)
-                    all_clean = all_clean and report["clean"]
-                rows.append({"step": f"{lab_id}/{step}", "backend": ctx.cgroup_backend(controller), "rounds": rounds,
-                             "check_ms": median(checks), "checker_ms": median(checker_ms), "solve_ms": median(solves), "reset_ms": median(resets),
-                             "baseline_check_ms": median(baselines), "baseline_passed": base_ok,
-                             "all_passed": all_passed, "all_clean": all_clean})
-        finally:
-            for lab_id, _step in STEPS:
-                engine.reset(lab_id)
-            shutil.rmtree(work, ignore_errors=True)
-            for root in context(catalog.get("cg-pids")).lab_cgroup_roots():
-                _rmdir_retry(root)
-                try:
-                    root.parent.rmdir()  # labfleet-bench: shared by concurrent runs, kept while one uses it
-                except OSError:
-                    pass
+    with attendee_account() as attendee, lab_engine(attendee, reset=[lab for lab, _ in STEPS]) as labs:
+        engine = labs.engine
+        for lab_id, step in STEPS:
+            lab = labs.catalog.get(lab_id)
+            if engine.unavailable_reasons(lab):
+                rows.append({"step": f"{lab_id}/{step}", "unavailable": engine.unavailable_reasons(lab)})
+                continue
+            ctx = labs.context(lab)
+            name, controller = lab.cgroup  # the lab's own cgroup, as {cgroup_dir} shows it
+            cg_dir = ctx.cgroup_dir(controller, name)
+            t = measure_step(engine, lab_id, step, rounds,
+                             lambda lab_id=lab_id, cg_dir=cg_dir, ctx=ctx: baseline_ms(
+                                 BASELINE[lab_id], [str(cg_dir), str(ctx.pids_max)], 5))
+            rows.append({"step": f"{lab_id}/{step}", "backend": ctx.cgroup_backend(controller), "rounds": rounds,
+                         "checker_ms": median(t.checker), **t.medians()})
     return rows
 
 
@@ -244,17 +158,13 @@ def run(rounds: int = 10) -> dict[str, Any]:
     return {"forkbomb": bomb_containment(rounds), "steps": step_medians(rounds)}
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} ms"
-
-
 def print_report(out: dict[str, Any]) -> None:
     print("\n## fork-bomb containment (pids.max 50, bounded bomb ≤ 300 forks)")
     print("| variant | members | first refused fork | cleanup (kill+reap+rmdir) | goal | met | clean |")
     print("|---|---|---|---|---|---|---|")
     for r in out["forkbomb"]:
         met = "yes" if r["cleanup_ms"] <= GOAL_CLEANUP_MS else "**no**"
-        print(f"| {r['variant']} | {r['members']:.0f} | {_fmt(r['first_refused_ms'])} | {_fmt(r['cleanup_ms'])} | "
+        print(f"| {r['variant']} | {r['members']:.0f} | {fmt_ms(r['first_refused_ms'])} | {fmt_ms(r['cleanup_ms'])} | "
               f"≤ {GOAL_CLEANUP_MS:.0f} ms | {met} | {r['all_clean']} |")
     print("\n## per step (medians)")
     print("| step | back-end | check (engine) | checker alone | shell cat/grep check | ratio | solve | reset "
@@ -266,20 +176,15 @@ def print_report(out: dict[str, Any]) -> None:
             continue
         ratio = r["baseline_check_ms"] / r["check_ms"] if r["check_ms"] else float("nan")
         met = "yes" if r["check_ms"] <= GOAL_CHECK_MS and r["reset_ms"] <= GOAL_RESET_MS else "**no**"
-        print(f"| {r['step']} | {r['backend']} | {_fmt(r['check_ms'])} | {_fmt(r['checker_ms'])} | "
-              f"{_fmt(r['baseline_check_ms'])} | "
-              f"{ratio:.1f}x faster | {_fmt(r['solve_ms'])} | {_fmt(r['reset_ms'])} | {met} | "
+        print(f"| {r['step']} | {r['backend']} | {fmt_ms(r['check_ms'])} | {fmt_ms(r['checker_ms'])} | "
+              f"{fmt_ms(r['baseline_check_ms'])} | "
+              f"{ratio:.1f}x faster | {fmt_ms(r['solve_ms'])} | {fmt_ms(r['reset_ms'])} | {met} | "
               f"{r['all_passed']} / {r['all_clean']} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("run as root: the benchmark creates cgroups and a bounded fork bomb")
-    print_header("cgroup labs", args)
-    print_report(run(args.rounds))
+    common.main(__doc__, "cgroup labs", "the benchmark creates cgroups and a bounded fork bomb",
+                lambda rounds: print_report(run(rounds)))
 
 
 if __name__ == "__main__":

@@ -20,27 +20,21 @@ check ≤ 5 ms median per step, reset ≤ 10 ms.
 
 from __future__ import annotations
 
-import argparse
-import os
-import pwd
-import secrets
-import shutil
-import subprocess
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, print_header
-from node_agent.kernel import proctable, reaper, rootfs
-from node_agent.labs.context import Attendee, LabContext
-from node_agent.labs.engine import Engine
-from node_agent.labs.loader import load_catalog
+from benchmarks.labs import common
+from benchmarks.labs.common import (
+    NONCE,
+    attendee_account,
+    baseline_ms,
+    fmt_ms,
+    lab_engine,
+    measure_step,
+)
+from node_agent.kernel import reaper, rootfs
 
-REPO = Path(__file__).resolve().parents[2]
 LABS = ("ns-user", "ns-mount-1", "ns-mount-2", "ns-pid", "ns-ipc", "ns-uts", "ns-time", "ns-cgroup")
 GOAL_CHECK_MS, GOAL_RESET_MS = 5.0, 10.0
-NONCE = 417
 
 # Arguments: $1 uid, $2 user, $3 home, $4 nonce, $5 lab cgroup path (relative, as /proc/<pid>/cgroup shows it).
 _PIDS_OF = 'pids() { lsns -t "$1" -n -o NS,PID,USER | awk -v u="$USER_NAME" -v me="$(readlink /proc/self/ns/$1 ' \
@@ -73,95 +67,21 @@ done; exit 1""",
 }
 
 
-class _Attendee:
-    """A real account for the run (like ``class`` on a lab VM), removed afterwards."""
-
-    def __enter__(self) -> Attendee:
-        self.name = "lfn" + secrets.token_hex(3)
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name], check=True)
-        pw = pwd.getpwnam(self.name)
-        return Attendee(self.name, pw.pw_uid, pw.pw_gid, Path(pw.pw_dir))
-
-    def __exit__(self, *exc: object) -> None:
-        uid = pwd.getpwnam(self.name).pw_uid
-        for pid in proctable.pids():  # the run's own account only, by pid
-            if proctable.uid_of(pid) == uid:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-        reaper.reap_orphans()
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-
-
-def _timed(fn) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1000
-
-
-def _baseline_ms(script: str, args: list[str], runs: int) -> tuple[float, bool]:
-    times, ok = [], True
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(["sh", "-c", script, "check", *args], capture_output=True)
-        times.append((time.perf_counter() - t0) * 1000)
-        ok = ok and done.returncode == 0
-    return median(times), ok
-
-
 def step_medians(rounds: int) -> list[dict[str, Any]]:
-    work = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
-    prefix = "b" + secrets.token_hex(2)
-    parent = f"labfleet-bench/{prefix}"
-    catalog = load_catalog(REPO / "labs")
     rows = []
-    with _Attendee() as attendee:
-
-        def context(lab) -> LabContext:
-            return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=NONCE, prefix=prefix,
-                              cgroup_parent=parent, work_root=work, cgroup=lab.cgroup)
-
-        engine = Engine(catalog, context)
-        rootfs.build(work / "ns-mount-2" / "rootfs.tar.gz")  # the solve's fallback location: built once, not timed
-        try:
-            for lab_id in LABS:
-                lab = catalog.get(lab_id)
-                (step,) = lab.steps
-                if engine.unavailable_reasons(lab):
-                    rows.append({"step": f"{lab_id}/{step.id}", "unavailable": engine.unavailable_reasons(lab)})
-                    continue
-                args = [str(attendee.uid), attendee.user, str(attendee.home), str(NONCE), f"/{parent}/cglab1"]
-                solves, checks, resets, baselines = [], [], [], []
-                all_passed = all_clean = base_ok = True
-                for _ in range(rounds):
-                    solved, ms = _timed(lambda lab_id=lab_id: engine.solve(lab_id))
-                    solves.append(ms)
-                    all_passed = all_passed and solved["passed"]
-                    for _ in range(5):
-                        result, ms = _timed(lambda lab_id=lab_id, s=step.id: engine.check(lab_id, s))
-                        checks.append(ms)
-                        all_passed = all_passed and result["passed"]
-                    base, ok = _baseline_ms(BASELINE[lab_id], args, 5)
-                    baselines.append(base)
-                    base_ok = base_ok and ok
-                    report, ms = _timed(lambda lab_id=lab_id: engine.reset(lab_id))
-                    resets.append(ms)
-                    all_clean = all_clean and report["clean"]
-                rows.append({"step": f"{lab_id}/{step.id}", "rounds": rounds, "check_ms": median(checks),
-                             "solve_ms": median(solves), "reset_ms": median(resets),
-                             "baseline_check_ms": median(baselines), "baseline_passed": base_ok,
-                             "all_passed": all_passed, "all_clean": all_clean})
-        finally:
-            for lab_id in LABS:
-                engine.reset(lab_id)
-            shutil.rmtree(work, ignore_errors=True)
-            for root in context(catalog.get("ns-cgroup")).lab_cgroup_roots():
-                for d in (root, root.parent):
-                    try:
-                        d.rmdir()
-                    except OSError:
-                        pass
+    with attendee_account("lfn") as attendee, lab_engine(attendee, reset=LABS, nonce=NONCE) as labs:
+        engine = labs.engine
+        rootfs.build(labs.work / "ns-mount-2" / "rootfs.tar.gz")  # the solve's fallback location: built once, not timed
+        for lab_id in LABS:
+            lab = labs.catalog.get(lab_id)
+            (step,) = lab.steps
+            if engine.unavailable_reasons(lab):
+                rows.append({"step": f"{lab_id}/{step.id}", "unavailable": engine.unavailable_reasons(lab)})
+                continue
+            args = [str(attendee.uid), attendee.user, str(attendee.home), str(NONCE), f"/{labs.cgroup_parent}/{lab.cgroup[0]}"]
+            t = measure_step(engine, lab_id, step.id, rounds,
+                             lambda lab_id=lab_id, args=args: baseline_ms(BASELINE[lab_id], args, 5))
+            rows.append({"step": f"{lab_id}/{step.id}", "rounds": rounds, **t.medians()})
     return rows
 
 
@@ -169,10 +89,6 @@ def run(rounds: int = 10) -> dict[str, Any]:
     """The per-step medians; the lead's ``benchmarks/labs/run.py`` calls this and formats the result."""
     reaper.become_subreaper()
     return {"steps": step_medians(rounds)}
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} ms"
 
 
 def print_report(out: dict[str, Any]) -> None:
@@ -186,19 +102,14 @@ def print_report(out: dict[str, Any]) -> None:
             continue
         ratio = r["baseline_check_ms"] / r["check_ms"] if r["check_ms"] else float("nan")
         met = "yes" if r["check_ms"] <= GOAL_CHECK_MS and r["reset_ms"] <= GOAL_RESET_MS else "**no**"
-        print(f"| {r['step']} | {_fmt(r['check_ms'])} | {_fmt(r['baseline_check_ms'])} | {ratio:.1f}x faster | "
-              f"{_fmt(r['solve_ms'])} | {_fmt(r['reset_ms'])} | {met} | "
+        print(f"| {r['step']} | {fmt_ms(r['check_ms'])} | {fmt_ms(r['baseline_check_ms'])} | {ratio:.1f}x faster | "
+              f"{fmt_ms(r['solve_ms'])} | {fmt_ms(r['reset_ms'])} | {met} | "
               f"{r['all_passed']} / {r['all_clean']} / {r['baseline_passed']} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("run as root: the benchmark creates namespaces, cgroups and an attendee account")
-    print_header("namespace labs", args)
-    print_report(run(args.rounds))
+    common.main(__doc__, "namespace labs", "the benchmark creates namespaces, cgroups and an attendee account",
+                lambda rounds: print_report(run(rounds)))
 
 
 if __name__ == "__main__":

@@ -18,24 +18,14 @@ Goals (issue 3, LABS.md floor: solve ≈ 10 ms, check with probe 12 ms, reset 7 
 
 from __future__ import annotations
 
-import argparse
-import os
-import pwd
-import secrets
-import shutil
-import subprocess
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, print_header
+from benchmarks.common import median
+from benchmarks.labs import common
+from benchmarks.labs.common import attendee_account, baseline_ms, fmt_ms, lab_engine, measure_step, timed
 from node_agent.kernel import links, reaper
-from node_agent.labs.context import Attendee, LabContext
-from node_agent.labs.engine import Engine
-from node_agent.labs.loader import load_catalog
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = (("ns-net-1", "isolated"), ("ns-net-2", "namespaces"), ("ns-net-2", "veth"), ("ns-net-2", "server"))
 GOAL_CHECK_MS, GOAL_CHECK_PROBE_MS, GOAL_RESET_MS = 5.0, 12.0, 10.0
 
@@ -53,80 +43,26 @@ ip netns exec "${1}vnet10" nc -z -w1 10.11.12.1 1500""",
 }
 
 
-class _Attendee:
-    """A real account for the run (like ``class`` on a lab VM), removed afterwards."""
-
-    def __enter__(self) -> Attendee:
-        self.name = "lfn" + secrets.token_hex(3)
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name], check=True)
-        pw = pwd.getpwnam(self.name)
-        return Attendee(self.name, pw.pw_uid, pw.pw_gid, Path(pw.pw_dir))
-
-    def __exit__(self, *exc: object) -> None:
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-
-
-def _timed(fn) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1000
-
-
-def _baseline_ms(script: str, args: list[str], runs: int) -> tuple[float, bool]:
-    times, ok = [], True
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(["sh", "-c", script, "check", *args], capture_output=True)
-        times.append((time.perf_counter() - t0) * 1000)
-        ok = ok and done.returncode == 0
-    return median(times), ok
-
-
 def step_medians(rounds: int) -> list[dict[str, Any]]:
-    work = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
-    prefix = "b" + secrets.token_hex(2)
-    catalog = load_catalog(REPO / "labs")
     rows = []
-    with _Attendee() as attendee:
+    with attendee_account("lfn") as attendee, lab_engine(attendee, reset={lab for lab, _ in STEPS}) as labs:
+        engine, prefix = labs.engine, labs.prefix
+        for lab_id, step in STEPS:
+            probes: list[float] = []
 
-        def context(lab) -> LabContext:
-            return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                              cgroup_parent=f"labfleet-bench/{prefix}", work_root=work, cgroup=lab.cgroup)
+            def probe_five(probes=probes) -> bool:
+                connected = True
+                for _ in range(5):
+                    probe, ms = timed(lambda: links.probe_tcp(Path(f"/run/netns/{prefix}vnet10"), "10.11.12.1", 1500))
+                    probes.append(ms)
+                    connected = connected and probe.connected
+                return connected
 
-        engine = Engine(catalog, context)
-        try:
-            for lab_id, step in STEPS:
-                solves, checks, resets, probes, baselines = [], [], [], [], []
-                all_passed, all_clean, base_ok = True, True, True
-                for _ in range(rounds):
-                    solved, ms = _timed(lambda lab_id=lab_id, step=step: engine.solve(lab_id, step))
-                    solves.append(ms)
-                    all_passed = all_passed and solved["passed"]
-                    for _ in range(5):
-                        result, ms = _timed(lambda lab_id=lab_id, step=step: engine.check(lab_id, step))
-                        checks.append(ms)
-                        all_passed = all_passed and result["passed"]
-                    if step == "server":
-                        for _ in range(5):
-                            probe, ms = _timed(lambda: links.probe_tcp(Path(f"/run/netns/{prefix}vnet10"),
-                                                                       "10.11.12.1", 1500))
-                            probes.append(ms)
-                            all_passed = all_passed and probe.connected
-                    base, ok = _baseline_ms(BASELINE[step], [prefix, attendee.user], 5)
-                    baselines.append(base)
-                    base_ok = base_ok and ok
-                    report, ms = _timed(lambda lab_id=lab_id: engine.reset(lab_id))
-                    resets.append(ms)
-                    all_clean = all_clean and report["clean"]
-                rows.append({"step": f"{lab_id}/{step}", "rounds": rounds, "check_ms": median(checks),
-                             "solve_ms": median(solves), "reset_ms": median(resets),
-                             "probe_ms": median(probes) if probes else None,
-                             "baseline_check_ms": median(baselines), "baseline_passed": base_ok,
-                             "all_passed": all_passed, "all_clean": all_clean})
-        finally:
-            for lab_id in {lab for lab, _ in STEPS}:
-                engine.reset(lab_id)
-            shutil.rmtree(work, ignore_errors=True)
+            t = measure_step(engine, lab_id, step, rounds,
+                             lambda step=step: baseline_ms(BASELINE[step], [prefix, attendee.user], 5),
+                             probe_five if step == "server" else None)
+            rows.append({"step": f"{lab_id}/{step}", "rounds": rounds, **t.medians(),
+                         "probe_ms": median(probes) if probes else None})
     return rows
 
 
@@ -134,10 +70,6 @@ def run(rounds: int = 10) -> dict[str, Any]:
     """The lead's ``benchmarks/labs/run.py`` calls this and formats the result."""
     reaper.become_subreaper()
     return {"steps": step_medians(rounds)}
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} ms"
 
 
 def print_report(out: dict[str, Any]) -> None:
@@ -149,20 +81,15 @@ def print_report(out: dict[str, Any]) -> None:
         goal = GOAL_CHECK_PROBE_MS if r["probe_ms"] is not None else GOAL_CHECK_MS
         met = "yes" if r["check_ms"] <= goal and r["reset_ms"] <= GOAL_RESET_MS else "**no**"
         ratio = r["baseline_check_ms"] / r["check_ms"] if r["check_ms"] else float("nan")
-        print(f"| {r['step']} | {_fmt(r['check_ms'])} | {_fmt(r['probe_ms'])} | {_fmt(r['baseline_check_ms'])}"
-              f"{'' if r['baseline_passed'] else ' (failed)'} | {ratio:.1f}x faster | {_fmt(r['solve_ms'])} | "
-              f"{_fmt(r['reset_ms'])} | check ≤ {goal:.0f}, reset ≤ {GOAL_RESET_MS:.0f}: {met} | "
+        print(f"| {r['step']} | {fmt_ms(r['check_ms'])} | {fmt_ms(r['probe_ms'])} | {fmt_ms(r['baseline_check_ms'])}"
+              f"{'' if r['baseline_passed'] else ' (failed)'} | {ratio:.1f}x faster | {fmt_ms(r['solve_ms'])} | "
+              f"{fmt_ms(r['reset_ms'])} | check ≤ {goal:.0f}, reset ≤ {GOAL_RESET_MS:.0f}: {met} | "
               f"{r['all_passed']} / {r['all_clean']} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("run as root: the benchmark creates network namespaces and veths")
-    print_header("network namespace labs", args)
-    print_report(run(args.rounds))
+    common.main(__doc__, "network namespace labs", "the benchmark creates network namespaces and veths",
+                lambda rounds: print_report(run(rounds)))
 
 
 if __name__ == "__main__":

@@ -16,27 +16,28 @@ sc-docker; reset ≤ 10 ms.
 
 from __future__ import annotations
 
-import argparse
 import os
-import pwd
-import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import median, print_header
-from node_agent.kernel import proctable, reaper, seccomp_filter, syscalls
+from benchmarks.common import median
+from benchmarks.labs import common
+from benchmarks.labs.common import (
+    REPO,
+    attendee_account,
+    baseline_ms,
+    fmt_ms,
+    lab_engine,
+    measure_step,
+    timed,
+)
+from node_agent.kernel import reaper, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
 from node_agent.kernel.bpf import SeccompData
-from node_agent.labs.context import Attendee, LabContext
-from node_agent.labs.engine import Engine
-from node_agent.labs.loader import load_catalog
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS = (("sc-profile", "trace"), ("sc-strict", "strict"), ("sc-strict", "exit"), ("sc-filter", "allow"),
          ("sc-filter", "deny"), ("sc-docker", "default"), ("sc-docker", "custom"))
 GOAL_CHECK_MS, GOAL_DOCKER_CHECK_MS, GOAL_RESET_MS = 5.0, 80.0, 10.0
@@ -48,85 +49,20 @@ done; exit 1"""
 BASELINE_MODE = {"sc-strict": "1", "sc-filter": "2", "sc-docker": "2"}
 
 
-class _Attendee:
-    """A real account for the run (like ``class`` on a lab VM), removed afterwards."""
-
-    def __enter__(self) -> Attendee:
-        self.name = "lfs" + secrets.token_hex(3)
-        subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", self.name], check=True)
-        pw = pwd.getpwnam(self.name)
-        return Attendee(self.name, pw.pw_uid, pw.pw_gid, Path(pw.pw_dir))
-
-    def __exit__(self, *exc: object) -> None:
-        uid = pwd.getpwnam(self.name).pw_uid
-        for pid in proctable.pids():  # this run's own account only, by pid
-            if proctable.uid_of(pid) == uid:
-                try:
-                    os.kill(pid, 9)
-                except ProcessLookupError:
-                    pass
-        reaper.reap_orphans()
-        subprocess.run(["userdel", "--remove", self.name], capture_output=True)
-
-
-def _timed(fn) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1000
-
-
 def _baseline_ms(lab_id: str, user: str, runs: int) -> tuple[float | None, bool]:
     mode = BASELINE_MODE.get(lab_id)
     if mode is None:
         return None, True
-    times, ok = [], True
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        done = subprocess.run(["sh", "-c", BASELINE, "check", user, mode], capture_output=True)
-        times.append((time.perf_counter() - t0) * 1000)
-        ok = ok and done.returncode == 0
-    return median(times), ok
+    return baseline_ms(BASELINE, [user, mode], runs)
 
 
 def step_medians(rounds: int) -> list[dict[str, Any]]:
-    work = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
-    prefix = "b" + secrets.token_hex(2)
-    catalog = load_catalog(REPO / "labs")
     rows = []
-    with _Attendee() as attendee:
-
-        def context(lab) -> LabContext:
-            return LabContext(lab_id=lab.id, lab_dir=lab.path, attendee=attendee, nonce=417, prefix=prefix,
-                              cgroup_parent=f"labfleet-bench/{prefix}", work_root=work, cgroup=lab.cgroup)
-
-        engine = Engine(catalog, context)
-        try:
-            for lab_id, step in STEPS:
-                solves, checks, resets, baselines = [], [], [], []
-                all_passed, all_clean, base_ok = True, True, True
-                for _ in range(rounds):
-                    solved, ms = _timed(lambda lab_id=lab_id, step=step: engine.solve(lab_id, step))
-                    solves.append(ms)
-                    all_passed = all_passed and solved["passed"]
-                    for _ in range(5):
-                        result, ms = _timed(lambda lab_id=lab_id, step=step: engine.check(lab_id, step))
-                        checks.append(ms)
-                        all_passed = all_passed and result["passed"]
-                    base, ok = _baseline_ms(lab_id, attendee.user, 5)
-                    if base is not None:
-                        baselines.append(base)
-                    base_ok = base_ok and ok
-                    report, ms = _timed(lambda lab_id=lab_id: engine.reset(lab_id))
-                    resets.append(ms)
-                    all_clean = all_clean and report["clean"]
-                rows.append({"step": f"{lab_id}/{step}", "rounds": rounds, "check_ms": median(checks),
-                             "solve_ms": median(solves), "reset_ms": median(resets),
-                             "baseline_check_ms": median(baselines) if baselines else None,
-                             "baseline_passed": base_ok, "all_passed": all_passed, "all_clean": all_clean})
-        finally:
-            for lab_id in {lab for lab, _ in STEPS}:
-                engine.reset(lab_id)
-            shutil.rmtree(work, ignore_errors=True)
+    with attendee_account("lfs") as attendee, lab_engine(attendee, reset={lab for lab, _ in STEPS}) as labs:
+        engine = labs.engine
+        for lab_id, step in STEPS:
+            t = measure_step(engine, lab_id, step, rounds, lambda lab_id=lab_id: _baseline_ms(lab_id, attendee.user, 5))
+            rows.append({"step": f"{lab_id}/{step}", "rounds": rounds, **t.medians()})
     return rows
 
 
@@ -160,9 +96,9 @@ def docker_parts(rounds: int) -> dict[str, Any]:
             time.sleep(0.005)
         dumps, evals, dump = [], [], None
         for _ in range(rounds):
-            dump, ms = _timed(lambda: seccomp_filter.dump(child.pid))
+            dump, ms = timed(lambda: seccomp_filter.dump(child.pid))
             dumps.append(ms)
-            _, ms = _timed(lambda d=dump: [d.evaluate(SeccompData(nr)) for nr in syscalls.table()])
+            _, ms = timed(lambda d=dump: [d.evaluate(SeccompData(nr)) for nr in syscalls.table()])
             evals.append(ms)
     finally:
         child.kill()
@@ -178,17 +114,13 @@ def run(rounds: int = 10) -> dict[str, Any]:
     return {"docker": docker_parts(max(rounds, 5)), "steps": step_medians(rounds)}
 
 
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f} ms"
-
-
 def print_report(out: dict[str, Any]) -> None:
     d = out["docker"]
     print("\n## sc-docker, the kernel work (medians)")
     print(f"containers-common profile: {d['blocked']} of {d['syscalls']} x86_64 syscalls blocked "
           f"(default capabilities); filter of {d['instructions']} BPF instructions (x86_64, x86, x32)")
-    print(f"compile + load with libseccomp: {_fmt(d['build_load_ms'])} (LABS.md floor 11–13 ms); "
-          f"dump: {_fmt(d['dump_ms'])}; evaluate all syscalls: {_fmt(d['evaluate_all_ms'])}")
+    print(f"compile + load with libseccomp: {fmt_ms(d['build_load_ms'])} (LABS.md floor 11–13 ms); "
+          f"dump: {fmt_ms(d['dump_ms'])}; evaluate all syscalls: {fmt_ms(d['evaluate_all_ms'])}")
     print("\n## per step (medians)")
     print("| step | check | shell pgrep/grep check | ratio | solve | reset | goals | all passed / clean |")
     print("|---|---|---|---|---|---|---|---|")
@@ -197,19 +129,14 @@ def print_report(out: dict[str, Any]) -> None:
         met = "yes" if r["check_ms"] <= goal and r["reset_ms"] <= GOAL_RESET_MS else "**no**"
         base = r["baseline_check_ms"]
         ratio = "—" if base is None else f"{base / r['check_ms']:.1f}x"
-        print(f"| {r['step']} | {_fmt(r['check_ms'])} | {_fmt(base)}{'' if r['baseline_passed'] else ' (failed)'}"
-              f" | {ratio} | {_fmt(r['solve_ms'])} | {_fmt(r['reset_ms'])} | check ≤ {goal:.0f}, reset ≤ "
+        print(f"| {r['step']} | {fmt_ms(r['check_ms'])} | {fmt_ms(base)}{'' if r['baseline_passed'] else ' (failed)'}"
+              f" | {ratio} | {fmt_ms(r['solve_ms'])} | {fmt_ms(r['reset_ms'])} | check ≤ {goal:.0f}, reset ≤ "
               f"{GOAL_RESET_MS:.0f}: {met} | {r['all_passed']} / {r['all_clean']} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    args = parser.parse_args()
-    if os.geteuid() != 0:
-        parser.error("run as root: the benchmark dumps seccomp filters with ptrace and runs as an attendee")
-    print_header("seccomp labs", args)
-    print_report(run(args.rounds))
+    common.main(__doc__, "seccomp labs", "the benchmark dumps seccomp filters with ptrace and runs as an attendee",
+                lambda rounds: print_report(run(rounds)))
 
 
 if __name__ == "__main__":
