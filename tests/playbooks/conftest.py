@@ -88,6 +88,12 @@ def make_catalog(out: Path) -> Path:
     return out
 
 
+def password_hash(password: str) -> str:
+    """A crypt(3) SHA-512 hash, as an inventory carries an attendee's password."""
+    return subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=password, capture_output=True, text=True,
+                          check=True, timeout=30).stdout.strip()
+
+
 def write_inventory(path: Path, host: FleetHost) -> None:
     path.write_text(
         "all:\n  hosts:\n"
@@ -135,6 +141,7 @@ def room(tmp_path_factory) -> Iterator[Room]:
             "labfleet_stage_dir": str(work / "stage"),
             # The attendee logs in with the fleet's test key: the test then acts as the attendee over SSH.
             "labfleet_attendee_ssh_keys": [Path(host.private_key_path + ".pub").read_text().strip()],
+            "labfleet_attendee_password_hash": password_hash("labfleet-test-password"),
         }
         yield Room(fleet, host, controller, inventory, extra_vars, work)
     finally:

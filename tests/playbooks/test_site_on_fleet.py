@@ -82,6 +82,9 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     assert room.sh("id -un", user=ATTENDEE).strip() == ATTENDEE
     assert room.sh("sudo -n id -u", user=ATTENDEE).strip() == "0"
     assert room.sh("stat -c %a /etc/sudoers.d/labfleet-attendee").strip() == "440"
+    password_hash = room.extra_vars["labfleet_attendee_password_hash"]
+    assert room.sh(f"getent shadow {ATTENDEE}").split(":")[1] == password_hash
+    assert password_hash not in json.dumps(result.tasks), "the password hash leaked into Ansible's output"
 
     # The catalog as given, and the staged root fs, byte for byte.
     catalog = sorted(p.name for p in (room.work / "catalog").iterdir() if not p.name.startswith("."))
@@ -138,6 +141,20 @@ def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):
     assert len(pids) == 1
     wait_until(lambda: room.controller.nodes()[room.host.name]["state"] == "online", timeout=60,
                what="the restarted agent online")
+
+
+@pytest.mark.parametrize("bad, named", [
+    ({"labfleet_attendee_password_hash": "hunter2-in-clear"}, "labfleet_attendee_password_hash"),
+    ({"labfleet_controller_url": "controller:8300"}, "labfleet_controller_url"),
+    ({"labfleet_labs_src": "/nonexistent/labs"}, "labfleet_labs_src"),
+])
+def test_bad_variables_are_refused_by_name_before_anything_changes(room: Room, provisioned, bad, named):
+    config_before = room.sh("cat /etc/labfleet-agent/agent.toml")
+    result = room.play("site.yml", **bad)
+    assert result.rc != 0 and result.stats.get("changed", 0) == 0, result.explain()
+    assert any(named in message for message in result.failed_tasks), result.failed_tasks
+    assert "hunter2-in-clear" not in json.dumps(result.tasks)
+    assert room.sh("cat /etc/labfleet-agent/agent.toml") == config_before
 
 
 def test_teardown_leaves_the_host_as_before(room: Room, provisioned, before: dict):
