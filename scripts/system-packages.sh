@@ -10,10 +10,10 @@
 #   openssh-server ansible-core         the local fleet's sshd per host; playbooks
 #   ansible-lint yamllint               the playbooks are linted in CI
 #   docker-compose ruby                 docker-compose.yml and the Vagrantfile are validated in CI
-#   busybox-static                      the small root fs of ns-mount-2 (node_agent/kernel/rootfs.py)
-#   openssl                             tests/playbooks hash the attendee's test password (openssl passwd -6);
+#   busybox-static                      the small root fs of ns-mount-2 (node_agent/kernel/rootfs.py);
 #                                       the fork-bomb's children and probe (node_agent/kernel/forkbomb.py)
 #   netcat-openbsd iputils-ping         ns-net-2's server (nc -lk) and the attendee's ping between namespaces
+#   openssl                             tests/playbooks hash the attendee's test password (openssl passwd -6)
 set -euo pipefail
 PACKAGES=(util-linux iproute2 strace python3-seccomp libseccomp-dev gcc libc6-dev
   golang-github-containers-common stress-ng sudo uidmap openssh-server ansible-core
