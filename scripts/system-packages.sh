@@ -14,10 +14,11 @@
 #                                       the fork-bomb's children and probe (node_agent/kernel/forkbomb.py)
 #   netcat-openbsd iputils-ping         ns-net-2's server (nc -lk) and the attendee's ping between namespaces
 #   openssl                             tests/playbooks hash the attendee's test password (openssl passwd -6)
+#   python3-venv                        the agent's venv on a lab VM (playbooks/); local fleet hosts see this machine's
 set -euo pipefail
 PACKAGES=(util-linux iproute2 strace python3-seccomp libseccomp-dev gcc libc6-dev
   golang-github-containers-common stress-ng sudo uidmap openssh-server ansible-core
-  ansible-lint yamllint docker-compose ruby procps psmisc busybox-static openssl
+  ansible-lint yamllint docker-compose ruby procps psmisc busybox-static openssl python3-venv
   netcat-openbsd iputils-ping)
 missing=()
 for p in "${PACKAGES[@]}"; do
