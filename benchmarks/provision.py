@@ -77,7 +77,8 @@ def room(size: int, base: Path):
     redis.Redis.from_url(REDIS_URL).flushdb()
     data_dir = Path(tempfile.mkdtemp(prefix="lfbench-prov-", dir=base))
     controller = BridgeController(data_dir, f"sqlite:///{data_dir / 'labfleet.sqlite'}", REDIS_URL,
-                                  host=fleet.bridge_address, heartbeat_interval=5.0, sweep_interval=5.0)
+                                  host=fleet.bridge_address, heartbeat_interval=5.0, sweep_interval=5.0,
+                                  extra_env=pinned_inputs(base))
     try:
         controller.init(enroll_uses=1)
         controller.start_web()
@@ -89,6 +90,20 @@ def room(size: int, base: Path):
         left = leftovers(fleet)
         if left:
             print(f"WARNING: fleet leftovers: {left}", flush=True)
+
+
+def pinned_inputs(base: Path) -> dict[str, str]:
+    """The agent wheel and lab catalog as they are now: a working tree edited during the run would
+    otherwise make the second run a real change, not an idempotent one."""
+    import shutil
+
+    from controller.provision.wheel import agent_wheel
+
+    labs = base / "labs"
+    if not labs.exists():
+        shutil.copytree(REPO / "labs", labs, ignore=shutil.ignore_patterns("__pycache__"))
+    return {"LABFLEET_PROVISION_AGENT_WHEEL": str(agent_wheel(base / "wheels")),
+            "LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_labs_src": str(labs)})}
 
 
 def labfleet(controller: Controller, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
@@ -205,8 +220,11 @@ def run(sizes: list[int], defaults_sizes: list[int], fanout_rounds: int) -> dict
             print(f"N={size} tuned: bare -> online {first['total_s']:.1f} s ({first['changed']} changed); "
                   f"second run {second['total_s']:.1f} s ({second['changed']} changed)", flush=True)
             if size == max(sizes) and fanout_rounds:
-                out["fanout"] = {"hosts": size, **fanout(controller, fleet, base, fanout_rounds)}
-                print(f"N={size} fan-out: {out['fanout']}", flush=True)
+                try:
+                    out["fanout"] = {"hosts": size, **fanout(controller, fleet, base, fanout_rounds)}
+                    print(f"N={size} fan-out: {out['fanout']}", flush=True)
+                except (RuntimeError, AssertionError, subprocess.SubprocessError) as exc:
+                    print(f"N={size} fan-out NOT MEASURED: {exc}", flush=True)
     for size in defaults_sizes:
         with room(size, base) as (fleet, controller):
             out["defaults"][size] = provision(controller, fleet, tune=False)
