@@ -12,7 +12,7 @@ from controller import attendees
 from controller.app_state import app_state
 from controller.auth import require_instructor
 from controller.db import get_session
-from controller.errors import ValidationFailed
+from controller.errors import ApiError, ValidationFailed
 from controller.models import Node
 from controller.provision import runs
 from controller.provision.runner import Tuning
@@ -25,6 +25,13 @@ from controller.provision.schemas import (
 from controller.validation import parse_body
 
 bp = Blueprint("provision_api", __name__, url_prefix="/api/v1")
+
+
+class BrokerUnavailable(ApiError):
+    """The job broker refused the task."""
+
+    status = 503
+    error = "broker_unavailable"
 
 
 @bp.before_request
@@ -47,9 +54,17 @@ def start_run():
                          inventory=body.inventory, tuning=tuning, default_controller_url=settings.base_url,
                          stale_after=stale_after)
     session.commit()
+    from kombu.exceptions import OperationalError
+
     from controller.tasks.provision import enqueue
 
-    enqueue(run.id, time_limit=settings.provision_time_limit)
+    try:
+        enqueue(run.id, time_limit=settings.provision_time_limit)
+    except OperationalError as exc:
+        # Nothing will ever run it: say so on the run too, so it does not block the next one.
+        runs.mark_unqueued(session, run, reason=str(exc))
+        session.commit()
+        raise BrokerUnavailable(f"the run could not be queued (is the broker up?): {exc}") from None
     return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id))), 201
 
 

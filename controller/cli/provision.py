@@ -184,9 +184,14 @@ def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: floa
     columns = (TextColumn("[bold]{task.description:<16}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     bars: dict[str, TaskID] = {}
+    started, warned = time.monotonic(), False
     with Progress(*columns, console=render.console, disable=quiet, transient=False) as progress:
         while True:
             run = call(client.get, f"/api/v1/provision-runs/{run_id}")
+            if run["state"] == "pending" and not warned and time.monotonic() - started > 30:
+                warned = True
+                progress.console.print("[yellow]no worker has taken the run after 30 s: is `labfleet worker` "
+                                       "running against the same broker?[/yellow]")
             total = run["tasks_total"] or None
             for host in run["hosts"]:
                 if host["host"] not in bars:

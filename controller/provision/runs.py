@@ -91,6 +91,12 @@ def request_cancel(session: Session, *, run_id: str, actor: str, stale_after: fl
     return run
 
 
+def mark_unqueued(session: Session, run: ProvisionRun, *, reason: str) -> None:
+    run.state, run.finished_at, run.error = states.RUN_ERROR, utcnow(), f"not queued: {reason}"[:2000]
+    for status in host_statuses(session, run.id):
+        status.state, status.message = states.HOST_FAILED, "the run was never queued"
+
+
 def get_or_404(session: Session, run_id: str) -> ProvisionRun:
     run = session.get(ProvisionRun, run_id)
     if run is None:

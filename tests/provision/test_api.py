@@ -115,3 +115,23 @@ def test_retry_failed_runs_only_the_failed_hosts_of_the_latest_run(app, client, 
     assert [h["host"] for h in retry.json["hosts"]] == ["lab-2"]
     actions = [e["action"] for e in client.get("/api/v1/audit", headers=seed.auth).json["entries"]]
     assert "provision.retry" in actions
+
+
+def test_a_run_the_broker_refuses_is_a_503_and_does_not_block_the_next(tmp_path, database_url, inventory):
+    from controller import create_app, events, instructors
+    from controller.settings import settings_for_tests
+
+    # Nothing listens on loopback port 9: the broker is down.
+    app = create_app(settings_for_tests(tmp_path / "data", database_url=database_url,
+                                        redis_url="redis://127.0.0.1:9/0"))
+    with app.extensions["labfleet"].db.session() as session:
+        events.get_or_create(session)
+        _, token = instructors.create_with_token(session, name="t")
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {token}"}
+    response = client.post("/api/v1/provision-runs", json=inventory, headers=auth)
+    assert response.status_code == 503 and response.json["error"] == "broker_unavailable"
+    run = client.get("/api/v1/provision-runs", headers=auth).json["runs"][0]
+    assert run["state"] == "error" and run["error"].startswith("not queued")
+    assert client.post("/api/v1/provision-runs", json=inventory, headers=auth).status_code == 503  # not 409
+    app.extensions["labfleet"].db.dispose()
