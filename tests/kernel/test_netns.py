@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.kernel import links, netns
+from tests.labs.helpers import wait_for
 
 if os.geteuid() != 0:
     pytest.skip("network namespace helpers need root (ip netns add, setns, mount)", allow_module_level=True)
@@ -64,16 +65,6 @@ def names(tmp_path):
     n = Names(tmp_path)
     yield n
     n.cleanup()
-
-
-def wait_for(predicate, what: str, timeout: float = 5.0):
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def two_namespaces_with_veth(names: Names) -> tuple[str, str]:

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.kernel import nsinspect
+from tests.labs.helpers import wait_for
 
 
 @pytest.fixture
@@ -34,16 +34,6 @@ def spawn() -> Iterator:
         except ProcessLookupError:
             pass
         proc.wait(timeout=10)
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"condition not met within {timeout} s: {predicate}")
 
 
 def leaf(pid: int) -> int:

@@ -15,6 +15,7 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,7 @@ from node_agent.labs.engine import Engine
 from node_agent.labs.loader import load_catalog
 from node_agent.labs.model import Lab
 from node_agent.labs.progress import ProgressStore
+from tests.labs.helpers import kill_quietly
 
 REPO = Path(__file__).resolve().parents[2]
 LABS_DIR = REPO / "labs"
@@ -68,10 +70,7 @@ def attendee() -> Attendee:
 def _kill_uid(uid: int) -> None:
     for pid in proctable.pids():
         if proctable.uid_of(pid) == uid:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+            kill_quietly(pid)
     reaper.reap_orphans()
 
 
@@ -111,13 +110,34 @@ class LabEnv:
         """
         step = self.catalog.get(lab_id).step(step_id)
         assert step.walkthrough is not None, f"{lab_id}/{step_id} has no walkthrough"
-        a = self.attendee
-        done = subprocess.run(
-            ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", "bash", "-s"],
-            input=step.walkthrough.read_text(), env=self.env(lab_id), cwd=a.home, capture_output=True, text=True,
-            timeout=timeout)
+        done = subprocess.run(self.attendee_argv("bash", "-s"), input=step.walkthrough.read_text(),
+                              env=self.env(lab_id), cwd=self.attendee.home, capture_output=True, text=True,
+                              timeout=timeout)
         assert done.returncode == 0, (f"walkthrough {lab_id}/{step_id} exited {done.returncode}\n"
                                       f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
+        return done
+
+    def attendee_argv(self, *argv: str) -> list[str]:
+        """``argv`` run as the attendee (uid, gid and its groups; sudo allowed, as on a lab VM)."""
+        a = self.attendee
+        return ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", *argv]
+
+    def as_attendee(self, script: str, lab_id: str, *, env: dict[str, str] | None = None, check: bool = True,
+                    background: bool = False, timeout: float = 30):
+        """``script`` in bash as the attendee, in its home, with the lab's LAB_* environment (or ``env``).
+
+        ``background``: a Popen in its own session (stdin and stdout piped, stderr into stdout). Otherwise
+        the finished run; with ``check`` the test fails with the script and its output unless it exited 0.
+        """
+        argv = self.attendee_argv("bash", "-c", script)
+        kw: dict[str, Any] = dict(env=self.env(lab_id) if env is None else env, cwd=self.attendee.home, text=True)
+        if background:
+            return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True, **kw)
+        done = subprocess.run(argv, capture_output=True, timeout=timeout, **kw)
+        if check:
+            assert done.returncode == 0, (f"attendee script exited {done.returncode}:\n{script}\n"
+                                          f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}")
         return done
 
     def residue(self, lab_id: str, **kw) -> list[str]:
@@ -130,10 +150,7 @@ class LabEnv:
         _kill_uid(self.attendee.uid)
         members = [p for p in (proctable.read(pid) for pid in ctx.lab_cgroup_members()) if p]
         for p in members:
-            try:
-                os.kill(p.pid, 9)
-            except ProcessLookupError:
-                pass
+            kill_quietly(p.pid)
         ctx.wait_gone(members)
         for root in ctx.lab_cgroup_roots():
             if root.is_dir():

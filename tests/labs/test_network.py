@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
 from node_agent.kernel import links, netns
 from tests.labs.conftest import LabEnv
+from tests.labs.helpers import kill_quietly, wait_for
 
 NET1, NET2 = "ns-net-1", "ns-net-2"
 STEPS = ("namespaces", "veth", "server")
@@ -39,38 +39,16 @@ def env(lab_env: LabEnv):
         if entry.name.startswith(lab_env.prefix) and entry.inode and entry.inode != own and entry.inode not in others:
             held = netns.holders(entry.inode)
             for pid in held.pids + [h.pid for h in held.fds]:
-                _kill(pid)
+                kill_quietly(pid)
             for mount in held.mounts:
                 if mount.mount_point != str(entry.path):
                     subprocess.run(["nsenter", "-t", str(mount.pid), "-m", "umount", "-l", mount.mount_point],
                                    capture_output=True)
 
 
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
-
-
 def as_attendee(env: LabEnv, script: str) -> subprocess.CompletedProcess:
     """A bash script as the attendee (sudo allowed, as on a lab VM), with the lab's LAB_* environment."""
-    a = env.attendee
-    done = subprocess.run(["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", "bash", "-c",
-                           "set -euo pipefail\n" + textwrap.dedent(script)],
-                          env=env.env(NET2), cwd=a.home, capture_output=True, text=True, timeout=30)
-    assert done.returncode == 0, f"attendee script failed:\n{script}\nstdout:{done.stdout}\nstderr:{done.stderr}"
-    return done
-
-
-def wait_for(predicate, what: str, timeout: float = 5.0):
-    give_up = time.monotonic() + timeout
-    while time.monotonic() < give_up:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    return env.as_attendee("set -euo pipefail\n" + textwrap.dedent(script), NET2)
 
 
 def step_result(out: dict, step: str) -> dict:
@@ -120,9 +98,8 @@ def test_net1_solve_passes_and_reset_leaves_nothing(env):
 
 def test_net1_a_namespace_with_more_than_lo_does_not_pass(env):
     env.started.append(subprocess.Popen(
-        ["setpriv", f"--reuid={env.attendee.uid}", f"--regid={env.attendee.gid}", "--init-groups", "--",
-         "unshare", "--user", "--map-root-user", "--net", "sh", "-c",
-         "ip link add lfbr0 type bridge && echo ready && exec sleep 60"],
+        env.attendee_argv("unshare", "--user", "--map-root-user", "--net", "sh", "-c",
+                          "ip link add lfbr0 type bridge && echo ready && exec sleep 60"),
         stdout=subprocess.PIPE, start_new_session=True))
     assert env.started[-1].stdout.readline().strip() == b"ready"
 
@@ -135,8 +112,7 @@ def test_net1_a_namespace_with_more_than_lo_does_not_pass(env):
 
 def test_net1_a_process_named_unshare_without_a_namespace_does_not_pass(env):
     env.started.append(subprocess.Popen(
-        ["setpriv", f"--reuid={env.attendee.uid}", f"--regid={env.attendee.gid}", "--init-groups", "--",
-         "bash", "-c", "exec -a unshare sleep 60"], start_new_session=True))
+        env.attendee_argv("bash", "-c", "exec -a unshare sleep 60"), start_new_session=True))
     wait_for(lambda: Path(f"/proc/{env.started[-1].pid}/cmdline").read_bytes().startswith(b"unshare"), "exec")
 
     result = env.engine.check(NET1)["steps"][0]
@@ -278,7 +254,7 @@ def test_net2_reset_unmounts_a_bind_mount_the_attendee_made_in_a_user_namespace(
 
     assert any(f"at {keep}" in r for r in report["removed"]), report
     assert not netns.holders(old[f"{p}vnet0"]) and inodes(env) == {}
-    _kill(holder)
+    kill_quietly(holder)
 
 
 def test_net2_reset_removes_a_name_bind_mounted_on_itself(env):
@@ -342,8 +318,7 @@ def test_net2_reset_removes_veths_the_classic_recipe_left_on_the_host(env):
 
 def test_net2_a_server_on_the_host_instead_of_vnet0_fails_with_a_clear_reason(env):
     env.engine.solve(NET2, "veth")
-    server = subprocess.Popen(["setpriv", f"--reuid={env.attendee.uid}", f"--regid={env.attendee.gid}",
-                               "--init-groups", "--", "nc", "-lk", "127.0.0.1", "1500"],
+    server = subprocess.Popen(env.attendee_argv("nc", "-lk", "127.0.0.1", "1500"),
                               stdin=subprocess.DEVNULL, start_new_session=True)
     env.started.append(server)
     wait_for(lambda: any(s.local_port == 1500 for s in links.listeners("self")), "the host listener")
