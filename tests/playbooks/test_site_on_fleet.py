@@ -115,9 +115,13 @@ def test_a_second_run_changes_nothing(room: Room, provisioned):
     assert not fast.ran("Write the agent's config"), "the fast path did not skip a provisioned host"
     assert any(m.startswith(f"NOT READY: {room.host.name}") for m in fast.messages())
 
+    supervisor_before = room.sh(f"{SUPERVISOR} status")
     full = room.play("site.yml", labfleet_fast_path=False)
     assert full.rc == 0 and full.ran("Write the agent's config"), full.explain()
     assert full.stats["changed"] == 0, full.explain()
+    # "Start unless it runs" found it running: the same supervisor, still one agent.
+    assert full.ran("Start the agent's supervisor unless it runs")
+    assert room.sh(f"{SUPERVISOR} status") == supervisor_before and len(supervised_agent_pids(room)) == 1
 
 
 def test_the_fast_path_repairs_drift_instead_of_skipping_it(room: Room, provisioned):
