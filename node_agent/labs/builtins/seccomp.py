@@ -178,6 +178,18 @@ def _judge_filter(dump: seccomp_filter.FilterDump, p: FilterParams) -> tuple[lis
     return problems, verdicts
 
 
+def _untraced_dumps(tasks, looked: list[dict[str, Any]]):
+    """Each untraced task with its dumped filter; a traced or undumpable one is noted in ``looked``."""
+    for t in tasks:
+        if t.tracer:
+            looked.append(t.evidence(problem=traced_reason(t)))
+            continue
+        try:
+            yield t, seccomp_filter.dump(t.proc.pid)
+        except seccomp_filter.FilterDumpError as exc:
+            looked.append(t.evidence(problem=str(exc)))
+
+
 @checker("seccomp.filter", FilterParams)
 def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
     """A live task in filter mode (NoNewPrivs 1, untraced) whose dumped filter gives the step's verdicts;
@@ -186,15 +198,7 @@ def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
     if forged:
         return forged
     looked: list[dict[str, Any]] = []
-    for t in tasks:
-        if t.tracer:
-            looked.append(t.evidence(problem=traced_reason(t)))
-            continue
-        try:
-            dump = seccomp_filter.dump(t.proc.pid)
-        except seccomp_filter.FilterDumpError as exc:
-            looked.append(t.evidence(problem=str(exc)))
-            continue
+    for t, dump in _untraced_dumps(tasks, looked):
         problems, verdicts = _judge_filter(dump, p)
         if not problems and t.no_new_privs == 1:
             return CheckResult.ok({"live": t.evidence(verdicts=verdicts, filters=len(dump.filters))})
@@ -342,15 +346,7 @@ def check_docker_profile(ctx: LabContext, p: DockerParams) -> CheckResult:
     if forged:
         return forged
     looked = []
-    for t in tasks:
-        if t.tracer:
-            looked.append(t.evidence(problem=traced_reason(t)))
-            continue
-        try:
-            dump = seccomp_filter.dump(t.proc.pid)
-        except seccomp_filter.FilterDumpError as exc:
-            looked.append(t.evidence(problem=str(exc)))
-            continue
+    for t, dump in _untraced_dumps(tasks, looked):
         judged = _judge_profile(dump, p, reference)
         if not judged["differs_count"] and not judged["not_blocked"]:
             return CheckResult.ok({"live": t.evidence(**judged)})
