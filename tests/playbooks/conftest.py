@@ -12,9 +12,11 @@ file order (provision, re-run, drift, teardown).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +83,10 @@ def make_catalog(out: Path) -> Path:
     flagged = out / FLAGGED_LAB
     shutil.copytree(REPO / "labs" / "ns-uts", flagged)
     toml = (flagged / "lab.toml").read_text()
-    edited = toml.replace('id = "ns-uts"', f'id = "{FLAGGED_LAB}"').replace(
-        'requires = ["ns:uts", "ns:user"]', f'requires = ["ns:uts", "program:{MISSING_PROGRAM}"]')
-    assert edited.count(FLAGGED_LAB) == 1 and MISSING_PROGRAM in edited, "labs/ns-uts/lab.toml changed shape"
+    toml = re.sub(r"(?m)^requires\s*=.*$\n?", "", toml)  # one-line requires, as the catalog writes it
+    edited = re.sub(r'(?m)^id\s*=.*$', f'id = "{FLAGGED_LAB}"\nrequires = ["ns:uts", "program:{MISSING_PROGRAM}"]',
+                    toml, count=1)
+    assert tomllib.loads(edited)["requires"] == ["ns:uts", f"program:{MISSING_PROGRAM}"], edited
     (flagged / "lab.toml").write_text(edited)
     return out
 
