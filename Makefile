@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PG_TEST_URL ?= postgresql+psycopg://labfleet:labfleet@127.0.0.1:5432/postgres
 
-.PHONY: bench-labs demo test test-sqlite test-postgresql lint install bench clean services wheel
+.PHONY: bench-labs demo packages test test-sqlite test-postgresql lint install bench clean services wheel
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "labfleet needs Python 3.11+"' || \
@@ -23,11 +23,13 @@ $(VENV)/.installed: pyproject.toml scripts/link-seccomp.sh | $(BIN)/python
 
 install: $(VENV)/.installed
 
-demo: install
-	$(BIN)/labfleet demo --agents 3
-
-services:
+packages:
 	bash scripts/system-packages.sh
+
+demo: install packages
+	$(BIN)/labfleet demo --hosts 3
+
+services: packages
 	bash scripts/test-services.sh
 
 lint: install

@@ -1,12 +1,18 @@
-"""``labfleet demo``: a controller, a worker and N local agents on this machine.
+"""``labfleet demo``: a controller, a worker and a local fleet of lab hosts, provisioned for real.
 
-The agents are plain processes with their own state directories (the local
-namespace fleet will replace them). Everything started here is stopped by its
-PID on Ctrl-C, SIGTERM or when ``duration`` runs out.
+``fleet up`` makes N lab hosts of namespaces on this machine, each with its own
+sshd; the controller listens on the fleet's bridge address so the hosts can
+reach it; ``playbooks/site.yml`` provisions them over SSH through the same
+provisioning run an instructor uses for a room (one progress bar per host);
+their agents enroll and come online. Everything started here is stopped by its
+PID, and the fleet taken down, on Ctrl-C, SIGTERM or when ``duration`` runs out.
+Without root (no namespaces), ``--no-fleet`` runs the agents as plain local
+processes instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import signal
@@ -28,27 +34,36 @@ class DemoError(Exception):
     """A demo process did not come up; the message says which and where its log is."""
 
 
-def run_demo(settings: Settings, *, agents: int, duration: float | None) -> None:
-    init = bootstrap.initialize(settings, instructor="instructor", enroll_uses=agents)
+def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_fleet: bool = True) -> None:
     logs = settings.data_dir / "demo-logs"
-    logs.mkdir(exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
     procs: list[subprocess.Popen] = []
     stop = _install_stop_handlers()
+    fleet = None
     try:
-        env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port)}
+        if use_fleet:
+            from controller.fleet import Fleet
+
+            fleet = Fleet(state_dir=settings.data_dir / "fleet", prefix="lfdemo")
+            fleet.down()  # what a crashed earlier demo left
+            render.console.print(f"local fleet: {hosts} lab host(s) on {fleet.config.subnet}")
+            fleet.up(hosts)
+            # The hosts reach the controller only over their bridge, so it listens there.
+            settings = dataclasses.replace(settings, host=fleet.bridge_address)
+        init = bootstrap.initialize(settings, instructor="instructor", enroll_uses=hosts)
+        env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port),
+               "LABFLEET_HOST": settings.host}
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "serve"], env, logs / "web.log"))
         _wait_healthy(settings.base_url, procs[0], logs / "web.log")
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "worker"], env, logs / "worker.log"))
         client = ControllerClient(Credentials(settings.base_url, init.api_token))
-        names = [f"demo-{i + 1}" for i in range(agents)]
-        for name in names:
-            state_dir = settings.data_dir / "demo-agents" / name
-            shutil.rmtree(state_dir, ignore_errors=True)  # a fresh machine each demo
-            agent_env = {**os.environ, "LABFLEET_AGENT_ENROLL_TOKEN": init.enrollment_token}
-            procs.append(_start([sys.executable, "-m", "node_agent", "run", "--controller", settings.base_url,
-                                 "--state-dir", str(state_dir), "--name", name], agent_env, logs / f"{name}.log"))
-        _wait_online(client, set(names), timeout=60)
-        _print_banner(settings, init)
+        if fleet is not None:
+            names = {h.name for h in fleet.hosts()}
+            _provision(client, settings.data_dir / "fleet")
+        else:
+            names = _start_local_agents(settings, init, hosts, procs, logs)
+        _wait_online(client, names, timeout=90)
+        _print_banner(settings, init, fleet is not None)
         give_up = time.monotonic() + duration if duration else None
         while not stop.is_set() and (give_up is None or time.monotonic() < give_up):
             stop.wait(0.5)
@@ -60,7 +75,45 @@ def run_demo(settings: Settings, *, agents: int, duration: float | None) -> None
         raise SystemExit(1) from None
     finally:
         _stop_all(procs)
-        render.console.print("demo stopped; every process it started has exited")
+        if fleet is not None:
+            fleet.down()
+        render.console.print("demo stopped; every process it started has exited"
+                             + (" and the fleet is down" if fleet is not None else ""))
+
+
+def _provision(client: ControllerClient, fleet_dir: Path) -> None:
+    from controller.cli.provision import follow, print_run
+
+    try:
+        run = client.post("/api/v1/provision-runs", {"playbook": "site", "tune": True, "driver": "netns",
+                                                      "inventory": {"state_dir": str(fleet_dir)}})
+        run = follow(client, run["id"], quiet=False)
+    except ClientError as exc:
+        raise DemoError(f"provisioning could not start: {exc}") from None
+    print_run(run)
+    if run["state"] != "succeeded":
+        raise DemoError(f"provisioning run {run['id']} ended {run['state']}; see labfleet provision show {run['id']}")
+
+
+def _start_local_agents(settings: Settings, init: bootstrap.Initialized, count: int,
+                        procs: list[subprocess.Popen], logs: Path) -> set[str]:
+    names = [f"demo-{i + 1}" for i in range(count)]
+    for name in names:
+        state_dir = settings.data_dir / "demo-agents" / name
+        shutil.rmtree(state_dir, ignore_errors=True)  # a fresh machine each demo
+        agent_env = {**os.environ, "LABFLEET_AGENT_ENROLL_TOKEN": init.enrollment_token}
+        procs.append(_start([sys.executable, "-m", "node_agent", "run", "--controller", settings.base_url,
+                             "--state-dir", str(state_dir), "--name", name, "--config",
+                             str(_local_agent_config(state_dir))], agent_env, logs / f"{name}.log"))
+    return set(names)
+
+
+def _local_agent_config(state_dir: Path) -> Path:
+    # Plain local agents share this machine: each gets its own attendee socket.
+    state_dir.mkdir(parents=True, exist_ok=True)
+    config = state_dir.parent / f"{state_dir.name}.toml"
+    config.write_text(f'attendee_socket = "{state_dir}/attendee.sock"\n')
+    return config
 
 
 def _install_stop_handlers():
@@ -109,11 +162,14 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
     raise DemoError(f"agents not online after {timeout:.0f}s: {sorted(names - online)}")
 
 
-def _print_banner(settings: Settings, init: bootstrap.Initialized) -> None:
+def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool) -> None:
     render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {settings.base_url}")
     render.console.print(f"instructor API token: {init.api_token}", soft_wrap=True)
     render.console.print(f"credentials saved in {init.credentials_path}; in another terminal try:")
-    render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet audit")
+    render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet check ns-uts --all"
+                         "\n  labfleet audit")
+    if fleet:
+        render.console.print("  labfleet fleet list --state-dir " + str(settings.data_dir / "fleet"))
     render.console.print("Ctrl-C stops the demo.")
 
 

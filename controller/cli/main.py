@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -260,15 +261,20 @@ def audit(ctx: Context, limit: int, action: str | None, as_json: bool) -> None:
 
 
 @cli.command()
-@click.option("--agents", default=3, show_default=True, help="How many local agents to start.")
+@click.option("--hosts", "--agents", "hosts", default=3, show_default=True, help="How many lab hosts to start.")
+@click.option("--fleet/--no-fleet", "use_fleet", default=True, show_default=True,
+              help="Lab hosts of namespaces provisioned by the playbook (root), or plain local agent processes.")
 @click.option("--port", type=int, default=None, help="Controller port (default 8300).")
 @click.option("--duration", type=float, default=None, help="Stop by itself after this many seconds.")
 @pass_ctx
-def demo(ctx: Context, agents: int, port: int | None, duration: float | None) -> None:
-    """Start a controller, a worker and N local agents; Ctrl-C stops and removes them."""
+def demo(ctx: Context, hosts: int, use_fleet: bool, port: int | None, duration: float | None) -> None:
+    """A controller, a worker and N provisioned lab hosts; Ctrl-C stops and removes them all."""
     from controller.cli.demo import run_demo
 
-    run_demo(ctx.settings(port=port), agents=agents, duration=duration)
+    if use_fleet and os.geteuid() != 0:
+        raise click.UsageError("the local fleet needs root (namespaces, a bridge, sshd); run as root or "
+                               "use --no-fleet for plain local agents")
+    run_demo(ctx.settings(port=port), hosts=hosts, duration=duration, use_fleet=use_fleet)
 
 
 cli.add_command(fleet_group)  # labfleet fleet up|down|list

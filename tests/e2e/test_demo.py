@@ -1,4 +1,4 @@
-"""`labfleet demo`: three agents online in `labfleet status`; Ctrl-C leaves no process behind."""
+"""`labfleet demo`: a provisioned local fleet (or plain agents) online; Ctrl-C leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -31,23 +31,56 @@ def alive(pid: int) -> bool:
         return False
 
 
-def test_demo_shows_three_agents_online_and_cleans_up_on_ctrl_c(tmp_path):
+def _demo(tmp_path, *args: str) -> tuple[Proc, dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABFLEET_")}
     env.update(LABFLEET_DATA_DIR=str(tmp_path / "demo"), LABFLEET_PORT=str(free_port()))
-    demo = Proc("demo", [sys.executable, "-m", "controller.cli.main", "demo", "--agents", "3", "--duration", "120"],
+    demo = Proc("demo", [sys.executable, "-m", "controller.cli.main", "demo", *args, "--duration", "600"],
                 env, tmp_path / "demo.log").start()
+    return demo, env
+
+
+def _online(env: dict[str, str]) -> list[str]:
+    status = subprocess.run([sys.executable, "-m", "controller.cli.main", "status", "--json"], env=env,
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    return sorted(n["name"] for n in json.loads(status.stdout) if n["state"] == "online")
+
+
+def test_demo_provisions_a_local_fleet_and_takes_it_all_down_on_ctrl_c(tmp_path):
+    demo, env = _demo(tmp_path, "--hosts", "3")
+    try:
+        wait_until(lambda: "labfleet demo is running" in demo.log() or not demo.alive(), timeout=420,
+                   what="the demo banner")
+        assert demo.alive(), demo.log()[-4000:]
+        assert _online(env) == ["lfdemo-1", "lfdemo-2", "lfdemo-3"]
+        assert "lfdemo-1" in demo.log()  # the per-host provisioning table
+        check = subprocess.run([sys.executable, "-m", "controller.cli.main", "check", "ns-uts", "--all", "--json"],
+                               env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
+        results = json.loads(check.stdout)["commands"]
+        # Freshly provisioned: every host's agent ran the check, and nobody has done the lab yet.
+        assert [c["result"]["output"]["status"] for c in results] == ["failed"] * 3, check.stdout[-2000:]
+        started = children(demo.pid)
+
+        os.kill(demo.pid, signal.SIGINT)  # what Ctrl-C sends
+        assert demo.popen.wait(timeout=60) == 0, demo.log()[-3000:]
+        assert "the fleet is down" in demo.log()
+        assert [pid for pid in started if alive(pid)] == []
+        assert not [n for n in os.listdir("/run/netns") if n.startswith("lfdemo")]
+        assert not [n for n in os.listdir("/sys/class/net") if n.startswith("lfdemo")]
+    finally:
+        demo.stop()
+
+
+def test_demo_without_a_fleet_runs_plain_agents_and_cleans_up_on_ctrl_c(tmp_path):
+    demo, env = _demo(tmp_path, "--hosts", "3", "--no-fleet")
     try:
         wait_until(lambda: "labfleet demo is running" in demo.log() or not demo.alive(), timeout=90,
                    what="the demo banner")
         assert demo.alive(), demo.log()
-        status = subprocess.run([sys.executable, "-m", "controller.cli.main", "status", "--json"], env=env,
-                                cwd=REPO, capture_output=True, text=True, timeout=60)
-        nodes = json.loads(status.stdout)
-        assert sorted(n["name"] for n in nodes if n["state"] == "online") == ["demo-1", "demo-2", "demo-3"]
+        assert _online(env) == ["demo-1", "demo-2", "demo-3"]
         started = children(demo.pid)
         assert len(started) == 5  # web, worker, three agents
 
-        os.kill(demo.pid, signal.SIGINT)  # what Ctrl-C sends
+        os.kill(demo.pid, signal.SIGINT)
         assert demo.popen.wait(timeout=30) == 0
         assert "every process it started has exited" in demo.log()
         assert [pid for pid in started if alive(pid)] == []
