@@ -93,17 +93,16 @@ def room(size: int, base: Path):
 
 
 def pinned_inputs(base: Path) -> dict[str, str]:
-    """The agent wheel and lab catalog as they are now: a working tree edited during the run would
-    otherwise make the second run a real change, not an idempotent one."""
-    import shutil
-
+    """The agent wheel, playbooks and lab catalog as they are now: a working tree edited during the
+    run would otherwise make the second run a real change, not an idempotent one."""
     from controller.provision.wheel import agent_wheel
+    from tests.provision.conftest import snapshot_project
 
-    labs = base / "labs"
-    if not labs.exists():
-        shutil.copytree(REPO / "labs", labs, ignore=shutil.ignore_patterns("__pycache__"))
+    project = base / "project"
+    if not project.exists():
+        snapshot_project(project)
     return {"LABFLEET_PROVISION_AGENT_WHEEL": str(agent_wheel(base / "wheels")),
-            "LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_labs_src": str(labs)})}
+            "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks")}
 
 
 def labfleet(controller: Controller, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:

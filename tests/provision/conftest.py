@@ -77,14 +77,13 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     data_dir = tmp_path_factory.mktemp("controller")
     # One wheel for the whole module, built as a run builds it: other engineers edit node_agent/ in
     # this working tree while the tests run, and a new wheel between two runs is a real change.
-    # The lab catalog likewise: a snapshot taken now.
+    # The playbooks and the lab catalog likewise: a snapshot taken now.
     wheel = agent_wheel(tmp_path_factory.mktemp("wheels"))
-    labs = tmp_path_factory.mktemp("catalog") / "labs"
-    shutil.copytree(REPO / "labs", labs, ignore=shutil.ignore_patterns("__pycache__"))
+    project = snapshot_project(tmp_path_factory.mktemp("project"))
     ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
                           heartbeat_interval=1.0, sweep_interval=1.0,
                           extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
-                                     "LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_labs_src": str(labs)})})
+                                     "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks")})
     ctl.init(enroll_uses=1)
     try:
         ctl.start_web()
@@ -93,6 +92,13 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     finally:
         ctl.stop()
         redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
+
+
+def snapshot_project(into: Path) -> Path:
+    """A copy of what the playbooks read from the project (themselves, labs/, the agent's unit file)."""
+    for part in ("playbooks", "labs", "node_agent/packaging"):
+        shutil.copytree(REPO / part, into / part, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    return into
 
 
 def labfleet(controller: Controller, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
