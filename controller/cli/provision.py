@@ -234,8 +234,8 @@ def run_table(run: dict[str, Any]) -> Table:
     for host in run["hosts"]:
         style = HOST_STYLE.get(host["state"], "")
         table.add_row(host["host"], host["address"], f"[{style}]{host['state']}[/{style}]", str(host["ok"]),
-                      str(host["changed"]), str(host["failed"]), str(host["unreachable"]), host["failed_task"],
-                      host["message"][:300])
+                      str(host["changed"]), str(host["failed"]), str(host["unreachable"]), host["failed_task"][:80],
+                      host["message"][:160])
     return table
 
 

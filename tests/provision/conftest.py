@@ -95,9 +95,11 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
 
 
 def snapshot_project(into: Path) -> Path:
-    """A copy of what the playbooks read from the project (themselves, labs/, the agent's unit file)."""
-    for part in ("playbooks", "labs", "node_agent/packaging"):
+    """A copy of what the playbooks read from the project: themselves, labs/, node_agent/ (the root fs
+    builder, the unit file) and pyproject.toml."""
+    for part in ("playbooks", "labs", "node_agent"):
         shutil.copytree(REPO / part, into / part, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    shutil.copy(REPO / "pyproject.toml", into / "pyproject.toml")
     return into
 
 
