@@ -68,17 +68,15 @@ class BridgeController(Controller):
 @contextmanager
 def room(size: int, base: Path):
     """A fresh fleet of ``size`` bare hosts and a controller with a worker; all removed afterwards."""
-    import redis
-
     from tests.fleet.conftest import leftovers, new_fleet
 
     fleet = new_fleet(base / f"fleet-{size}-{time.monotonic_ns()}")
     fleet.up(size)
-    redis.Redis.from_url(REDIS_URL).flushdb()
     data_dir = Path(tempfile.mkdtemp(prefix="lfbench-prov-", dir=base))
     controller = BridgeController(data_dir, f"sqlite:///{data_dir / 'labfleet.sqlite'}", REDIS_URL,
                                   host=fleet.bridge_address, heartbeat_interval=5.0, sweep_interval=5.0,
-                                  extra_env=pinned_inputs(base))
+                                  extra_env={**pinned_inputs(base),
+                                             "LABFLEET_CELERY_QUEUE": f"lfbench-{time.monotonic_ns()}"})
     try:
         controller.init(enroll_uses=1)
         controller.start_web()

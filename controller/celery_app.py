@@ -30,6 +30,7 @@ def celery_config(settings: Settings) -> dict:
         "task_soft_time_limit": max(settings.task_time_limit - 30, 1),
         "task_ignore_result": True,
         "broker_connection_retry_on_startup": True,
+        "task_default_queue": settings.celery_queue,
         "beat_schedule": {
             "sweep": {"task": "labfleet.sweep", "schedule": timedelta(seconds=settings.sweep_interval),
                       "options": {"expires": settings.sweep_interval * 2}},

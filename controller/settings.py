@@ -74,6 +74,9 @@ class Settings:
     # More playbook variables for every run, a JSON object (playbooks/README.md lists them), e.g.
     # '{"labfleet_attendee_sudo_nopasswd": false}'. The controller's own (token, URL, wheel) win.
     provision_extra_vars: str = ""
+    # The Celery queue this controller's tasks go to and its worker reads: controllers sharing one Redis
+    # database (tests run side by side) must not take each other's tasks.
+    celery_queue: str = "celery"
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()

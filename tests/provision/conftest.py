@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from tests.conftest import BACKEND
 from tests.fleet.conftest import leftovers, new_fleet
 from tests.processes import REPO, Controller
 
-# Not the e2e tests' database 11 (they flush it) nor the benchmarks' 12.
+# Not the e2e tests' database 11 (they flush it) nor the benchmarks' 12; each module has its own queue.
 PROVISION_REDIS_URL = "redis://127.0.0.1:6379/14"
 
 
@@ -73,7 +74,8 @@ def fleet3(tmp_path_factory) -> Iterator[Fleet]:
 @pytest.fixture(scope="module")
 def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetController]:
     """Controller (gunicorn) on the fleet's bridge and a Celery worker on Redis, for the fleet3 hosts."""
-    redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
+    # A queue of its own: another run of these tests (or anyone) on this Redis database never takes its tasks.
+    queue = f"lfprov-{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path_factory.mktemp("controller")
     # One wheel for the whole module, built as a run builds it: other engineers edit node_agent/ in
     # this working tree while the tests run, and a new wheel between two runs is a real change.
@@ -83,7 +85,8 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
                           heartbeat_interval=1.0, sweep_interval=1.0,
                           extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
-                                     "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks")})
+                                     "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks"),
+                                     "LABFLEET_CELERY_QUEUE": queue})
     ctl.init(enroll_uses=1)
     try:
         ctl.start_web()
@@ -91,7 +94,7 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
         yield ctl
     finally:
         ctl.stop()
-        redis.Redis.from_url(PROVISION_REDIS_URL).flushdb()
+        redis.Redis.from_url(PROVISION_REDIS_URL).delete(queue)
 
 
 def snapshot_project(into: Path) -> Path:
