@@ -80,8 +80,8 @@ def execute(app: AppState, run_id: str) -> Report:
     private_dir = settings.data_dir / "provision" / run_id
     outcome, error = None, None
     try:
-        if playbook == "site":
-            extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
+        # teardown.yml reads it too (it records what the host was provisioned with): give it to every run.
+        extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
         spec = PlaybookRun(
             private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
             inventory=ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
