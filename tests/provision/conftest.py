@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from controller.fleet import Fleet
+from controller.provision.runner import control_path_dir
 from controller.provision.wheel import agent_wheel
 from tests.conftest import BACKEND
 from tests.fleet.conftest import leftovers, new_fleet
@@ -95,6 +96,7 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     finally:
         ctl.stop()
         redis.Redis.from_url(PROVISION_REDIS_URL).delete(queue)
+        shutil.rmtree(control_path_dir(data_dir.resolve()), ignore_errors=True)
 
 
 def snapshot_project(into: Path) -> Path:
