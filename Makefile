@@ -39,8 +39,10 @@ test-sqlite: install services
 	$(BIN)/pytest -q
 
 # The second pass covers what talks to the database; lab, kernel, fleet and playbook
-# tests never touch it, so running them twice would only double CI time.
-PG_SUITES := tests/controller tests/node_agent tests/e2e tests/provision
+# tests never touch it (nor does the demo, which keeps its own SQLite file), so
+# running them twice would only double CI time.
+PG_SUITES := tests/controller tests/node_agent tests/e2e/test_delivery.py tests/e2e/test_fleet.py \
+	tests/e2e/test_labs.py tests/provision
 
 test-postgresql: install services
 	LABFLEET_TEST_DATABASE=postgresql LABFLEET_TEST_PG_URL=$(PG_TEST_URL) $(BIN)/pytest -q $(wildcard $(PG_SUITES))
