@@ -10,6 +10,7 @@ removed by those names, and the leftovers found are reported.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -157,6 +158,9 @@ class LabEnv:
                 for d in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
                     _rmdir(d)
                 _rmdir(root)
+            # The shared labfleet-test parent goes too once no other test session holds a child in it.
+            with contextlib.suppress(OSError):
+                root.parent.rmdir()
         for name in _listdir("/run/netns"):
             if name.startswith(self.prefix):
                 subprocess.run(["ip", "netns", "del", name], capture_output=True)
