@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import cgroups, proctable, reaper
+from node_agent.kernel import cgroups, procfs, proctable, reaper
 
 
 @dataclass(frozen=True)
@@ -62,15 +62,15 @@ def nonce_for(machine_id: str, user: str) -> int:
 
 
 def v1_mounts() -> dict[str, Path]:
-    """``{controller: mount point}`` of the v1 hierarchies (``cpu`` and ``cpuacct`` may share one)."""
+    """``{controller: mount point}`` of the v1 hierarchies (``cpu`` and ``cpuacct`` may share one).
+
+    Read once per context, so a check that asks for several controllers parses mountinfo once.
+    """
     out: dict[str, Path] = {}
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields = right.split()
-            if fields and fields[0] == "cgroup":
-                for opt in fields[2].split(","):
-                    out.setdefault(opt, Path(left.split()[4]))
+    for mount in procfs.mountinfo("self"):
+        if mount.fstype == "cgroup":
+            for option in mount.super_options:
+                out.setdefault(option, Path(mount.mount_point))
     return out
 
 
