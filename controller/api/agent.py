@@ -8,10 +8,11 @@ from functools import partial
 from flask import Blueprint, jsonify, request
 
 from controller import commands, enrollment, nodes
+from controller.api.query_args import seconds_arg
 from controller.app_state import app_state
 from controller.auth import node_changed, require_node
 from controller.db import get_session, release_session
-from controller.errors import Conflict, Unauthenticated, ValidationFailed
+from controller.errors import Conflict, Unauthenticated
 from controller.validation import parse_body
 from node_agent.protocol import (
     AGENT_API,
@@ -85,7 +86,7 @@ def poll_commands(node_id: str):
     """Long-poll: answer as soon as there is a command for this node, or after ``wait`` seconds."""
     node_id = require_node(node_id).id
     state = app_state()
-    wait = _float_arg("wait", default=0.0, low=0.0, high=state.settings.poll_wait_max)
+    wait = seconds_arg("wait", default=0.0, low=0.0, high=state.settings.poll_wait_max)
     resync = request.args.get("resync", "0") in ("1", "true")
     if resync:
         state.notifier.supersede_polls(node_id)
@@ -126,18 +127,3 @@ def post_result(node_id: str):
         metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)
         metrics.results_total.labels(kind=stored.kind, outcome="ok" if message.ok else "failed").inc()
     return jsonify(encode(Ack(duplicate=stored.duplicate)))
-
-
-def _float_arg(name: str, *, default: float, low: float, high: float) -> float:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name}: expected a number of seconds, got {raw!r}", field=name) from None
-    if not low <= value <= high:
-        raise ValidationFailed(f"{name}: must be between {low:g} and {high:g}", field=name)
-    return value
-
-

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from controller import attendees
+from controller.api.query_args import int_arg
 from controller.app_state import app_state
 from controller.auth import require_instructor
 from controller.db import get_session
@@ -70,7 +71,7 @@ def start_run():
 
 @bp.get("/provision-runs")
 def list_runs():
-    limit = _int_arg("limit", 20, 1, 200)
+    limit = int_arg("limit", 20, 1, 200)
     return jsonify({"runs": [runs.to_dict(r) for r in runs.recent(get_session(), limit=limit)]})
 
 
@@ -85,8 +86,8 @@ def get_run(run_id: str):
 def run_events(run_id: str):
     session = get_session()
     runs.get_or_404(session, run_id)
-    found = runs.events_of(session, run_id, after=_int_arg("after", 0, 0, 2**31), host=request.args.get("host"),
-                           limit=_int_arg("limit", 500, 1, 5000))
+    found = runs.events_of(session, run_id, after=int_arg("after", 0, 0, 2**31), host=request.args.get("host"),
+                           limit=int_arg("limit", 500, 1, 5000))
     return jsonify({"run_id": run_id, "events": [runs.event_to_dict(e) for e in found]})
 
 
@@ -143,16 +144,3 @@ def credentials():
     response = jsonify({"credentials": rows})
     response.headers["Cache-Control"] = "no-store"
     return response
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed(f"{name}: expected an integer", field=name) from None
-    if not low <= value <= high:
-        raise ValidationFailed(f"{name}: must be between {low} and {high}", field=name)
-    return value
