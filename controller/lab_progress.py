@@ -18,19 +18,20 @@ from sqlalchemy.orm import Session
 from controller.models import Attendee, LabProgress, Node, utcnow
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-STATUSES = frozenset({"passed", "failed", "unavailable", "forged"})
+# "skipped": the attendee reset to a later step, and the steps before it were not solved for them.
+STATUSES = frozenset({"passed", "failed", "unavailable", "forged", "skipped"})
 MAX_EVIDENCE_BYTES = 4096
 MAX_ENTRIES = 2000
 
 
 def from_result(session: Session, node_id: str, kind: str, output: dict[str, Any]) -> int:
-    """Record what a ``lab.check``/``lab.solve`` result says; a ``lab.reset`` clears the lab's rows."""
+    """Record what a ``lab.check``/``lab.solve`` result says; a ``lab.reset`` clears the lab's rows, then
+    records the steps a reset to a later step solved or skipped."""
     lab = output.get("lab") if isinstance(output, dict) else None
     if not isinstance(lab, str) or not ID.match(lab):
         return 0
     if kind == "lab.reset":
         session.execute(delete(LabProgress).where(LabProgress.node_id == node_id, LabProgress.lab == lab))
-        return 0
     entries = {}
     for step in output.get("steps", [])[:MAX_ENTRIES]:
         if isinstance(step, dict):

@@ -30,13 +30,21 @@ def request(path: Path, payload: dict[str, Any]) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(TIMEOUT)
         conn.connect(str(path))
-        conn.sendall(json.dumps(payload).encode() + b"\n")
+        try:
+            conn.sendall(json.dumps(payload).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # a busy agent answers and closes without reading: its one line is still there to read
         data = b""
         while not data.endswith(b"\n"):
-            chunk = conn.recv(65536)
+            try:
+                chunk = conn.recv(65536)
+            except ConnectionResetError:
+                break
             if not chunk:
                 break
             data += chunk
+    if not data:
+        raise ConnectionError("the lab agent closed the connection without an answer")
     return json.loads(data)
 
 

@@ -3,9 +3,17 @@
 The attendee is root-capable on their VM but runs ``lab`` as themselves: the
 caller's uid comes from SO_PEERCRED (the kernel's word, not the request's), and
 decides what it may do. The attendee account and root may read, check, get
-hints and reset; only root may solve (an attendee asking the agent to do the
-step for them would make checking meaningless). Everyone else is refused.
+hints and reset; what the agent may do *for* a caller (solve, or reset to a
+later step) is decided by the lab service from that uid. Everyone else is
+refused as soon as they connect.
 One JSON request per connection, one JSON answer, both bounded in size.
+
+The door is bounded too, so no caller can make the agent pile up threads:
+at most ``max_clients`` connections are served at once, and a connection past
+that is answered at once with a one-line "busy" error and closed (never
+queued). A client has ``client_timeout`` seconds to send its whole request and
+again to take its whole answer; an idle or slow one is dropped. The socket has
+its own threads and shares no lock with the heartbeat or the command poll.
 """
 
 from __future__ import annotations
@@ -16,16 +24,21 @@ import socket
 import socketserver
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from node_agent.labs.service import Caller, Forbidden
 from node_agent.logs import get_logger
 
 log = get_logger(__name__)
 
 MAX_REQUEST_BYTES = 4096
-ATTENDEE_ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use"})
-ROOT_ONLY_ACTIONS = frozenset({"solve"})
+ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve"})
+DEFAULT_MAX_CLIENTS = 16
+DEFAULT_CLIENT_TIMEOUT = 5.0
+LISTEN_BACKLOG = 64  # connections the kernel holds until the accept loop answers them (at once: serve or refuse)
+BUSY = {"ok": False, "error": "busy", "detail": "agent busy, try again"}
 
 
 def peer_uid(conn: socket.socket) -> int:
@@ -35,9 +48,11 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 class AttendeeServer:
-    def __init__(self, path: Path, labs: Any) -> None:
+    def __init__(self, path: Path, labs: Any, *, max_clients: int = DEFAULT_MAX_CLIENTS,
+                 client_timeout: float = DEFAULT_CLIENT_TIMEOUT) -> None:
         self.path, self.labs = Path(path), labs
-        self._server: socketserver.ThreadingUnixStreamServer | None = None
+        self.max_clients, self.client_timeout = max_clients, client_timeout
+        self._server: _BoundedServer | None = None
 
     def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,28 +60,111 @@ class AttendeeServer:
         if _answers(self.path):
             raise OSError(f"another agent already serves {self.path}; set attendee_socket to another path")
         self.path.unlink(missing_ok=True)
-        labs = self.labs
-
-        class Handler(socketserver.StreamRequestHandler):
-            timeout = 30
-
-            def handle(self) -> None:
-                uid = peer_uid(self.connection)
-                line = self.rfile.readline(MAX_REQUEST_BYTES + 1)
-                answer = handle_request(labs, uid, line)
-                self.wfile.write(json.dumps(answer).encode() + b"\n")
-
-        self._server = socketserver.ThreadingUnixStreamServer(str(self.path), Handler)
-        self._server.daemon_threads = True
+        self._server = _BoundedServer(str(self.path), self.labs, self.max_clients, self.client_timeout)
         os.chmod(self.path, 0o666)  # anyone may connect; SO_PEERCRED decides what they may do
         threading.Thread(target=self._server.serve_forever, name="attendee-socket", daemon=True).start()
-        log.info("attendee_socket.listening", path=str(self.path))
+        log.info("attendee_socket.listening", path=str(self.path), max_clients=self.max_clients,
+                 client_timeout_s=self.client_timeout)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self.path.unlink(missing_ok=True)
+
+
+class _BoundedServer(socketserver.ThreadingUnixStreamServer):
+    """One thread per client, at most ``max_clients`` of them; the accept loop itself never waits on a client."""
+
+    daemon_threads = True
+    block_on_close = False  # stop() must not wait for a client, and no list of finished threads is kept
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, path: str, labs: Any, max_clients: int, client_timeout: float) -> None:
+        self.labs, self.client_timeout = labs, client_timeout
+        self._slots = threading.BoundedSemaphore(max_clients)
+        super().__init__(path, socketserver.BaseRequestHandler)
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        uid = peer_uid(request)
+        refusal = stranger_refusal(self.labs, uid)
+        if refusal is None and not self._slots.acquire(blocking=False):
+            refusal = BUSY
+        if refusal is not None:
+            log.warning("attendee_socket.refused", uid=uid, error=refusal["error"])
+            _refuse(request, refusal)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            self.shutdown_request(request)
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self._serve(request)
+        except Exception:
+            log.error("attendee_socket.crashed", exc_info=True)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def _serve(self, conn: socket.socket) -> None:
+        uid = peer_uid(conn)
+        line = _read_request(conn, time.monotonic() + self.client_timeout)
+        if line is None:
+            log.warning("attendee_socket.dropped", uid=uid, reason=f"no whole request within {self.client_timeout:g} s")
+            _refuse(conn, {"ok": False, "error": "timeout",
+                           "detail": f"the request did not arrive within {self.client_timeout:g} s"})
+            return
+        answer = handle_request(self.labs, uid, line)
+        conn.settimeout(self.client_timeout)  # sendall's timeout is its whole send
+        try:
+            conn.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError as exc:
+            log.warning("attendee_socket.dropped", uid=uid, reason=f"answer not taken: {exc}")
+
+
+def _read_request(conn: socket.socket, deadline: float) -> bytes | None:
+    """The request line (at most MAX_REQUEST_BYTES + 1 bytes, or what came before EOF); None past the deadline."""
+    data = b""
+    while b"\n" not in data and len(data) <= MAX_REQUEST_BYTES:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        conn.settimeout(left)
+        try:
+            chunk = conn.recv(MAX_REQUEST_BYTES + 1 - len(data))
+        except TimeoutError:
+            return None
+        except OSError:
+            return b""
+        if not chunk:
+            break
+        data += chunk
+    return data.partition(b"\n")[0] + b"\n" if b"\n" in data else data
+
+
+def _refuse(conn: socket.socket, answer: dict[str, Any]) -> None:
+    """One error line, without ever waiting on the client, then the caller closes the connection."""
+    try:
+        conn.recv(MAX_REQUEST_BYTES + 1, socket.MSG_DONTWAIT)  # unread data would turn our close into a reset
+    except OSError:
+        pass
+    try:
+        conn.send(json.dumps(answer).encode() + b"\n", socket.MSG_DONTWAIT)
+    except OSError:
+        pass
+
+
+def stranger_refusal(labs: Any, uid: int) -> dict[str, Any] | None:
+    """The answer for a caller who is neither root nor the attendee account; None for those two."""
+    if uid == 0 or uid == _attendee_uid(labs):
+        return None
+    return {"ok": False, "error": "forbidden",
+            "detail": f"the lab agent serves the attendee account and root only (you are uid {uid})"}
 
 
 def _answers(path: Path) -> bool:
@@ -90,18 +188,20 @@ def handle_request(labs: Any, uid: int, line: bytes) -> dict[str, Any]:
     if not isinstance(request, dict):
         return _error("request", "not a JSON object")
     action = request.get("action")
-    if action not in ATTENDEE_ACTIONS | ROOT_ONLY_ACTIONS:
-        return _error("action", f"one of {', '.join(sorted(ATTENDEE_ACTIONS | ROOT_ONLY_ACTIONS))}")
-    attendee_uid = _attendee_uid(labs)
-    if uid != 0 and (uid != attendee_uid or action in ROOT_ONLY_ACTIONS):
-        who = "the attendee account" if action not in ROOT_ONLY_ACTIONS else "root"
+    if action not in ACTIONS:
+        return _error("action", f"one of {', '.join(sorted(ACTIONS))}")
+    refusal = stranger_refusal(labs, uid)
+    if refusal is not None:
         log.warning("attendee_socket.refused", uid=uid, action=action)
-        return {"ok": False, "error": "forbidden", "detail": f"{action} is for {who} only (you are uid {uid})"}
+        return refusal
     for key in ("lab", "step", "to_step"):
         if request.get(key) is not None and not isinstance(request[key], str):
             return _error(key, "a string")
     try:
-        result = _dispatch(labs, action, request)
+        result = _dispatch(labs, action, request, Caller(uid))
+    except Forbidden as exc:
+        log.warning("attendee_socket.refused", uid=uid, action=action)
+        return {"ok": False, "error": "forbidden", "detail": str(exc)}
     except (LookupError, KeyError) as exc:
         return {"ok": False, "error": "not_found", "detail": str(exc).strip("'\"")}
     except ValueError as exc:
@@ -120,7 +220,7 @@ def _attendee_uid(labs: Any) -> int | None:
         return None
 
 
-def _dispatch(labs: Any, action: str, request: dict[str, Any]) -> Any:
+def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -> Any:
     if action == "list":
         return labs.list()
     if action == "use":
@@ -131,9 +231,9 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any]) -> Any:
     if action == "check":
         return labs.check(lab, request.get("step"))
     if action == "solve":
-        return labs.solve(lab, request.get("step"))
+        return labs.solve(lab, request.get("step"), caller=caller)
     if action == "reset":
-        return labs.reset(lab, request.get("to_step"))
+        return labs.reset(lab, request.get("to_step"), caller=caller)
     if action == "instructions":
         return labs.instructions(lab, request.get("step"))
     if action == "hint":

@@ -55,6 +55,8 @@ class AgentConfig:
     lab_prefix: str = "lab"
     lab_cgroup_parent: str = "labfleet"
     attendee_socket: Path = DEFAULT_ATTENDEE_SOCKET
+    attendee_max_clients: int = 16  # `lab` connections served at once; more are told "busy" at once
+    attendee_client_timeout: float = 5.0  # to send the whole request, and again to take the answer
 
     def __post_init__(self) -> None:
         self.controller_url = _controller_url(self.controller_url)
@@ -70,6 +72,8 @@ class AgentConfig:
         self.state_dir = _state_dir(self.state_dir)
         self.labs_dir = Path(self.labs_dir).expanduser().absolute()
         self.attendee_socket = Path(self.attendee_socket).expanduser().absolute()
+        self.attendee_max_clients = _integer("attendee_max_clients", self.attendee_max_clients, 1, 256)
+        self.attendee_client_timeout = _number("attendee_client_timeout", self.attendee_client_timeout, 0.1, 120)
         self.attendee_user = _matching("attendee_user", self.attendee_user, _USER_NAME, "a user name")
         self.lab_prefix = _matching("lab_prefix", self.lab_prefix, _PREFIX, "2 to 6 lower-case letters/digits")
         self.lab_cgroup_parent = _matching("lab_cgroup_parent", self.lab_cgroup_parent, _CGROUP_PARENT,

@@ -137,7 +137,9 @@ class Agent:
         self._labs.namespaces_initial = self.namespaces_initial
         for error in self._labs.engine.catalog.errors:
             log.warning("labs.broken_lab", error=str(error))
-        self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs)
+        self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs,
+                                               max_clients=self.config.attendee_max_clients,
+                                               client_timeout=self.config.attendee_client_timeout)
         try:
             self._attendee_server.start()
         except OSError as exc:

@@ -13,7 +13,7 @@ from rich.table import Table
 STATE_STYLE = {"online": "green", "offline": "red", "revoked": "magenta", "retired": "dim",
                "succeeded": "green", "failed": "red", "expired": "yellow", "pending": "cyan",
                "delivered": "cyan", "active": "green", "consumed": "dim", "passed": "green", "clean": "green",
-               "leftovers": "red", "forged": "bold red", "unavailable": "yellow"}
+               "leftovers": "red", "forged": "bold red", "unavailable": "yellow", "skipped": "yellow"}
 
 
 def print_json(data: Any) -> None:

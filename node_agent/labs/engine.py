@@ -6,8 +6,10 @@
 - ``solve``: carries out the step for real, after re-solving earlier steps that
   do not pass; then checks it.
 - ``reset``: every step's reset in reverse order, the lab's holders killed, then
-  the residue scan; leftovers are reported. ``to_step`` re-solves the steps
-  before it, so the attendee starts exactly at that step.
+  the residue scan; leftovers are reported. ``to_step`` starts the attendee at
+  that step: with ``solve_earlier`` (a caller who may solve) the steps before it
+  are solved for real; without, nothing runs as root and they are recorded
+  "skipped", which is not "passed" and stays so until their check passes.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from typing import Any
 from node_agent.labs import registry, requirements, residue
 from node_agent.labs.context import LabContext
 from node_agent.labs.loader import Catalog
-from node_agent.labs.model import UNAVAILABLE, CheckResult, Lab, ResetReport, Step
+from node_agent.labs.model import FAILED, SKIPPED, UNAVAILABLE, CheckResult, Lab, ResetReport, Step
 from node_agent.labs.progress import ProgressStore
 from node_agent.logs import get_logger
 
 log = get_logger(__name__)
+
+SKIPPED_REASON = "skipped by a reset to a later step; not done (only root may have it solved)."
 
 
 class Engine:
@@ -78,12 +82,16 @@ class Engine:
         ctx = self.context(lab)
         steps = [lab.step(step_id)] if step_id else list(lab.steps)
         reasons = self.unavailable_reasons(lab, ctx)
+        recorded = self.progress.load().get(lab.id, {}) if self.progress else {}
         results = []
         for step in steps:
             if reasons:
                 result, ms = CheckResult.unavailable("unavailable on this VM: " + "; ".join(reasons)), 0.0
             else:
                 result, ms = self._check_step(ctx, step)
+            if result.status == FAILED and recorded.get(step.id, {}).get("status") == SKIPPED:
+                # Skipped by a reset and not done since: still skipped, not a new failure (nor a pass).
+                result = CheckResult(SKIPPED, f"{SKIPPED_REASON} {result.reason}".strip(), result.evidence)
             if self.progress:
                 self.progress.record(lab.id, step.id, result.status, result.reason)
             results.append({"step": step.id, "title": step.title, **result.to_dict(), "ms": round(ms, 3)})
@@ -136,8 +144,11 @@ class Engine:
         return {"step": step.id, "evidence": evidence, "ms": round((time.perf_counter() - t0) * 1000, 3)}
 
     # -- reset --------------------------------------------------------------------------
-    def reset(self, lab_id: str, to_step: str | None = None) -> dict[str, Any]:
+    def reset(self, lab_id: str, to_step: str | None = None, *, solve_earlier: bool = False) -> dict[str, Any]:
+        """Reset the lab; with ``to_step``, start at it. ``solve_earlier`` (root only, decided by the
+        caller's service) solves the steps before it; otherwise they are marked skipped, never solved."""
         lab = self.catalog.get(lab_id)
+        index = lab.step_index(to_step) if to_step else 0  # an unknown step is refused before anything is reset
         ctx = self.context(lab)
         t0 = time.perf_counter()
         report = ResetReport()
@@ -156,16 +167,28 @@ class Engine:
             self.progress.clear(lab.id, [s.id for s in lab.steps])
         out: dict[str, Any] = {"lab": lab.id, **report.to_dict(), "ms": round((time.perf_counter() - t0) * 1000, 3)}
         if to_step:
-            index = lab.step_index(to_step)
-            if index:
-                out["resolved"] = self.solve(lab.id, lab.steps[index - 1].id)["solved"]
             out["to_step"] = to_step
+            earlier = lab.steps[:index]
+            if earlier and solve_earlier:
+                solved = self.solve(lab.id, earlier[-1].id)
+                out.update(resolved=solved["solved"], steps=solved["steps"])
+            elif earlier:
+                out.update(skipped=[s.id for s in earlier], steps=self._skip(lab, earlier))
         return out
+
+    def _skip(self, lab: Lab, steps: tuple[Step, ...]) -> list[dict[str, Any]]:
+        results = []
+        for step in steps:
+            if self.progress:
+                self.progress.record(lab.id, step.id, SKIPPED, SKIPPED_REASON)
+            results.append({"step": step.id, "title": step.title, "status": SKIPPED, "passed": False,
+                            "reason": SKIPPED_REASON, "evidence": {}})
+        return results
 
 
 def _overall(results: list[dict[str, Any]]) -> str:
     statuses = {r["status"] for r in results}
-    for status in ("forged", "unavailable", "failed"):
+    for status in ("forged", "unavailable", "failed", SKIPPED):
         if status in statuses:
             return status
     return "passed"

@@ -10,6 +10,8 @@ TOPICS = ("namespaces", "cgroups", "seccomp")
 
 # A check's status. "unavailable" is not a failure: the VM lacks what the step needs.
 PASSED, FAILED, UNAVAILABLE, FORGED = "passed", "failed", "unavailable", "forged"
+# A step an attendee skipped with `lab reset --to-step` (nothing was solved for them): not passed.
+SKIPPED = "skipped"
 
 
 class LabError(Exception):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-MARKS = {"passed": "PASS", "failed": "FAIL", "unavailable": "N/A ", "forged": "FORGED", "not checked": "    "}
+MARKS = {"passed": "PASS", "failed": "FAIL", "unavailable": "N/A ", "forged": "FORGED", "skipped": "SKIP",
+         "not checked": "    "}
 
 
 def check(result: dict[str, Any], *, evidence: bool = False) -> str:
@@ -26,6 +27,9 @@ def reset(result: dict[str, Any]) -> str:
     lines = [f"{result['lab']}: reset {'clean' if result['clean'] else 'INCOMPLETE'} ({result['ms']:.1f} ms)"]
     lines += [f"  removed: {x}" for x in result["removed"]]
     lines += [f"  still there: {x}" for x in result["leftovers"]]
+    if result.get("skipped"):
+        lines.append(f"  skipped, not solved: {', '.join(result['skipped'])} (do them yourself, or ask your "
+                     "instructor to solve them)")
     if result.get("to_step"):
         lines.append(f"  ready at step {result['to_step']}")
     return "\n".join(lines)

@@ -3,15 +3,39 @@
 Lab actions on one VM are serialised: a reset racing a solve of the same lab
 (the instructor and the attendee pressing buttons at once) would leave a mess.
 Reads (list, hint, instructions, status) do not take the lock.
+
+Who may have the agent do a step for them is decided here, once, from the
+``Caller`` (the kernel's uid for the attendee socket; the instructor, through
+the controller, is root): only root may solve, and ``reset --to-step`` is a
+solve of the earlier steps, so for anyone else those are skipped, not solved.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from node_agent.labs import inspect
 from node_agent.labs.engine import Engine
+from node_agent.labs.model import PASSED, SKIPPED
+
+
+@dataclass(frozen=True)
+class Caller:
+    uid: int
+
+    @property
+    def may_solve(self) -> bool:
+        # An attendee whose steps the agent does for them would make checking meaningless.
+        return self.uid == 0
+
+
+ROOT = Caller(0)  # the instructor's commands and root's own `lab`/`labfleet-agent lab`
+
+
+class Forbidden(Exception):
+    """The caller may not do this (the message says who may)."""
 
 
 class LabService:
@@ -27,13 +51,15 @@ class LabService:
         with self._lock:
             return self.engine.check(lab, step)
 
-    def solve(self, lab: str, step: str | None = None) -> dict[str, Any]:
+    def solve(self, lab: str, step: str | None = None, *, caller: Caller) -> dict[str, Any]:
+        if not caller.may_solve:
+            raise Forbidden(f"solve is for root only (you are uid {caller.uid})")
         with self._lock:
             return self.engine.solve(lab, step)
 
-    def reset(self, lab: str, to_step: str | None = None) -> dict[str, Any]:
+    def reset(self, lab: str, to_step: str | None = None, *, caller: Caller) -> dict[str, Any]:
         with self._lock:
-            return self.engine.reset(lab, to_step)
+            return self.engine.reset(lab, to_step, solve_earlier=caller.may_solve)
 
     def hint(self, lab: str, step: str, level: int) -> dict[str, Any]:
         return self.engine.hint(lab, step, level)
@@ -61,11 +87,11 @@ class LabService:
         return touched[0][1] if touched else None
 
     def current_step(self, lab: str) -> str:
-        """The first step that has not passed: where the attendee is."""
+        """The first step that has not passed (nor been skipped by a reset): where the attendee is."""
         done = self.progress().get(lab, {})
         steps = self.engine.catalog.get(lab).steps
         for step in steps:
-            if done.get(step.id, {}).get("status") != "passed":
+            if done.get(step.id, {}).get("status") not in (PASSED, SKIPPED):
                 return step.id
         return steps[-1].id
 

@@ -185,7 +185,7 @@ def test_net2_solve_passes_with_evidence_and_reset_cleans(env):
 def test_net2_solve_of_a_later_step_solves_the_earlier_ones_and_reset_to_step_resolves_them(env):
     out = env.engine.solve(NET2, "veth")
     assert [s["step"] for s in out["solved"]] == ["namespaces", "veth"] and out["passed"]
-    report = env.engine.reset(NET2, to_step="server")
+    report = env.engine.reset(NET2, to_step="server", solve_earlier=True)
     assert report["clean"], report["leftovers"]
     assert step_result(env.engine.check(NET2, "veth"), "veth")["passed"]
     assert step_result(env.engine.check(NET2, "server"), "server")["status"] == "failed"
