@@ -6,7 +6,8 @@
     lab show [STEP]          the instructions
     lab check [STEP]         check your work (the result also reaches your instructor)
     lab hint [STEP] [-n N]   a hint; -n 2, 3 are more explicit
-    lab reset [--to-step S]  start the lab (or a step) again from a clean state
+    lab reset [--to-step S]  start the lab again from a clean state; with --to-step, the steps
+                             before S are marked skipped (not done for you: only root may solve)
 
 Exit status: 0 passed/done, 1 not passed, 2 usage or agent error.
 """
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("step", nargs="?")
     hint.add_argument("-n", "--level", type=int, default=1, help="1 gentle ... 3 explicit")
     reset = sub.add_parser("reset", help="start again from a clean state")
-    reset.add_argument("--to-step", metavar="STEP")
+    reset.add_argument("--to-step", metavar="STEP", help="start at STEP; the steps before it are marked skipped")
     return parser
 
 
