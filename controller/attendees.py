@@ -162,7 +162,7 @@ def issue_credentials(session: Session, *, actor: str, reissue: bool = False) ->
             issued.append(attendee.email)
         rows.append({
             "name": attendee.name, "email": attendee.email, "node": node.name if node else None,
-            "host": (addresses.get(node.name) or node.address) if node else None, "login": LOGIN,
+            "host": _host_address(node, addresses) if node else None, "login": LOGIN,
             "access_code": code,
             "issued_at": attendee.access_code_issued_at.isoformat() if attendee.access_code_issued_at else None,
         })
@@ -215,6 +215,14 @@ def _usable_nodes(session: Session) -> list[Node]:
 
 def _taken(session: Session) -> set[str]:
     return set(session.scalars(select(Attendee.node_id).where(Attendee.node_id.is_not(None))))
+
+
+def _host_address(node: Node, provisioned: dict[str, str]) -> str:
+    """Where the attendee logs in: the inventory address of the host a run made this node, else the
+    address the node enrolled from. Never looked up by the node's name: any machine can ask for a name."""
+    if node.provision_host is not None and node.provision_host in provisioned:
+        return provisioned[node.provision_host]
+    return node.address
 
 
 def _provisioned_addresses(session: Session) -> dict[str, str]:

@@ -88,7 +88,12 @@ class ApiToken(Base):
 
 
 class EnrollmentToken(Base):
-    """A one-time, expiring token a new lab VM trades for its own node token."""
+    """A one-time, expiring token a new lab VM trades for its own node token.
+
+    A provisioning run mints one per inventory host (``bound_host``, ``provision_run_id``):
+    only a machine enrolling under that host's name can use it, and the run revokes it
+    when it ends.
+    """
 
     __tablename__ = "enrollment_tokens"
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -102,6 +107,8 @@ class EnrollmentToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    bound_host: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    provision_run_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
 
 
 class Node(Base):
@@ -126,6 +133,9 @@ class Node(Base):
     # Deferred: listing a room's nodes must not parse every snapshot.
     state_snapshot: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
     enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The inventory host a provisioning run's bound token made this node (None: enrolled by hand).
+    # Credentials sheets and teardown match nodes to hosts by this, never by the name a node asked for.
+    provision_host: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     event: Mapped[Event] = relationship()
 
 

@@ -63,7 +63,7 @@ def count_by_state(session: Session) -> dict[str, int]:
 def to_dict(node: Node, *, with_state: bool = False) -> dict[str, Any]:
     view = {
         "id": node.id, "name": node.name, "state": node.state, "address": node.address,
-        "hostname": node.hostname, "agent_version": node.agent_version,
+        "hostname": node.hostname, "agent_version": node.agent_version, "provision_host": node.provision_host,
         "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else None,
         "enrolled_at": node.enrolled_at.isoformat(), "heartbeat_interval": node.heartbeat_interval,
     }

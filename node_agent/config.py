@@ -38,10 +38,14 @@ class AgentConfig:
 
     ``heartbeat_interval`` None means "the interval the controller asks for".
     ``poll_wait`` caps the long-poll; the controller's own maximum applies too.
+    ``enroll_token_file`` is the file the token came from (the env file; by default the
+    config file when it holds ``enroll_token``): once enrolled, the agent removes the
+    token's line from it (``token_file.py``).
     """
 
     controller_url: str
     enroll_token: str | None = field(default=None, repr=False)
+    enroll_token_file: Path | None = None
     state_dir: Path = DEFAULT_STATE_DIR
     name: str = ""
     heartbeat_interval: float | None = None
@@ -61,6 +65,7 @@ class AgentConfig:
     def __post_init__(self) -> None:
         self.controller_url = _controller_url(self.controller_url)
         self.enroll_token = _optional_str("enroll_token", self.enroll_token)
+        self.enroll_token_file = _optional_path("enroll_token_file", self.enroll_token_file)
         self.name = _name(self.name)
         self.heartbeat_interval = _number("heartbeat_interval", self.heartbeat_interval, 0.1, 3600, optional=True)
         self.poll_wait = _number("poll_wait", self.poll_wait, 1, 300)
@@ -90,6 +95,8 @@ class AgentConfig:
     ) -> AgentConfig:
         """Settings from the file, then the environment, then ``overrides`` (the CLI flags)."""
         values = _read_toml(Path(config_file)) if config_file else {}
+        if values.get("enroll_token") and "enroll_token_file" not in values:
+            values["enroll_token_file"] = config_file
         environ = os.environ if environ is None else environ
         if environ.get(ENROLL_TOKEN_ENV):
             values["enroll_token"] = environ[ENROLL_TOKEN_ENV]
@@ -145,6 +152,14 @@ def _optional_str(key: str, value: Any) -> str | None:
     if not isinstance(value, str):
         raise ConfigurationError(f"{key}: expected a string, got {type(value).__name__}")
     return value.strip()
+
+
+def _optional_path(key: str, value: Any) -> Path | None:
+    if value is None:
+        return None
+    if not isinstance(value, str | Path) or not str(value):
+        raise ConfigurationError(f"{key}: expected a file path, got {value!r}")
+    return Path(value).expanduser().absolute()
 
 
 def _name(value: Any) -> str:

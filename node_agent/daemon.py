@@ -53,6 +53,7 @@ from node_agent.labs.service import LabService
 from node_agent.logs import get_logger
 from node_agent.protocol import CommandMessage, CommandResult, EnrollRequest, Heartbeat, StateReport
 from node_agent.state import collect_state, state_digest
+from node_agent.token_file import forget_token
 
 log = get_logger(__name__)
 
@@ -101,6 +102,8 @@ class Agent:
         self.credentials = self._stored_credentials()
         if self.credentials is None and not self.config.enroll_token:
             raise ConfigurationError(f"enroll_token: required to enroll (no credentials in {self.config.state_dir})")
+        if self.credentials is not None:
+            self._forget_token_on_disk()  # an earlier life may have stopped between storing and forgetting
         self.journal = Journal(self.config.state_dir)
         self._start_labs()
         log.info("agent.starting", version=__version__, pid=os.getpid(), name=self.config.name,
@@ -198,11 +201,24 @@ class Agent:
                 name=response.name, heartbeat_interval=response.heartbeat_interval, poll_wait=response.poll_wait,
             )
             save_credentials(self.config.state_dir, credentials)
+            self._forget_token_on_disk()
             self._use(credentials)
             backoff.reset()
             log.info("enrolled", node_id=response.node_id, name=response.name)
             return True
         return False
+
+    def _forget_token_on_disk(self) -> None:
+        """The node credentials are stored: the token's file (env or config) need not hold it any more."""
+        path = self.config.enroll_token_file
+        if path is None:
+            return
+        try:
+            if forget_token(path):
+                log.info("enroll_token.removed", path=str(path))
+        except OSError as exc:
+            log.warning("enroll_token.not_removed", path=str(path), error=str(exc),
+                        fix="remove the LABFLEET_AGENT_ENROLL_TOKEN line from it by hand")
 
     def _node_token_refused(self, backoff: Backoff) -> None:
         if self.config.enroll_token:

@@ -45,8 +45,9 @@ def enroll():
         node, token = enrollment.enroll(
             session, body, address=address, heartbeat_interval=state.settings.heartbeat_interval
         )
-    except (Unauthenticated, Conflict):
+    except (Unauthenticated, Conflict) as exc:
         state.enroll_failures.failed(address)
+        enrollment.record_refusal(session, exc, body, address=address)
         raise
     session.commit()
     # After the commit: a process that re-read the node before it would cache the old token again.

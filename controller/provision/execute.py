@@ -1,10 +1,14 @@
 """What the Celery task does with a run: token, wheel, extra vars, the playbook, then the nodes.
 
-For ``site``: a multi-use enrollment token for the run's hosts is created here,
-in the worker, so the clear token never travels through the broker or sits in
-the database; it reaches Ansible only in the run's private extra-vars file and
-is masked in every stored event. For ``teardown``: every host the playbook
-cleaned is retired (its node token revoked, its node marked retired).
+For ``site``: one single-use enrollment token per host, bound to that host's
+inventory name, is minted here, in the worker, so no clear token travels through
+the broker or sits in the database; each reaches Ansible only as its host's
+variable in the run's private inventory file and is masked in every stored
+event. However the run ends (done, failed, cancelled, crashed), its tokens are
+revoked: a token left on a VM is worth nothing afterwards. For ``teardown``:
+every node the run's hosts were provisioned as (the identity a bound token gave
+it, never a name the node chose) is retired (its node token revoked, its node
+marked retired).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from controller import audit, enrollment
 from controller import states as node_states
@@ -34,6 +39,7 @@ from controller.provision.runner import (
 from controller.provision.wheel import agent_wheel
 
 REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+HOST_TOKEN_VAR = "labfleet_enroll_token"  # playbooks/roles/node_agent writes it to the VM's env file
 
 
 @dataclass
@@ -63,19 +69,19 @@ def execute(app: AppState, run_id: str) -> Report:
         controller_url = run.controller_url
         folder = playbooks_dir(settings.playbooks_dir)
         # The project is named explicitly: with facts gathered, the entry playbook is a wrapper elsewhere.
-        secrets, extravars = [], {**settings.provision_extra_vars_dict(),
-                                  "labfleet_controller_url": controller_url,
-                                  "labfleet_project_dir": str(folder.parent),
-                                  "labfleet_stage_dir": str(settings.data_dir / "stage")}
+        # Extra vars beat inventory variables, so the setting may not give labfleet_enroll_token: it
+        # would override every host's own token.
+        extravars = {**{k: v for k, v in settings.provision_extra_vars_dict().items() if k != HOST_TOKEN_VAR},
+                     "labfleet_controller_url": controller_url,
+                     "labfleet_project_dir": str(folder.parent),
+                     "labfleet_stage_dir": str(settings.data_dir / "stage")}
+        names = limit or [h.name for h in hosts]
+        host_tokens: dict[str, str] = {}
         if playbook == "site":
-            _, token = enrollment.create_token(
-                session, event=session.get(Event, run.event_id),
-                created_by=actor, ttl=settings.provision_time_limit + 600.0, label=f"provision {run.id}",
-                uses=len(limit or hosts))
-            secrets.append(token)
-            extravars["labfleet_enroll_token"] = token
-    redact = Redactor(secrets)
-    names = limit or [h.name for h in hosts]
+            host_tokens = enrollment.mint_for_run(
+                session, event=session.get(Event, run.event_id), run_id=run.id, hosts=names, created_by=actor,
+                ttl=settings.provision_time_limit + 600.0)
+    redact = Redactor(list(host_tokens.values()))
     recorder = EventRecorder(app.db, run_id, names, redact)
     private_dir = settings.data_dir / "provision" / run_id
     outcome, error = None, None
@@ -84,7 +90,8 @@ def execute(app: AppState, run_id: str) -> Report:
         extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
         spec = PlaybookRun(
             private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
-            inventory=ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
+            inventory=_with_host_tokens(ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
+                                        host_tokens),
             extravars=extravars, limit=limit, tuning=tuning, control_path_dir=control_path_dir(settings.data_dir),
             timeout=settings.provision_time_limit)
         _store_tasks_total(app, run_id, spec, settings.data_dir / "provision")
@@ -104,13 +111,28 @@ def execute(app: AppState, run_id: str) -> Report:
         raise
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
+        if host_tokens:
+            _revoke_tokens(app, run_id, actor)
     final = recorder.finish(runner_status=outcome.status if outcome else None, error=error)
     if playbook == "teardown":
-        _retire_cleaned_nodes(app, run_id, actor)
+        retire_cleaned_nodes(app, run_id, actor)
     with app.db.session() as session:
         audit.record(session, actor=actor, action="provision.finish", target=run_id, playbook=playbook,
                      state=final, hosts={p.host: p.state for p in recorder.progress.values()})
     return Report(run_id, final)
+
+
+def _with_host_tokens(inventory: dict[str, Any], host_tokens: dict[str, str]) -> dict[str, Any]:
+    """Each host's own token as its variable (after the inventory's own vars: ours win)."""
+    for name, token in host_tokens.items():
+        inventory["all"]["hosts"][name][HOST_TOKEN_VAR] = token
+    return inventory
+
+
+def _revoke_tokens(app: AppState, run_id: str, actor: str) -> None:
+    """The run is over: the playbook waited for each host's agent to enroll, so no token is needed any more."""
+    with app.db.session() as session:
+        enrollment.revoke_run_tokens(session, run_id=run_id, actor=actor, reason="the provisioning run ended")
 
 
 def _wheel(configured: str, data_dir: Path) -> Path:
@@ -134,22 +156,26 @@ def _store_tasks_total(app: AppState, run_id: str, spec: PlaybookRun, cache_dir:
         session.get(ProvisionRun, run_id).tasks_total = total
 
 
-def _retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
-    """Teardown removed the agent from these hosts: their nodes will never speak again."""
+def retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
+    """Teardown removed the agent from these hosts: their nodes will never speak again.
+
+    A node is a host's when a run's bound token made it that host (``Node.provision_host``): a
+    node that merely calls itself by a host's name, or shares its address (one NAT), is not.
+    """
     from controller.auth import node_changed
 
     retired = []
     with app.db.session() as session:
-        cleaned = [s for s in session.scalars(select(ProvisionHostStatus).where(
+        run = session.get(ProvisionRun, run_id)
+        cleaned = [s.host for s in session.scalars(select(ProvisionHostStatus).where(
             ProvisionHostStatus.run_id == run_id, ProvisionHostStatus.state == states.HOST_OK))]
-        for status in cleaned:
-            matches = or_(Node.name == status.host, Node.address == status.address) if status.address \
-                else Node.name == status.host
-            for node in session.scalars(select(Node).where(matches, Node.state != node_states.NODE_RETIRED)):
-                node_states.check_node_move(node.state, node_states.NODE_RETIRED)
-                node.state, node.token_hash = node_states.NODE_RETIRED, None
-                audit.record(session, actor=actor, action="node.retire", target=node.id, node=node.name,
-                             provision_run=run_id)
-                retired.append(node.id)
+        for node in session.scalars(select(Node).where(
+                Node.event_id == run.event_id, Node.provision_host.in_(cleaned),
+                Node.state != node_states.NODE_RETIRED)):
+            node_states.check_node_move(node.state, node_states.NODE_RETIRED)
+            node.state, node.token_hash = node_states.NODE_RETIRED, None
+            audit.record(session, actor=actor, action="node.retire", target=node.id, node=node.name,
+                         host=node.provision_host, provision_run=run_id)
+            retired.append(node.id)
     for node_id in retired:
         node_changed(node_id)

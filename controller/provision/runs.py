@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller import audit, events
+from controller import audit, enrollment, events
 from controller.errors import Conflict, NotFound, ValidationFailed
 from controller.models import ProvisionEvent, ProvisionHostStatus, ProvisionRun, utcnow
 from controller.provision import states
@@ -80,6 +80,8 @@ def request_cancel(session: Session, *, run_id: str, actor: str, stale_after: fl
         raise Conflict(f"run {run.id} is already {run.state}", field="run_id")
     now = utcnow()
     run.cancel_requested_at = run.cancel_requested_at or now
+    # At once, not when the worker notices: a cancelled run hands no VM anything any more.
+    enrollment.revoke_run_tokens(session, run_id=run.id, actor=actor, reason="the provisioning run was cancelled")
     if run.state == states.RUN_PENDING or _stale(run, stale_after):
         run.state = states.RUN_CANCELLED
         run.finished_at = now
