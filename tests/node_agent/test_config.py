@@ -18,6 +18,7 @@ def test_defaults_and_normalisation(tmp_path: Path) -> None:
     assert config.name  # the hostname
     assert config.poll_wait == 25.0 and config.max_backoff == 30.0 and config.command_workers == 4
     assert config.output_limit_bytes == 64 * 1024 and config.log_format == "json"
+    assert config.attendee_max_clients == 16 and config.attendee_client_timeout == 5.0
     assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
 
 
@@ -30,6 +31,7 @@ def test_bad_controller_url_names_the_key(tmp_path: Path, url: str) -> None:
 @pytest.mark.parametrize(("key", "value"), [
     ("poll_wait", 0), ("max_backoff", "fast"), ("command_workers", 2.5), ("command_workers", True),
     ("heartbeat_interval", -1), ("log_format", "xml"), ("name", "n" * 65), ("output_limit_bytes", 10),
+    ("attendee_max_clients", 0), ("attendee_max_clients", 10_000), ("attendee_client_timeout", 0),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, key: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"^{key}: "):
