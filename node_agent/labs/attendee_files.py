@@ -113,7 +113,7 @@ def _directory(attendee: Attendee, parts: tuple[str, ...]) -> Iterator[int]:
     """
     home = attendee.home
     mounts = _mount_points_under(home)
-    fd = os.open(home, _DIR_FLAGS)
+    fd = os.open(home, _DIR_FLAGS & ~os.O_NOFOLLOW)  # /home/<user> is root's to name: a VM may link it
     try:
         home_dev = os.fstat(fd).st_dev
         here = home
