@@ -283,13 +283,22 @@ class LabContext:
         return holder
 
     def run(self, argv: list[str], *, as_attendee: bool = False, timeout: float = 10, netns: str | None = None,
-            input: str | None = None, cwd: str | None = None) -> subprocess.CompletedProcess:
-        """Run a short helper command to completion (never a shell string); its exit status is its own."""
+            input: str | None = None, stdin: int | None = None, cwd: str | None = None
+            ) -> subprocess.CompletedProcess:
+        """Run a short helper command to completion (never a shell string); its exit status is its own.
+
+        ``stdin``: a descriptor the command reads (a file the agent opened), instead of ``input`` text.
+        As the attendee, ``cwd`` is entered after the drop to their uid (``env -C``): a directory they
+        link elsewhere then takes the command only where they could go themselves.
+        """
+        if as_attendee:
+            argv = ["env", "-C", cwd or str(self.attendee.home), "--", *argv]
         full = self._wrap(argv, as_attendee=as_attendee, cgroup_dirs=[], netns=netns)
         with reaper.spawning():
-            proc = subprocess.Popen(full, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            proc = subprocess.Popen(full, stdin=stdin if stdin is not None else
+                                    subprocess.PIPE if input is not None else subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                    cwd=cwd or (str(self.attendee.home) if as_attendee else "/"),
+                                    cwd="/" if as_attendee else cwd or "/",
                                     env=holder_env(self.attendee if as_attendee else None))
             reaper.own(proc.pid)
         try:

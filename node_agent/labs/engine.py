@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node_agent.labs import registry, requirements, residue
+from node_agent.labs.attendee_files import AttendeeFileError
 from node_agent.labs.context import LabContext
 from node_agent.labs.loader import Catalog
 from node_agent.labs.model import FAILED, SKIPPED, UNAVAILABLE, CheckResult, Lab, ResetReport, Step
@@ -103,6 +104,8 @@ class Engine:
         t0 = time.perf_counter()
         try:
             result = builtin.fn(ctx, step.check.params)
+        except AttendeeFileError as exc:  # a file in the home the agent will not read as it stands
+            result = CheckResult.fail(str(exc))
         except PermissionError as exc:
             result = CheckResult.fail(f"the agent was not allowed to look: {exc}")
         except Exception as exc:  # a checker bug must read as a failed check, not a dead command

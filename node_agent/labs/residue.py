@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from node_agent.kernel import procfs
+from node_agent.labs.attendee_files import excerpt
 from node_agent.labs.context import LabContext
 
 SYSVIPC = Path("/proc/sysvipc")
@@ -39,7 +40,7 @@ def _processes(ctx: LabContext) -> list[str]:
         new = sorted(t for t in p.ns if ctx.in_new_ns(p, t))
         if new or p.pid in members or p.pid in holders:
             why = f"in new {','.join(new)} namespace" if new else "in a lab cgroup" if p.pid in members else "holder"
-            out.append(f"process {p.pid} ({p.comm}, uid {p.uid}) {why}")
+            out.append(f"process {p.pid} ({excerpt(p.comm)}, uid {p.uid}) {why}")
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from typing import Any
 from node_agent.kernel import nsinspect, procfs, proctable
 from node_agent.kernel import rootfs as rootfs_tarball
 from node_agent.kernel.proctable import ProcInfo
+from node_agent.labs import attendee_files
+from node_agent.labs.attendee_files import AttendeeFileError, excerpt
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
@@ -106,7 +107,7 @@ def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport,
             if q.pid in killed:
                 new = [t for t in types if ctx.in_new_ns(q, t)]
                 where = f"in a new {'/'.join(new)} namespace" if new else "in a lab cgroup"
-                report.removed.append(f"process {q.pid} ({q.comm}) {where}")
+                report.removed.append(f"process {q.pid} ({excerpt(q.comm)}) {where}")
         return targets()
 
     procs = targets()
@@ -115,7 +116,7 @@ def _kill_in_new(ctx: LabContext, types: list[str], report: ResetReport,
         procs = kill(inits)
     if procs:
         procs = kill(procs)
-    report.leftovers.extend(f"process {p.pid} ({p.comm}) is still in a new namespace" for p in procs)
+    report.leftovers.extend(f"process {p.pid} ({excerpt(p.comm)}) is still in a new namespace" for p in procs)
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,12 @@ def check_rootfs(ctx: LabContext, p: RootfsParams) -> CheckResult:
         if _in_new(ctx, q, "mnt", "pid") and q.nspid and q.nspid[-1] == 1:
             return CheckResult.ok(_ev(q, "mnt", "pid", nspid=list(q.nspid), root=link))
     evidence = {"rootfs": str(root), "rooted": [_ev(q, "mnt", "pid", nspid=list(q.nspid)) for q, _ in rooted]}
-    if not (root / "bin" / "busybox").exists():
+    try:  # looked at without following a link the attendee planted on the way
+        busybox = attendee_files.lookup(ctx.attendee, Path(p.rootfs, "bin", "busybox"))
+    except AttendeeFileError as exc:
+        return CheckResult.fail(f"{exc}. Unpack the root fs into a plain directory of your own "
+                                f"(`lab reset` removes what is there).", evidence)
+    if busybox is None:
         return CheckResult.fail(f"{root} does not hold the root fs yet: unpack it there first "
                                 f"(`mkdir -p ~/{p.rootfs} && tar -xzf {p.tarball} -C ~/{p.rootfs}`).", evidence)
     if not rooted:
@@ -303,15 +309,20 @@ def _tarball(ctx: LabContext, p: RootfsParams) -> Path:
 
 @solver("ns.rootfs", RootfsParams)
 def solve_rootfs(ctx: LabContext, p: RootfsParams) -> dict[str, Any]:
+    """Unpack the root fs as the attendee (tar reads the agent's tarball on stdin and writes as them, so a
+    planted ~/rootfs link cannot aim it anywhere), then start a holder rooted there."""
     root = _rootfs_dir(ctx, p)
     unpacked = False
-    if not (root / "bin" / "busybox").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        done = ctx.run(["tar", "-xzf", str(_tarball(ctx, p)), "-C", str(root), "--no-same-owner"])
-        if done.returncode != 0:
-            raise RuntimeError(f"unpacking the root fs into {root} failed: {done.stderr.strip()}")
-        a = ctx.attendee
-        ctx.run(["chown", "-R", "-h", f"{a.uid}:{a.gid}", str(root)])
+    try:
+        busybox = attendee_files.lookup(ctx.attendee, Path(p.rootfs, "bin", "busybox"))
+        if busybox is None:
+            attendee_files.make_directory(ctx, p.rootfs)
+    except AttendeeFileError as exc:
+        raise AttendeeFileError(exc.path, f"{exc.problem}; `lab reset` removes it") from None
+    if busybox is None:
+        with open(_tarball(ctx, p), "rb") as tarball:
+            attendee_files.run(ctx, ["tar", "-xzf", "-", "-p", "--no-same-owner", "-C", str(root)],
+                               f"unpacking the root fs into {root}", stdin=tarball.fileno(), timeout=120)
         unpacked = True
     holder = ctx.spawn(["unshare", "-Ufmrp", "--mount-proc", f"--root={root}", "--wd=/", *HOLD])
     return {"unpacked": unpacked, **_solved(holder, _wait_passing(lambda: check_rootfs(ctx, p)))}
@@ -322,16 +333,8 @@ def reset_rootfs(ctx: LabContext, p: RootfsParams) -> ResetReport:
     """Kill the namespace's init (the kernel kills the rest) and, if asked, remove the unpacked tree."""
     report = ResetReport()
     _kill_in_new(ctx, ["pid", "mnt", "user"], report)
-    root = _rootfs_dir(ctx, p)
-    home = ctx.attendee.home.resolve()
-    if p.remove_tree and root.exists():
-        # Only a real directory strictly inside the attendee's home; rmtree never follows symlinks.
-        if root.is_symlink() or home not in root.resolve().parents:
-            report.leftovers.append(f"{root} is not a directory inside {home}: left in place")
-        else:
-            shutil.rmtree(root, onerror=lambda _f, path, exc: report.leftovers.append(f"{path}: {exc[1]}"))
-            if not root.exists():
-                report.removed.append(f"unpacked root fs {root}")
+    if p.remove_tree:  # a planted link goes, not what it points to; nothing across a mount
+        report.merge(attendee_files.remove(ctx, p.rootfs))
     return report
 
 
@@ -530,7 +533,7 @@ def check_uts_hostname(ctx: LabContext, p: UtsParams) -> CheckResult:
     evidence["namespaces"] = seen
     if seen:
         return CheckResult.fail(f"Process {seen[0]['pid']} has its own UTS namespace, but its hostname is "
-                                f"{seen[0]['hostname']!r}: set it to {ctx.hostname!r} there.", evidence)
+                                f"'{excerpt(seen[0]['hostname'])}': set it to {ctx.hostname!r} there.", evidence)
     return CheckResult.fail(f"None of your processes is in a new UTS namespace: run `unshare -Urnu`, then "
                             f"`hostname {ctx.hostname}`, and keep that shell open.", evidence)
 

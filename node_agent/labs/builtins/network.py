@@ -28,6 +28,7 @@ from typing import Any
 
 from node_agent.kernel import links, netns, nsinspect, procfs, proctable
 from node_agent.kernel.proctable import ProcInfo
+from node_agent.labs.attendee_files import excerpt
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
@@ -86,7 +87,7 @@ def check_isolated(ctx: LabContext, p: IsolatedParams) -> CheckResult:
         return CheckResult.fail("Your process in a new network namespace has just exited; start it again.")
     first = seen[0]
     return CheckResult.fail(
-        f"Process {first['pid']} ({first['comm']}) is in a new network namespace, but it has more than lo: "
+        f"Process {first['pid']} ({excerpt(first['comm'])}) is in a new network namespace, but it has more than lo: "
         f"{', '.join(_extra_devices(first['devices'], p))}. A namespace fresh from unshare --net has only lo.",
         {"processes": seen})
 
@@ -121,7 +122,7 @@ def reset_isolated(ctx: LabContext, p: IsolatedParams) -> ResetReport:
     targets = _isolated_candidates(ctx, p)
     for pid in ctx.kill(targets) if targets else []:
         report.removed.append(f"process {pid} in a new network namespace")
-    report.leftovers.extend(f"process {q.pid} ({q.comm}) is still in a new network namespace"
+    report.leftovers.extend(f"process {q.pid} ({excerpt(q.comm)}) is still in a new network namespace"
                             for q in _isolated_candidates(ctx, p))
     return report
 
@@ -443,7 +444,7 @@ def _kill(ctx: LabContext, pids: list[int], what: str, report: ResetReport) -> N
     infos = [i for i in (proctable.read(pid) for pid in sorted(set(pids))) if i is not None]
     members = ctx.lab_cgroup_members()
     ours = [i for i in infos if _is_ours(ctx, i, members)]
-    report.leftovers.extend(f"process {i.pid} ({i.comm}, uid {i.uid}) {what}, and it is not the lab's: "
+    report.leftovers.extend(f"process {i.pid} ({excerpt(i.comm)}, uid {i.uid}) {what}, and it is not the lab's: "
                             "the agent leaves it alone" for i in infos if i not in ours)
     if ours:
         report.removed.extend(f"process {pid} {what}" for pid in ctx.kill(ours))

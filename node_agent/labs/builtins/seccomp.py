@@ -9,7 +9,9 @@ agent re-runs the attendee's compiled program as the attendee, with stdin held o
 while it waits, then lets it go on and sees how it ends (exit status or SIGKILL).
 
 sc-profile is the exception, and its text says so: its deliverable is an answer (the syscalls a program
-needs), which the agent verifies against its own strace run of the same program.
+needs), which the agent verifies against its own strace run of the same program. That file is read through
+``attendee_files`` (no link followed, a regular file of the attendee's, bounded), and what the reason
+quotes of it is a short escaped excerpt. Everything written in the home is written as the attendee.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -29,14 +32,15 @@ from typing import Any
 from node_agent.kernel import bpf, proctable, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
 from node_agent.kernel.bpf import SeccompData, Verdict
+from node_agent.labs import attendee_files
+from node_agent.labs.attendee_files import AttendeeFileError, excerpt
 from node_agent.labs.builtins.seccomp_tasks import (
-    as_attendee,
     compile_in_home,
     confined_tasks,
     exe_path,
     forged_run,
     program_path,
-    remove_attendee_dir,
+    program_problem,
     run_watched,
     status_task,
     traced_reason,
@@ -71,9 +75,9 @@ def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
         targets.append(t.proc)
     for pid in ctx.kill(targets):
         report.removed.append(f"process {pid} under seccomp")
-    report.leftovers.extend(f"process {q.pid} ({q.comm}) is still under seccomp" for q in targets
+    report.leftovers.extend(f"process {q.pid} ({excerpt(q.comm)}) is still under seccomp" for q in targets
                             if proctable.alive(q.pid, q.starttime))
-    report.merge(remove_attendee_dir(ctx, directory))
+    report.merge(attendee_files.remove(ctx, directory))
     return report
 
 
@@ -114,10 +118,11 @@ def check_strict(ctx: LabContext, p: StrictParams) -> CheckResult:
         if untraced:
             return CheckResult.ok({"live": untraced[0].evidence()})
     program = program_path(ctx, p.program)
-    if not program.is_file():
+    problem = program_problem(ctx, program)
+    if problem:
         if tasks:  # all of them traced
             return CheckResult.fail(traced_reason(tasks[0]), {"live": tasks[0].evidence()})
-        return CheckResult.fail(f"{program} does not exist: compile strict.c there (gcc -o strict strict.c) "
+        return CheckResult.fail(f"{problem}: compile strict.c there, as yourself (gcc -o strict strict.c), "
                                 "and run it.", {"program": str(program)})
     run = run_watched(ctx, program, [], want_mode=1)
     ev = run.evidence()
@@ -208,14 +213,19 @@ def check_filter(ctx: LabContext, p: FilterParams) -> CheckResult:
 
 def _rerun_filter(ctx: LabContext, p: FilterParams, looked: list[dict[str, Any]]) -> CheckResult:
     program = program_path(ctx, p.program)
-    if not program.is_file():
+    problem = program_problem(ctx, program)
+    if problem:
         why = looked[0]["problem"] if looked else "no process of yours runs under a seccomp filter"
-        return CheckResult.fail(f"{why.rstrip('.')}; and {program} does not exist: compile filter.c there "
+        return CheckResult.fail(f"{why.rstrip('.')}; and {problem}: compile filter.c there, as yourself "
                                 "(gcc -o filter filter.c -lseccomp).", {"live": looked, "program": str(program)})
     probe_dir = f".labfleet-probe-{ctx.prefix}"
     run = run_watched(ctx, program, [probe_dir], want_mode=2, dump=True)
     made = program.parent / probe_dir
-    if made.is_dir() and made.stat().st_uid == ctx.attendee.uid:
+    try:
+        probe = attendee_files.lookup(ctx.attendee, made)
+    except AttendeeFileError:
+        probe = None
+    if probe is not None and stat.S_ISDIR(probe.st_mode) and probe.st_uid == ctx.attendee.uid:
         ctx.run(["rmdir", "--", str(made)], as_attendee=True)
     ev = {"live": looked, **run.evidence()}
     if run.forged:
@@ -374,10 +384,9 @@ def solve_docker_profile(ctx: LabContext, p: DockerParams) -> dict[str, Any]:
     """Compile the profile (for the custom step: a copy that blocks ``also_blocked`` with EPERM, written
     where the attendee would write it) with libseccomp and load it in a holder that sleeps."""
     path = p.profile
-    if p.also_blocked:
-        path = str(ctx.attendee.home / p.custom)
-        as_attendee(ctx, ["mkdir", "-p", str(Path(path).parent)], "mkdir")
-        as_attendee(ctx, ["tee", path], f"writing {path}", input=json.dumps(custom_profile(p)))
+    if p.also_blocked:  # written as the attendee, in place of whatever was there (a link is not followed)
+        path = str(attendee_files.clear_for_writing(ctx, p.custom))
+        attendee_files.run(ctx, ["tee", "--", path], f"writing {path}", input=json.dumps(custom_profile(p)))
     env = {**holder_env(ctx.attendee), "PYTHONPATH": str(_agent_root())}
     holder = ctx.spawn([_python(), "-m", "node_agent.kernel.seccomp_profile", path, "--", "sleep", "infinity"],
                        as_attendee=True, env=env)
@@ -417,6 +426,7 @@ class ProfileAnswerParams:
     slack_extra: int = 5
 
 
+UNKNOWN_SHOWN = 10  # unknown names quoted in the evidence (each an excerpt)
 _NAME = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?([a-z_][a-z0-9_]*)\(")
 
 
@@ -467,12 +477,15 @@ def check_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> CheckResult
     """The attendee's list against the agent's own strace of the same program: everything the program
     itself adds over an empty C program must be named; a little slack for the C runtime's start-up."""
     answer_path = ctx.attendee.home / p.answer
-    try:
-        text = answer_path.read_text(errors="replace")
-    except OSError:
+    try:  # the attendee's file, read as root: no link followed, a regular file of theirs, bounded
+        text = attendee_files.read_text(ctx.attendee, p.answer)
+    except FileNotFoundError:
         return CheckResult.fail(f"{answer_path} does not exist yet: trace the program with strace and save the "
                                 "list of syscalls there (strace -f -c -o profile.txt ./hello does it).",
                                 {"answer": str(answer_path)})
+    except AttendeeFileError as exc:
+        return CheckResult.fail(f"{exc}. Save your list there as a plain file of your own "
+                                "(strace -f -c -o profile.txt ./hello does it).", {"answer": str(answer_path)})
     ref = _reference_trace(ctx, p)
     seen, core = set(ref["program"]), set(ref["program"]) - set(ref["baseline"])
     answer = set(parse_answer(text))
@@ -480,9 +493,10 @@ def check_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> CheckResult
     missing_core, missing = sorted(core - answer), sorted(seen - answer)
     extra = sorted(answer - seen - set(unknown))
     ev = {"answer": str(answer_path), "named": len(answer), "agent_saw": sorted(seen), "program_own": sorted(core),
-          "missing": missing, "extra": extra, "unknown": unknown}
-    if unknown:
-        return CheckResult.fail(f"These are not x86_64 syscalls: {', '.join(unknown)}.", ev)
+          "missing": missing, "extra": extra, "unknown": [excerpt(n) for n in unknown[:UNKNOWN_SHOWN]],
+          "unknown_count": len(unknown)}
+    if unknown:  # the attendee's own words: quoted short and escaped
+        return CheckResult.fail(f"These are not x86_64 syscalls: {excerpt(', '.join(unknown))}.", ev)
     if missing_core:
         return CheckResult.fail(f"Your list lacks syscalls the program itself makes: {', '.join(missing_core)}.", ev)
     if len(missing) > p.slack_missing:
@@ -500,6 +514,7 @@ def solve_profile_answer(ctx: LabContext, p: ProfileAnswerParams) -> dict[str, A
     answer = ctx.attendee.home / p.answer
     binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(answer.parent.relative_to(ctx.attendee.home)),
                       Path(p.source).stem, [])
-    as_attendee(ctx, ["strace", "-f", "-c", "-o", answer.name, f"./{binary.name}"], "strace",
-                 cwd=str(answer.parent))
+    attendee_files.clear_for_writing(ctx, p.answer)  # strace -o would write through a planted link
+    attendee_files.run(ctx, ["strace", "-f", "-c", "-o", answer.name, f"./{binary.name}"], "strace",
+                       cwd=answer.parent)
     return {"answer": str(answer), "check": check_profile_answer(ctx, p).status}

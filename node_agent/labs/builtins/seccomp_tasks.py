@@ -5,16 +5,14 @@
 - ``run_watched``: the attendee's compiled program re-run as the attendee with stdin held open; the agent
   watches its status while it waits, dumps its filter, then lets it go on and sees how it ends. Its
   whole session is killed afterwards.
-- ``compile_in_home``/``remove_attendee_dir``: files in the attendee's home are made as the attendee, and
-  removed without following a link or crossing a mount they planted.
+- ``compile_in_home``/``program_problem``: the attendee's program is built as the attendee, and found
+  without following a link they planted (``attendee_files``).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,8 +21,9 @@ from typing import Any
 
 from node_agent.kernel import nsinspect, procfs, proctable, reaper, seccomp_filter
 from node_agent.kernel.proctable import ProcInfo
+from node_agent.labs import attendee_files
 from node_agent.labs.context import LabContext, holder_env
-from node_agent.labs.model import CheckResult, ResetReport
+from node_agent.labs.model import CheckResult
 
 WATCH_TIMEOUT = 3.0
 MAX_LIVE_TASKS = 16  # dumping costs ~1 ms a task; an attendee with more confined tasks gets the newest
@@ -79,7 +78,7 @@ def confined_tasks(ctx: LabContext, mode: int) -> tuple[list[SeccompTask], Check
 
 
 def traced_reason(t: SeccompTask) -> str:
-    return (f"process {t.proc.pid} ({t.proc.comm}) is traced by pid {t.tracer} (TracerPid): a tracer can make "
+    return (f"process {t.proc.pid} ({attendee_files.excerpt(t.proc.comm)}) is traced by pid {t.tracer} (TracerPid): a tracer can make "
             "a filtered task skip its filter, so a traced task does not count. Detach strace/gdb and check again.")
 
 
@@ -108,7 +107,8 @@ class WatchedRun:
     def evidence(self) -> dict[str, Any]:
         fields = ("Seccomp", "Seccomp_filters", "NoNewPrivs", "TracerPid")
         return {"rerun": self.argv, "seen": {k: self.status_seen.get(k) for k in fields},
-                "exit": self.returncode, "signal": self.killed_by, "output": self.output[-400:]}
+                "exit": self.returncode, "signal": self.killed_by,
+                "output": attendee_files.excerpt(self.output, tail=True)}
 
 
 def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: int, dump: bool = False,
@@ -117,9 +117,12 @@ def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: i
     ends), dump its filters if asked, then close its stdin and collect how it ends."""
     a = ctx.attendee
     run = WatchedRun([str(program), *args])
-    with reaper.spawning():  # the child drops to the attendee before exec (no setpriv: one exec less)
-        proc = subprocess.Popen(run.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                cwd=str(program.parent), env=holder_env(a), start_new_session=True,
+    # The child drops to the attendee before exec (no setpriv: one exec less); env enters the program's
+    # directory after the drop, as the attendee, and execs it in place (same pid).
+    argv = ["env", "-C", str(program.parent), "--", *run.argv]
+    with reaper.spawning():
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                cwd="/", env=holder_env(a), start_new_session=True,
                                 user=a.uid, group=a.gid, extra_groups=a.groups())
         reaper.own(proc.pid)
     try:
@@ -211,79 +214,28 @@ def program_path(ctx: LabContext, relative: str) -> Path:
     return ctx.attendee.home / relative
 
 
-# --- files in the attendee's home, made and removed as the attendee -----------------------------------------
-
-class AttendeeCommandFailed(RuntimeError):
-    """A command a solve ran as the attendee (mkdir, cp, gcc, strace) failed; the message has its output."""
-
-
-def as_attendee(ctx: LabContext, argv: list[str], what: str, **kw) -> subprocess.CompletedProcess:
-    """Run a short command as the attendee; AttendeeCommandFailed names it and quotes its error."""
-    done = ctx.run(argv, as_attendee=True, **kw)
-    if done.returncode != 0:
-        raise AttendeeCommandFailed(f"{what} failed (exit {done.returncode}): "
-                                    f"{done.stderr.strip() or done.stdout.strip()}")
-    return done
-
+# --- the attendee's program, built and found in their home -------------------------------------------------
 
 def compile_in_home(ctx: LabContext, source: Path, workdir: str, output: str, libs: list[str]) -> Path:
-    """Copy ``source`` into ~/<workdir> and build it there with gcc, as the attendee does."""
-    target, source = ctx.attendee.home / workdir, source.resolve()  # the copy runs in the attendee's home
-    as_attendee(ctx, ["mkdir", "-p", str(target)], f"mkdir {target}")
-    as_attendee(ctx, ["cp", str(source), str(target / source.name)], f"copying {source.name}")
-    as_attendee(ctx, ["gcc", "-o", output, source.name, *libs], f"gcc {source.name}", cwd=str(target), timeout=60)
-    return target / output
+    """Copy ``source`` into ~/<workdir> and build it there with gcc, as the attendee does (everything as
+    them; an old ``output`` is removed first, so a link or FIFO planted in its place is not written to)."""
+    source = source.resolve()  # the lab folder: the attendee reads it, the copy is theirs
+    binary = attendee_files.clear_for_writing(ctx, Path(workdir) / output)
+    target = binary.parent
+    attendee_files.run(ctx, ["cp", "--remove-destination", "--", str(source), source.name],
+                       f"copying {source.name}", cwd=target)
+    attendee_files.run(ctx, ["gcc", "-o", output, source.name, *libs], f"gcc {source.name}", cwd=target,
+                       timeout=60)
+    return binary
 
 
-def remove_attendee_dir(ctx: LabContext, directory: Path) -> ResetReport:
-    """Remove a directory of the attendee's home without following a link or crossing a mount they made.
-
-    Every step from the home down is opened with O_NOFOLLOW and must belong to the attendee; the tree is
-    removed through directory file descriptors (shutil.rmtree's dir_fd walk, which does not follow
-    symlinks); a mount anywhere under it stops the removal and is reported.
-    """
-    report = ResetReport()
-    home = ctx.attendee.home
-    parts = directory.relative_to(home).parts
-    mounted = [m.mount_point for m in procfs.mountinfo("self")
-               if m.mount_point == str(directory) or m.mount_point.startswith(f"{directory}/")]
-    if mounted:
-        report.leftovers.append(f"{directory} not removed: {', '.join(mounted)} is mounted under it")
-        return report
-    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+def program_problem(ctx: LabContext, program: Path) -> str | None:
+    """Why the attendee's ``program`` cannot be re-run (missing, a link, a FIFO, not theirs), or None."""
     try:
-        for part in parts[:-1]:
-            try:
-                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-            except FileNotFoundError:
-                return report
-            except OSError as exc:  # ELOOP or ENOTDIR: a symlink or a file where a directory should be
-                report.leftovers.append(f"{home / part} is not a plain directory ({exc.strerror}); left alone")
-                return report
-            os.close(fd)
-            fd = nxt
-            if os.fstat(fd).st_uid != ctx.attendee.uid:
-                report.leftovers.append(f"{directory} is under a directory the attendee does not own; left alone")
-                return report
-        try:
-            st = os.stat(parts[-1], dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            return report
-        if st.st_uid != ctx.attendee.uid:
-            report.leftovers.append(f"{directory} does not belong to {ctx.attendee.user}; left alone")
-            return report
-        try:
-            if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(parts[-1], dir_fd=fd)
-            else:
-                os.unlink(parts[-1], dir_fd=fd)
-        except OSError as exc:
-            report.leftovers.append(f"{directory} could not be removed: {exc}")
-            return report
-        report.removed.append(str(directory))
-    finally:
-        os.close(fd)
-    return report
+        found = attendee_files.regular_file(ctx.attendee, program)
+    except attendee_files.AttendeeFileError as exc:
+        return str(exc)
+    return None if found is not None else f"{program} does not exist"
 
 
 def exe_path(pid: int) -> str:
