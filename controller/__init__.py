@@ -18,6 +18,7 @@ from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
 from controller.settings import Settings
+from controller.validation import check_request_text
 from controller.writer import WriteBatcher
 
 
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ))
     app.extensions["labfleet"] = state
     register_error_handlers(app)
+    app.before_request(check_request_text)
 
     from controller.api import agent, health, instructor
 

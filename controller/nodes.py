@@ -40,9 +40,10 @@ def resolve(session: Session, *, names: list[str], all_nodes: bool) -> list[Node
     return list(unique.values())
 
 
-def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any]) -> None:
+def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any],
+                max_progress_rows: int) -> None:
     session.execute(update(Node).where(Node.id == node_id).values(state_digest=digest, state_snapshot=snapshot))
-    lab_progress.from_snapshot(session, node_id, snapshot)
+    lab_progress.from_snapshot(session, node_id, snapshot, max_rows=max_progress_rows)
 
 
 def revoke(session: Session, node: Node, *, actor: str) -> Node:

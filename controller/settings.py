@@ -51,6 +51,8 @@ class Settings:
     # Failed enrollments allowed per client address and minute (guessing tokens); successes are free.
     enroll_failures_per_minute: int = 20
     max_body_bytes: int = 1024 * 1024
+    # Lab progress rows one node may hold (a lab step each; the shipped catalog has a few dozen steps).
+    max_progress_rows_per_node: int = 500
     heartbeat_flush_interval: float = 0.5
     task_time_limit: int = 600
     log_level: str = "INFO"
@@ -88,7 +90,7 @@ class Settings:
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
             raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
         for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",
-                     "enroll_failures_per_minute"):
+                     "enroll_failures_per_minute", "max_progress_rows_per_node"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):

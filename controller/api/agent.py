@@ -74,7 +74,8 @@ def heartbeat(node_id: str):
 def put_state(node_id: str):
     node = require_node(node_id)
     report = parse_body(StateReport)
-    nodes.store_state(get_session(), node.id, digest=report.digest, snapshot=report.state)
+    nodes.store_state(get_session(), node.id, digest=report.digest, snapshot=report.state,
+                      max_progress_rows=app_state().settings.max_progress_rows_per_node)
     get_session().commit()
     app_state().node_cache.set_digest(node.id, report.digest)
     app_state().notifier.node_changed(node.id)
@@ -121,7 +122,9 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
 def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
-    stored = app_state().writer.submit(lambda session: commands.store_result(session, node, message))
+    max_rows = app_state().settings.max_progress_rows_per_node
+    stored = app_state().writer.submit(
+        lambda session: commands.store_result(session, node, message, max_progress_rows=max_rows))
     if not stored.duplicate:
         metrics = app_state().metrics
         metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)
