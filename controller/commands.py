@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from controller import audit, lab_progress, states
@@ -165,14 +165,10 @@ def expire_overdue(session: Session, *, now: datetime | None = None) -> int:
     return result.rowcount or 0
 
 
-def batch(session: Session, batch_id: str) -> list[Command]:
-    commands = list(session.scalars(
-        select(Command).where(Command.batch_id == batch_id)
-        .options(selectinload(Command.node), selectinload(Command.result))
-    ))
-    if not commands:
-        raise NotFound(f"no command batch {batch_id!r}", field="batch_id")
-    return commands
+def batch_query(batch_id: str) -> Select:
+    """A batch's commands with their node and result (page it by node name)."""
+    return (select(Command).join(Node, Node.id == Command.node_id).where(Command.batch_id == batch_id)
+            .options(selectinload(Command.node), selectinload(Command.result)))
 
 
 def batch_progress(session: Session, batch_id: str) -> dict[str, int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
 from controller import audit, states
@@ -31,8 +31,8 @@ def create_token(
     return row, token
 
 
-def list_tokens(session: Session) -> list[EnrollmentToken]:
-    return list(session.scalars(select(EnrollmentToken).order_by(EnrollmentToken.created_at.desc())))
+def list_query() -> Select:
+    return select(EnrollmentToken)
 
 
 def revoke_token(session: Session, *, token_id: str, actor: str) -> EnrollmentToken:

@@ -16,7 +16,7 @@ import logging
 import re
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from controller.models import Attendee, LabProgress, Node, utcnow
@@ -128,15 +128,19 @@ def _evidence(evidence: Any, reason: Any) -> dict[str, Any]:
     return record
 
 
-def table(session: Session, *, lab: str | None = None, node: str | None = None) -> list[dict[str, Any]]:
+def table_query(*, lab: str | None = None, node: str | None = None) -> Select:
+    """(row, node name, attendee name) per progress row; ``lab`` and ``node`` (name or id) narrow it."""
     query = (select(LabProgress, Node.name, Attendee.name.label("attendee"))
              .join(Node, Node.id == LabProgress.node_id)
-             .outerjoin(Attendee, Attendee.id == LabProgress.attendee_id)
-             .order_by(Node.name, LabProgress.lab, LabProgress.step))
+             .outerjoin(Attendee, Attendee.id == LabProgress.attendee_id))
     if lab:
         query = query.where(LabProgress.lab == lab)
     if node:
         query = query.where((Node.name == node) | (Node.id == node))
-    return [{"node": name, "attendee": attendee, "lab": row.lab, "step": row.step, "status": row.status,
-             "reason": (row.evidence or {}).get("reason", ""), "updated_at": row.updated_at.isoformat()}
-            for row, name, attendee in session.execute(query)]
+    return query
+
+
+def table_row(found: tuple) -> dict[str, Any]:
+    row, name, attendee = found
+    return {"node": name, "attendee": attendee, "lab": row.lab, "step": row.step, "status": row.status,
+            "reason": (row.evidence or {}).get("reason", ""), "updated_at": row.updated_at.isoformat()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from controller import audit, lab_progress, states
@@ -12,8 +12,8 @@ from controller.errors import NotFound, ValidationFailed
 from controller.models import Node
 
 
-def list_nodes(session: Session) -> list[Node]:
-    return list(session.scalars(select(Node).order_by(Node.name)))
+def list_query() -> Select:
+    return select(Node)
 
 
 def get_or_404(session: Session, node_id: str) -> Node:
