@@ -35,6 +35,15 @@ def list_query() -> Select:
     return select(EnrollmentToken)
 
 
+def prefix_is_live(session: Session, prefix: str) -> bool:
+    """Whether an enrollment token that can still be used starts with ``prefix`` (the limiter lets it through)."""
+    now = utcnow()
+    return session.scalar(
+        select(EnrollmentToken.id).where(EnrollmentToken.prefix == prefix, EnrollmentToken.uses_left > 0,
+                                         EnrollmentToken.revoked_at.is_(None), EnrollmentToken.expires_at > now)
+        .limit(1)) is not None
+
+
 def revoke_token(session: Session, *, token_id: str, actor: str) -> EnrollmentToken:
     row = session.get(EnrollmentToken, token_id)
     if row is None:

@@ -48,8 +48,13 @@ class Settings:
     # A delivered command without a result is offered again after this long.
     redeliver_after: float = 30.0
     enrollment_token_ttl: float = 24 * 3600.0
-    # Failed enrollments allowed per client address and minute (guessing tokens); successes are free.
+    # Failed enrollments allowed per client address and minute (guessing tokens); successes are free, and
+    # a token prefix that belongs to a live enrollment token passes (controller/enroll_guard.py).
     enroll_failures_per_minute: int = 20
+    # Failed enrollments allowed per token prefix (its first 10 characters) and minute, from all addresses.
+    enroll_failures_per_prefix: int = 10
+    # Keys (addresses, prefixes) the in-process failure counter keeps at most; with Redis, its fallback.
+    enroll_limiter_max_keys: int = 10_000
     max_body_bytes: int = 1024 * 1024
     # Lab progress rows one node may hold (a lab step each; the shipped catalog has a few dozen steps).
     max_progress_rows_per_node: int = 500
@@ -90,7 +95,8 @@ class Settings:
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
             raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
         for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",
-                     "enroll_failures_per_minute", "max_progress_rows_per_node"):
+                     "enroll_failures_per_minute", "enroll_failures_per_prefix", "max_progress_rows_per_node",
+                     "enroll_limiter_max_keys"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):

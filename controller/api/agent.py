@@ -38,15 +38,16 @@ RECHECK_SECONDS = 5.0
 def enroll():
     state = app_state()
     address = request.remote_addr or ""
-    state.enroll_failures.check(address)
-    body = parse_body(EnrollRequest)
+    body = parse_body(EnrollRequest)  # a malformed body is a 400, not a guess
     session = get_session()
+    state.enroll_guard.check(address, body.enrollment_token,
+                             prefix_is_live=lambda prefix: enrollment.prefix_is_live(session, prefix))
     try:
         node, token = enrollment.enroll(
             session, body, address=address, heartbeat_interval=state.settings.heartbeat_interval
         )
     except (Unauthenticated, Conflict):
-        state.enroll_failures.failed(address)
+        state.enroll_guard.failed(address, body.enrollment_token)
         raise
     session.commit()
     # After the commit: a process that re-read the node before it would cache the old token again.
