@@ -9,6 +9,7 @@ Nothing else in the controller reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -56,6 +57,9 @@ class Settings:
     # Keys (addresses, prefixes) the in-process failure counter keeps at most; with Redis, its fallback.
     enroll_limiter_max_keys: int = 10_000
     max_body_bytes: int = 1024 * 1024
+    # Who may scrape /metrics: a bearer token, and/or addresses (comma-separated CIDRs). Neither: loopback only.
+    metrics_token: str = ""
+    metrics_allow: str = ""
     # Lab progress rows one node may hold (a lab step each; the shipped catalog has a few dozen steps).
     max_progress_rows_per_node: int = 500
     heartbeat_flush_interval: float = 0.5
@@ -108,6 +112,7 @@ class Settings:
                                      f"PROVISION_CONTROL_PERSIST >= 0")
         if self.provision_extra_vars:
             self.provision_extra_vars_dict()
+        self.metrics_networks()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
 
@@ -131,6 +136,17 @@ class Settings:
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The addresses that may scrape /metrics without the token: the allow list, else loopback when no token."""
+        if not self.metrics_allow.strip():
+            return [] if self.metrics_token else [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+        try:
+            return [ipaddress.ip_network(part.strip(), strict=False)
+                    for part in self.metrics_allow.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ConfigurationError(f"{ENV_PREFIX}METRICS_ALLOW: {exc} (comma-separated CIDRs, e.g. "
+                                     f"10.0.0.5/32,127.0.0.1/32)") from None
 
     def provision_extra_vars_dict(self) -> dict[str, Any]:
         try:
