@@ -104,7 +104,7 @@ def require_metrics_scraper() -> None:
         return
     if settings.metrics_token:
         raise Unauthenticated("metrics need the scrape token (Authorization: Bearer <LABFLEET_METRICS_TOKEN>)")
-    raise Forbidden(f"{request.remote_addr} may not scrape metrics (LABFLEET_METRICS_ALLOW)")
+    raise Forbidden(f"{request.remote_addr or 'this address'} may not scrape metrics (LABFLEET_METRICS_ALLOW)")
 
 
 def require_instructor() -> Principal:
