@@ -127,8 +127,16 @@ async def one_round(http: aiohttp.ClientSession, base_url: str, api_token: str, 
         batch_gets.append(time.perf_counter() - g0)
         if summary["done"] == summary["total"]:
             done_s = time.time() - t0
-            async with http.get(f"{base_url}/api/v1/batches/{batch_id}", headers=headers) as r:
-                view = await r.json()
+            view = {"commands": []}
+            cursor = ""
+            while True:  # the batch's commands come in pages of at most 1000
+                url = f"{base_url}/api/v1/batches/{batch_id}?limit=1000" + (f"&cursor={cursor}" if cursor else "")
+                async with http.get(url, headers=headers) as r:
+                    page = await r.json()
+                view["commands"].extend(page["commands"])
+                cursor = page.get("next")
+                if not cursor:
+                    break
             break
         await asyncio.sleep(batch_poll)
     server_cpu = meter.stop() if meter else float("nan")

@@ -11,13 +11,15 @@ from controller import commands as _commands
 from controller import db as db_module
 from controller import nodes as _nodes
 from controller.app_state import AppState
+from controller.enroll_guard import EnrollGuard
 from controller.errors import register_error_handlers
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
 from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
-from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
+from controller.ratelimit import ConcurrencyLimiter
 from controller.settings import Settings
+from controller.validation import check_request_text
 from controller.writer import WriteBatcher
 
 
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         notifier=CommandNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
         heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
         metrics=Metrics(),
-        enroll_failures=FailureLimiter(max_failures=settings.enroll_failures_per_minute, window=60.0),
+        enroll_guard=EnrollGuard.from_settings(settings),
         polls=ConcurrencyLimiter(per_key=2),
         node_cache=node_cache,
         writer=WriteBatcher(database),
@@ -52,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     ))
     app.extensions["labfleet"] = state
     register_error_handlers(app)
+    app.before_request(check_request_text)
 
     from controller.api import agent, health, instructor
 

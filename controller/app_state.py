@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from flask import current_app
 
 from controller.db import Database
+from controller.enroll_guard import EnrollGuard
 from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import Metrics
 from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
-from controller.ratelimit import ConcurrencyLimiter, FailureLimiter
+from controller.ratelimit import ConcurrencyLimiter
 from controller.settings import Settings
 from controller.writer import WriteBatcher
 
@@ -23,7 +24,7 @@ class AppState:
     notifier: CommandNotifier
     heartbeats: HeartbeatRecorder
     metrics: Metrics
-    enroll_failures: FailureLimiter
+    enroll_guard: EnrollGuard
     polls: ConcurrencyLimiter
     node_cache: NodeTokenCache
     writer: WriteBatcher

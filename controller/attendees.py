@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controller import audit, events, nodes, states
@@ -105,6 +105,10 @@ def _parse(text: str, source: str) -> list[tuple[int, str, str]]:
     except csv.Error as exc:
         raise fail(reader.line_num, None, f"not valid CSV: {exc}") from None
     return rows
+
+
+def list_query() -> Select:
+    return select(Attendee)
 
 
 def list_attendees(session: Session) -> list[Attendee]:

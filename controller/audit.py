@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controller.models import AuditEntry
@@ -17,11 +17,12 @@ def record(session: Session, *, actor: str, action: str, target: str = "", **det
     return entry
 
 
-def recent(session: Session, *, limit: int = 50, action: str | None = None) -> list[AuditEntry]:
-    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+def list_query(*, action: str | None = None) -> Select:
+    """Entries, newest first when paged by id descending; ``action`` narrows to one action."""
+    query = select(AuditEntry)
     if action:
         query = query.where(AuditEntry.action == action)
-    return list(session.scalars(query))
+    return query
 
 
 def to_dict(entry: AuditEntry) -> dict[str, Any]:

@@ -7,6 +7,8 @@ on every node of the controller.
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from dataclasses import dataclass
 
 from flask import current_app, g, request
@@ -78,6 +80,31 @@ def node_changed(node_id: str) -> None:
     state = current_app.extensions["labfleet"]
     state.node_cache.forget_node(node_id)
     state.notifier.node_changed(node_id)
+
+
+def require_metrics_scraper() -> None:
+    """/metrics: the scrape token (``LABFLEET_METRICS_TOKEN``) or an allowed address (``LABFLEET_METRICS_ALLOW``).
+
+    With neither configured only loopback may scrape. The node and command
+    counts it shows are read from the database on every scrape: the room must
+    not be able to read them, nor to make the controller run those queries.
+    """
+    settings = current_app.extensions["labfleet"].settings
+    if settings.metrics_token and request.headers.get("Authorization"):
+        if hmac.compare_digest(bearer_token().encode(), settings.metrics_token.encode()):
+            return
+        raise Unauthenticated("metrics scrape token is wrong")
+    try:
+        address = ipaddress.ip_address(request.remote_addr or "")
+    except ValueError:
+        address = None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # a dual-stack socket shows IPv4 clients as ::ffff:a.b.c.d
+    if address is not None and any(address in network for network in settings.metrics_networks()):
+        return
+    if settings.metrics_token:
+        raise Unauthenticated("metrics need the scrape token (Authorization: Bearer <LABFLEET_METRICS_TOKEN>)")
+    raise Forbidden(f"{request.remote_addr or 'this address'} may not scrape metrics (LABFLEET_METRICS_ALLOW)")
 
 
 def require_instructor() -> Principal:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from controller import audit, lab_progress, states
@@ -21,7 +21,7 @@ from controller.auth import NodeIdentity
 from controller.errors import NotFound, ValidationFailed
 from controller.models import Command, CommandResult, Node, new_id, utcnow
 from controller.validation import parse
-from node_agent.protocol import COMMAND_KINDS, LAB_COMMAND_KINDS, CommandMessage
+from node_agent.protocol import COMMAND_KINDS, LAB_COMMAND_KINDS, CommandMessage, LabOutcome
 from node_agent.protocol import CommandResult as ResultMessage
 
 
@@ -109,11 +109,16 @@ class StoredResult:
     latency: float  # seconds from issuing to storing the result
 
 
-def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -> StoredResult:
-    """Store a node's result once; a second post of the same result changes nothing."""
+def store_result(session: Session, node: NodeIdentity, message: ResultMessage, *,
+                 max_progress_rows: int) -> StoredResult:
+    """Store a node's result once; a second post of the same result changes nothing.
+
+    Runs in the group writer: everything that can refuse the result (a 4xx)
+    happens before the first write, so a refusal never undoes other jobs.
+    """
     row = session.execute(
-        select(Command.id, Command.node_id, Command.kind, Command.batch_id, Command.issued_at, Command.state,
-               CommandResult.id.label("result_id"))
+        select(Command.id, Command.node_id, Command.kind, Command.args, Command.batch_id, Command.issued_at,
+               Command.state, CommandResult.id.label("result_id"))
         .outerjoin(CommandResult, CommandResult.command_id == Command.id)
         .where(Command.id == message.command_id)
     ).first()
@@ -125,6 +130,9 @@ def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -
                           latency=(now - row.issued_at).total_seconds())
     if stored.duplicate:
         return stored
+    outcome = None
+    if message.ok and row.kind in LAB_COMMAND_KINDS:
+        outcome = parse(LabOutcome, message.output, prefix="output.")
     new_state = states.COMMAND_SUCCEEDED if message.ok else states.COMMAND_FAILED
     if row.state == states.COMMAND_EXPIRED:
         new_state = states.COMMAND_EXPIRED  # a late result is kept, the outcome stays "expired"
@@ -138,8 +146,9 @@ def store_result(session: Session, node: NodeIdentity, message: ResultMessage) -
         duration_ms=message.duration_ms, received_at=now,
     ))
     session.execute(update(Command).where(Command.id == row.id).values(state=new_state, finished_at=now))
-    if message.ok and row.kind in LAB_COMMAND_KINDS:
-        lab_progress.from_result(session, node.id, row.kind, message.output)
+    if outcome is not None:
+        lab_progress.from_result(session, node.id, row.kind, outcome, asked_lab=(row.args or {}).get("lab"),
+                                 max_rows=max_progress_rows)
     audit.record(session, actor=f"node:{node.name}", action="command.result", target=row.id,
                  kind=row.kind, batch=row.batch_id, ok=message.ok, error=message.error)
     return stored
@@ -156,14 +165,10 @@ def expire_overdue(session: Session, *, now: datetime | None = None) -> int:
     return result.rowcount or 0
 
 
-def batch(session: Session, batch_id: str) -> list[Command]:
-    commands = list(session.scalars(
-        select(Command).where(Command.batch_id == batch_id)
-        .options(selectinload(Command.node), selectinload(Command.result))
-    ))
-    if not commands:
-        raise NotFound(f"no command batch {batch_id!r}", field="batch_id")
-    return commands
+def batch_query(batch_id: str) -> Select:
+    """A batch's commands with their node and result (page it by node name)."""
+    return (select(Command).join(Node, Node.id == Command.node_id).where(Command.batch_id == batch_id)
+            .options(selectinload(Command.node), selectinload(Command.result)))
 
 
 def batch_progress(session: Session, batch_id: str) -> dict[str, int]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,8 +37,17 @@ def create_token(
     return row, token
 
 
-def list_tokens(session: Session) -> list[EnrollmentToken]:
-    return list(session.scalars(select(EnrollmentToken).order_by(EnrollmentToken.created_at.desc())))
+def list_query() -> Select:
+    return select(EnrollmentToken)
+
+
+def prefix_is_live(session: Session, prefix: str) -> bool:
+    """Whether an enrollment token that can still be used starts with ``prefix`` (the limiter lets it through)."""
+    now = utcnow()
+    return session.scalar(
+        select(EnrollmentToken.id).where(EnrollmentToken.prefix == prefix, EnrollmentToken.uses_left > 0,
+                                         EnrollmentToken.revoked_at.is_(None), EnrollmentToken.expires_at > now)
+        .limit(1)) is not None
 
 
 def revoke_token(session: Session, *, token_id: str, actor: str) -> EnrollmentToken:

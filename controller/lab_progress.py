@@ -2,74 +2,109 @@
 
 Both sources come from the node itself (the caller is authenticated as that
 node), so a node only ever writes its own rows. What a node sends is untrusted
-(the attendee is root there): ids must look like lab ids, statuses must be
-known, evidence is capped, and anything else is ignored rather than stored.
+(the attendee is root there): a row is kept only for a (lab, step) of the
+catalog the node reports in its state snapshot (``labs.catalog``), and for a
+result only for the lab the instructor asked about; statuses must be known,
+evidence is capped, and a node holds at most ``max_rows`` rows (new ones
+beyond that are dropped, known ones still move).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.orm import Session
 
 from controller.models import Attendee, LabProgress, Node, utcnow
+from node_agent.protocol import LabOutcome
+
+log = logging.getLogger(__name__)
 
 ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 # "skipped": the attendee reset to a later step, and the steps before it were not solved for them.
 STATUSES = frozenset({"passed", "failed", "unavailable", "forged", "skipped"})
 MAX_EVIDENCE_BYTES = 4096
-MAX_ENTRIES = 2000
+# What we read of a reported catalog: far above any real one (17 labs), far below what fills a table.
+MAX_CATALOG_LABS = 200
+MAX_CATALOG_STEPS = 50
+
+Catalog = dict[str, frozenset[str]]
 
 
-def from_result(session: Session, node_id: str, kind: str, output: dict[str, Any]) -> int:
+def reported_catalog(snapshot: Any) -> Catalog:
+    """The (bounded) lab id -> step ids a node's state snapshot declares; empty when it declares none."""
+    labs = snapshot.get("labs") if isinstance(snapshot, dict) else None
+    catalog = labs.get("catalog") if isinstance(labs, dict) else None
+    if not isinstance(catalog, dict):
+        return {}
+    known: Catalog = {}
+    for lab, steps in list(catalog.items())[:MAX_CATALOG_LABS]:
+        if isinstance(lab, str) and ID.match(lab) and isinstance(steps, list):
+            known[lab] = frozenset(s for s in steps[:MAX_CATALOG_STEPS] if isinstance(s, str) and ID.match(s))
+    return known
+
+
+def node_catalog(session: Session, node_id: str) -> Catalog:
+    return reported_catalog(session.scalar(select(Node.state_snapshot).where(Node.id == node_id)))
+
+
+def from_result(session: Session, node_id: str, kind: str, outcome: LabOutcome, *, asked_lab: Any,
+                max_rows: int) -> int:
     """Record what a ``lab.check``/``lab.solve`` result says; a ``lab.reset`` clears the lab's rows, then
-    records the steps a reset to a later step solved or skipped."""
-    lab = output.get("lab") if isinstance(output, dict) else None
-    if not isinstance(lab, str) or not ID.match(lab):
+    records the steps a reset to a later step solved or skipped.
+
+    ``outcome`` was validated before anything was written (``commands.store_result``).
+    """
+    if outcome.lab != asked_lab or not ID.match(outcome.lab):
         return 0
     if kind == "lab.reset":
-        session.execute(delete(LabProgress).where(LabProgress.node_id == node_id, LabProgress.lab == lab))
-    entries = {}
-    for step in output.get("steps", [])[:MAX_ENTRIES]:
-        if isinstance(step, dict):
-            entries[(lab, step.get("step"))] = (step.get("status"), step.get("evidence"), step.get("reason"))
-    return _upsert(session, node_id, entries)
+        session.execute(delete(LabProgress).where(LabProgress.node_id == node_id, LabProgress.lab == outcome.lab))
+    entries = {(outcome.lab, step.step): (step.status, step.evidence, step.reason) for step in outcome.steps}
+    return _upsert(session, node_id, entries, catalog=node_catalog(session, node_id), max_rows=max_rows)
 
 
-def from_snapshot(session: Session, node_id: str, snapshot: dict[str, Any]) -> int:
+def from_snapshot(session: Session, node_id: str, snapshot: dict[str, Any], *, max_rows: int) -> int:
     """Record the progress file the agent reports (attendee checks from the `lab` command land here)."""
     labs = snapshot.get("labs") if isinstance(snapshot, dict) else None
     progress = labs.get("progress") if isinstance(labs, dict) else None
-    if not isinstance(progress, dict):
+    catalog = reported_catalog(snapshot)
+    if not isinstance(progress, dict) or not catalog:
         return 0
     entries = {}
-    for lab, steps in list(progress.items())[:MAX_ENTRIES]:
-        if isinstance(steps, dict):
-            for step, info in list(steps.items())[:MAX_ENTRIES]:
-                if isinstance(info, dict):
+    for lab, steps in progress.items():
+        if lab in catalog and isinstance(steps, dict):
+            for step, info in steps.items():
+                if step in catalog[lab] and isinstance(info, dict):
                     entries[(lab, step)] = (info.get("status"), None, info.get("reason"))
-    return _upsert(session, node_id, entries, keep_evidence=True)
+    return _upsert(session, node_id, entries, catalog=catalog, max_rows=max_rows, keep_evidence=True)
 
 
-def _upsert(session: Session, node_id: str, entries: dict, keep_evidence: bool = False) -> int:
+def _upsert(session: Session, node_id: str, entries: dict, *, catalog: Catalog, max_rows: int,
+            keep_evidence: bool = False) -> int:
     valid = {(lab, step): value for (lab, step), value in entries.items()
-             if isinstance(lab, str) and isinstance(step, str) and ID.match(lab) and ID.match(step)
-             and value[0] in STATUSES}
+             if step in catalog.get(lab, ()) and value[0] in STATUSES}
     if not valid:
         return 0
     attendee_id = session.scalar(select(Attendee.id).where(Attendee.node_id == node_id))
     existing = {(row.lab, row.step): row for row in session.scalars(
         select(LabProgress).where(LabProgress.node_id == node_id,
                                   LabProgress.lab.in_({lab for lab, _ in valid})))}
+    room = max_rows - session.scalar(select(func.count()).select_from(LabProgress)
+                                     .where(LabProgress.node_id == node_id))
     now = utcnow()
-    changed = 0
+    changed = dropped = 0
     for (lab, step), (status, evidence, reason) in valid.items():
         row = existing.get((lab, step))
         record = _evidence(evidence, reason)
         if row is None:
+            if room <= 0:
+                dropped += 1
+                continue
+            room -= 1
             session.add(LabProgress(node_id=node_id, attendee_id=attendee_id, lab=lab, step=step, status=status,
                                     evidence=record, updated_at=now))
             changed += 1
@@ -79,6 +114,8 @@ def _upsert(session: Session, node_id: str, entries: dict, keep_evidence: bool =
                 row.evidence = record
             row.status, row.attendee_id, row.updated_at = status, attendee_id, now
             changed += 1
+    if dropped:
+        log.warning("node %s is at its %d progress rows: %d new rows dropped", node_id, max_rows, dropped)
     return changed
 
 
@@ -92,15 +129,19 @@ def _evidence(evidence: Any, reason: Any) -> dict[str, Any]:
     return record
 
 
-def table(session: Session, *, lab: str | None = None, node: str | None = None) -> list[dict[str, Any]]:
+def table_query(*, lab: str | None = None, node: str | None = None) -> Select:
+    """(row, node name, attendee name) per progress row; ``lab`` and ``node`` (name or id) narrow it."""
     query = (select(LabProgress, Node.name, Attendee.name.label("attendee"))
              .join(Node, Node.id == LabProgress.node_id)
-             .outerjoin(Attendee, Attendee.id == LabProgress.attendee_id)
-             .order_by(Node.name, LabProgress.lab, LabProgress.step))
+             .outerjoin(Attendee, Attendee.id == LabProgress.attendee_id))
     if lab:
         query = query.where(LabProgress.lab == lab)
     if node:
         query = query.where((Node.name == node) | (Node.id == node))
-    return [{"node": name, "attendee": attendee, "lab": row.lab, "step": row.step, "status": row.status,
-             "reason": (row.evidence or {}).get("reason", ""), "updated_at": row.updated_at.isoformat()}
-            for row, name, attendee in session.execute(query)]
+    return query
+
+
+def table_row(found: tuple) -> dict[str, Any]:
+    row, name, attendee = found
+    return {"node": name, "attendee": attendee, "lab": row.lab, "step": row.step, "status": row.status,
+            "reason": (row.evidence or {}).get("reason", ""), "updated_at": row.updated_at.isoformat()}

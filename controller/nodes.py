@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.orm import Session
 
 from controller import audit, lab_progress, states
@@ -12,8 +12,8 @@ from controller.errors import NotFound, ValidationFailed
 from controller.models import Node
 
 
-def list_nodes(session: Session) -> list[Node]:
-    return list(session.scalars(select(Node).order_by(Node.name)))
+def list_query() -> Select:
+    return select(Node)
 
 
 def get_or_404(session: Session, node_id: str) -> Node:
@@ -40,9 +40,10 @@ def resolve(session: Session, *, names: list[str], all_nodes: bool) -> list[Node
     return list(unique.values())
 
 
-def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any]) -> None:
+def store_state(session: Session, node_id: str, *, digest: str, snapshot: dict[str, Any],
+                max_progress_rows: int) -> None:
     session.execute(update(Node).where(Node.id == node_id).values(state_digest=digest, state_snapshot=snapshot))
-    lab_progress.from_snapshot(session, node_id, snapshot)
+    lab_progress.from_snapshot(session, node_id, snapshot, max_rows=max_progress_rows)
 
 
 def revoke(session: Session, node: Node, *, actor: str) -> Node:

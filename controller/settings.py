@@ -9,6 +9,7 @@ Nothing else in the controller reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -48,9 +49,19 @@ class Settings:
     # A delivered command without a result is offered again after this long.
     redeliver_after: float = 30.0
     enrollment_token_ttl: float = 24 * 3600.0
-    # Failed enrollments allowed per client address and minute (guessing tokens); successes are free.
+    # Failed enrollments allowed per client address and minute (guessing tokens); successes are free, and
+    # a token prefix that belongs to a live enrollment token passes (controller/enroll_guard.py).
     enroll_failures_per_minute: int = 20
+    # Failed enrollments allowed per token prefix (its first 10 characters) and minute, from all addresses.
+    enroll_failures_per_prefix: int = 10
+    # Keys (addresses, prefixes) the in-process failure counter keeps at most; with Redis, its fallback.
+    enroll_limiter_max_keys: int = 10_000
     max_body_bytes: int = 1024 * 1024
+    # Who may scrape /metrics: a bearer token, and/or addresses (comma-separated CIDRs). Neither: loopback only.
+    metrics_token: str = ""
+    metrics_allow: str = ""
+    # Lab progress rows one node may hold (a lab step each; the shipped catalog has a few dozen steps).
+    max_progress_rows_per_node: int = 500
     heartbeat_flush_interval: float = 0.5
     task_time_limit: int = 600
     log_level: str = "INFO"
@@ -88,7 +99,8 @@ class Settings:
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
             raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
         for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",
-                     "enroll_failures_per_minute"):
+                     "enroll_failures_per_minute", "enroll_failures_per_prefix", "max_progress_rows_per_node",
+                     "enroll_limiter_max_keys"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
@@ -100,6 +112,7 @@ class Settings:
                                      f"PROVISION_CONTROL_PERSIST >= 0")
         if self.provision_extra_vars:
             self.provision_extra_vars_dict()
+        self.metrics_networks()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
 
@@ -123,6 +136,17 @@ class Settings:
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The addresses that may scrape /metrics without the token: the allow list, else loopback when no token."""
+        if not self.metrics_allow.strip():
+            return [] if self.metrics_token else [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+        try:
+            return [ipaddress.ip_network(part.strip(), strict=False)
+                    for part in self.metrics_allow.split(",") if part.strip()]
+        except ValueError as exc:
+            raise ConfigurationError(f"{ENV_PREFIX}METRICS_ALLOW: {exc} (comma-separated CIDRs, e.g. "
+                                     f"10.0.0.5/32,127.0.0.1/32)") from None
 
     def provision_extra_vars_dict(self) -> dict[str, Any]:
         try:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import math
 import typing
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +20,10 @@ from flask import request
 from controller.errors import MalformedBody, ValidationFailed
 
 T = TypeVar("T")
+
+# Deeper than any message of the protocol needs (a state snapshot is about 6 levels); Python's
+# decoder recurses per level and the database's JSON encoder again on the way in.
+MAX_JSON_DEPTH = 32
 
 
 @functools.cache
@@ -32,11 +38,23 @@ def model_for(cls: type) -> type[pydantic.BaseModel]:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = pydantic.Field(default_factory=f.default_factory)
-        hint = hints[f.name]
+        hint = _nested(hints[f.name])
         if f.metadata:
             hint = Annotated[hint, pydantic.Field(**dict(f.metadata))]
         fields[f.name] = (hint, default)
     return pydantic.create_model(cls.__name__, __config__=pydantic.ConfigDict(**config), **fields)
+
+
+def _nested(hint: Any) -> Any:
+    """A protocol dataclass inside a message (or a list of them) is validated by its own strict model.
+
+    Pydantic's strict mode would otherwise want dataclass instances there, not JSON objects.
+    """
+    if dataclasses.is_dataclass(hint):
+        return model_for(hint)
+    if typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        return list[model_for(typing.get_args(hint)[0])]
+    return hint
 
 
 def parse(cls: type[T], data: Any, *, prefix: str = "") -> T:
@@ -45,18 +63,113 @@ def parse(cls: type[T], data: Any, *, prefix: str = "") -> T:
         model = model_for(cls).model_validate(data)
     except pydantic.ValidationError as exc:
         raise _failure(exc, prefix) from None
-    # The model's own attribute dict: a shallow copy is all a flat protocol message needs.
-    return cls(**model.__dict__)
+    return _as_dataclass(cls, model)
+
+
+def _as_dataclass(cls: type[T], model: pydantic.BaseModel) -> T:
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in model.__dict__.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, pydantic.BaseModel):
+            value = _as_dataclass(hint, value)
+        elif typing.get_origin(hint) is list and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+            value = [_as_dataclass(typing.get_args(hint)[0], item) for item in value]
+        values[name] = value
+    return cls(**values)
 
 
 def parse_body(cls: type[T]) -> T:
     """The request's JSON body as ``cls``, or a 400 that says what is wrong."""
     if not request.is_json:
         raise MalformedBody("body must be JSON (Content-Type: application/json)")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise MalformedBody("body is not valid JSON")
-    return parse(cls, data)
+    return parse(cls, decode_json(request.get_data(cache=True)))
+
+
+def decode_json(raw: bytes) -> Any:
+    """JSON the database can store as given, or a 400 naming where it is not.
+
+    Refused: nesting deeper than MAX_JSON_DEPTH (the decoder's recursion is a
+    500 otherwise), NaN and infinities (PostgreSQL's JSON has neither), and
+    NUL characters (PostgreSQL's text cannot hold them).
+    """
+    try:
+        data = json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise MalformedBody(f"body nests deeper than {MAX_JSON_DEPTH} levels") from None
+    except _NotFinite:
+        data = json.loads(raw, parse_constant=_mark, parse_float=_mark_float)
+    except ValueError:
+        raise MalformedBody("body is not valid JSON") from None
+    check_storable(data)
+    return data
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+class _Marked:
+    """A NaN or infinite number, kept in place so the check can name where it was."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(text)
+    return value
+
+
+def _mark(name: str) -> _Marked:
+    return _Marked()
+
+
+def _mark_float(text: str) -> float | _Marked:
+    value = float(text)
+    return value if math.isfinite(value) else _Marked()
+
+
+def check_storable(data: Any) -> None:
+    """Walk decoded JSON without recursion; raise ValidationFailed at the first value we cannot keep."""
+    stack: list[tuple[Any, tuple, int]] = [(data, (), 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise _unstorable(path[:1], f"nests deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if "\x00" in key:
+                    raise _unstorable(path + (key.replace("\x00", ""),), "a key holds a NUL character")
+                stack.append((item, path + (key,), depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, path + (i,), depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            if "\x00" in value:
+                raise _unstorable(path, "text may not hold a NUL character")
+        elif isinstance(value, _Marked):
+            raise _unstorable(path, "NaN and infinite numbers are not JSON")
+
+
+def _unstorable(path: tuple, why: str) -> ValidationFailed:
+    # The first few levels name the field well enough; a 32-level path would be noise.
+    shown = path[:4]
+    field = ".".join(str(part) for part in shown) or None
+    return ValidationFailed(f"{field or 'body'}: {why}", field=field)
+
+
+def check_request_text() -> None:
+    """Path and query parameters go into SQL as text: a NUL is a 500 on PostgreSQL, so it is a 400 here.
+
+    Installed as a ``before_request`` hook, so no view can forget it.
+    """
+    params = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
+    for name, value in params:
+        if isinstance(value, str) and "\x00" in value:
+            raise ValidationFailed(f"{name}: may not hold a NUL character", field=name)
 
 
 def _failure(exc: pydantic.ValidationError, prefix: str) -> ValidationFailed:

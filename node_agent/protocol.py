@@ -98,7 +98,8 @@ class Heartbeat:
 
     __pydantic_config__ = _STRICT
 
-    seq: int = field(metadata={"ge": 0})
+    # The controller keeps it in a 32-bit column: one node past it would fail every node's flush.
+    seq: int = field(metadata={"ge": 0, "le": 2**31 - 1})
     digest: str = field(metadata={"max_length": 128})
     agent_version: str = field(default="", metadata={"max_length": 64})
 
@@ -154,6 +155,28 @@ class CommandResult:
     started_at: str = ""
     finished_at: str = ""
     duration_ms: float = field(default=0.0, metadata={"ge": 0})
+
+
+@dataclass
+class LabStepOutcome:
+    """One step's verdict inside a lab command's result output (the agent adds more keys; they are ignored)."""
+
+    __pydantic_config__ = _STRICT
+
+    step: str = field(metadata={"max_length": 64})
+    status: str = field(default="", metadata={"max_length": 32})
+    reason: str | None = field(default=None, metadata={"max_length": 8192})
+    evidence: dict[str, Any] | None = None
+
+
+@dataclass
+class LabOutcome:
+    """The part of a ``lab.check``/``lab.solve``/``lab.reset`` result the controller records as progress."""
+
+    __pydantic_config__ = _STRICT
+
+    lab: str = field(metadata={"max_length": 64})
+    steps: list[LabStepOutcome] = field(default_factory=list, metadata={"max_length": 2000})
 
 
 @dataclass

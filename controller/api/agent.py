@@ -38,15 +38,16 @@ RECHECK_SECONDS = 5.0
 def enroll():
     state = app_state()
     address = request.remote_addr or ""
-    state.enroll_failures.check(address)
-    body = parse_body(EnrollRequest)
+    body = parse_body(EnrollRequest)  # a malformed body is a 400, not a guess
     session = get_session()
+    state.enroll_guard.check(address, body.enrollment_token,
+                             prefix_is_live=lambda prefix: enrollment.prefix_is_live(session, prefix))
     try:
         node, token = enrollment.enroll(
             session, body, address=address, heartbeat_interval=state.settings.heartbeat_interval
         )
     except (Unauthenticated, Conflict) as exc:
-        state.enroll_failures.failed(address)
+        state.enroll_guard.failed(address, body.enrollment_token)
         enrollment.record_refusal(session, exc, body, address=address)
         raise
     session.commit()
@@ -75,7 +76,8 @@ def heartbeat(node_id: str):
 def put_state(node_id: str):
     node = require_node(node_id)
     report = parse_body(StateReport)
-    nodes.store_state(get_session(), node.id, digest=report.digest, snapshot=report.state)
+    nodes.store_state(get_session(), node.id, digest=report.digest, snapshot=report.state,
+                      max_progress_rows=app_state().settings.max_progress_rows_per_node)
     get_session().commit()
     app_state().node_cache.set_digest(node.id, report.digest)
     app_state().notifier.node_changed(node.id)
@@ -122,7 +124,9 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
 def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
-    stored = app_state().writer.submit(lambda session: commands.store_result(session, node, message))
+    max_rows = app_state().settings.max_progress_rows_per_node
+    stored = app_state().writer.submit(
+        lambda session: commands.store_result(session, node, message, max_progress_rows=max_rows))
     if not stored.duplicate:
         metrics = app_state().metrics
         metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)

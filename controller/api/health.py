@@ -1,4 +1,8 @@
-"""Unauthenticated endpoints: health, metrics, the OpenAPI document."""
+"""Endpoints outside the node and instructor APIs: health and the OpenAPI document (public), metrics (scrapers).
+
+The OpenAPI document stays public: it describes the API's shape, which the
+source code publishes anyway, and holds no data of any event.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
 from controller.app_state import app_state
+from controller.auth import require_metrics_scraper
 from controller.openapi import openapi_document
 from node_agent import __version__
 
@@ -21,6 +26,7 @@ def health():
 
 @bp.get("/metrics")
 def metrics():
+    require_metrics_scraper()
     return Response(app_state().metrics.render(), mimetype="text/plain; version=0.0.4")
 
 

@@ -6,11 +6,13 @@ from flask import Blueprint, g, jsonify, request
 
 from controller import audit, commands, enrollment, events, nodes, states
 from controller import lab_progress as lab_progress_module
+from controller.api.pagination import Key, page
 from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
 from controller.app_state import app_state
 from controller.auth import node_changed, require_instructor
 from controller.db import get_session
 from controller.errors import ValidationFailed
+from controller.models import AuditEntry, Command, EnrollmentToken, LabProgress, Node
 from controller.validation import parse_body
 
 bp = Blueprint("instructor_api", __name__, url_prefix="/api/v1")
@@ -28,7 +30,8 @@ def whoami():
 
 @bp.get("/nodes")
 def list_nodes():
-    return jsonify({"nodes": [nodes.to_dict(n) for n in nodes.list_nodes(get_session())]})
+    found = page(get_session(), nodes.list_query(), [Key(Node.name), Key(Node.id)])
+    return jsonify({"nodes": [nodes.to_dict(n) for n in found.items], "next": found.next})
 
 
 @bp.get("/nodes/<node_ref>")
@@ -70,15 +73,14 @@ def issue_command():
 
 @bp.get("/batches/<batch_id>")
 def get_batch(batch_id: str):
-    """A batch's commands with their results; ``?summary=1`` gives only the counts (for polling)."""
+    """A batch's counts and a page of its commands with their results; ``?summary=1`` gives only the counts."""
+    counts = commands.batch_progress(get_session(), batch_id)
+    done = sum(n for state, n in counts.items() if state in states.COMMAND_DONE_STATES)
+    summary = {"batch_id": batch_id, "total": sum(counts.values()), "done": done, "states": counts}
     if request.args.get("summary") in ("1", "true"):
-        counts = commands.batch_progress(get_session(), batch_id)
-        done = sum(n for state, n in counts.items() if state in states.COMMAND_DONE_STATES)
-        return jsonify({"batch_id": batch_id, "total": sum(counts.values()), "done": done, "states": counts})
-    batch = commands.batch(get_session(), batch_id)
-    views = [commands.to_dict(c) for c in batch]
-    done = sum(1 for c in batch if c.state in states.COMMAND_DONE_STATES)
-    return jsonify({"batch_id": batch_id, "total": len(batch), "done": done, "commands": views})
+        return jsonify(summary)
+    found = page(get_session(), commands.batch_query(batch_id), [Key(Node.name), Key(Command.id)])
+    return jsonify({**summary, "commands": [commands.to_dict(c) for c in found.items], "next": found.next})
 
 
 @bp.get("/commands/<command_id>")
@@ -88,7 +90,9 @@ def get_command(command_id: str):
 
 @bp.get("/enroll-tokens")
 def list_enroll_tokens():
-    return jsonify({"tokens": [enrollment.token_to_dict(t) for t in enrollment.list_tokens(get_session())]})
+    found = page(get_session(), enrollment.list_query(),
+                 [Key(EnrollmentToken.created_at, descending=True), Key(EnrollmentToken.id, descending=True)])
+    return jsonify({"tokens": [enrollment.token_to_dict(t) for t in found.items], "next": found.next})
 
 
 @bp.post("/enroll-tokens")
@@ -113,14 +117,10 @@ def revoke_enroll_token(token_id: str):
 
 @bp.get("/audit")
 def list_audit():
-    try:
-        limit = int(request.args.get("limit", "50"))
-    except ValueError:
-        raise ValidationFailed("limit: expected an integer", field="limit") from None
-    if not 1 <= limit <= 1000:
-        raise ValidationFailed("limit: must be between 1 and 1000", field="limit")
-    entries = audit.recent(get_session(), limit=limit, action=request.args.get("action"))
-    return jsonify({"entries": [audit.to_dict(e) for e in entries]})
+    """Audit entries, newest first."""
+    found = page(get_session(), audit.list_query(action=request.args.get("action")),
+                 [Key(AuditEntry.id, descending=True)], default_limit=50)
+    return jsonify({"entries": [audit.to_dict(e) for e in found.items], "next": found.next})
 
 
 @bp.get("/progress")
@@ -130,4 +130,6 @@ def lab_progress_table():
     for field, value in (("lab", lab), ("node", node)):
         if value is not None and not 0 < len(value) <= 64:
             raise ValidationFailed(f"{field}: expected 1 to 64 characters", field=field)
-    return jsonify({"progress": lab_progress_module.table(get_session(), lab=lab, node=node)})
+    found = page(get_session(), lab_progress_module.table_query(lab=lab, node=node),
+                 [Key(Node.name), Key(LabProgress.node_id), Key(LabProgress.lab), Key(LabProgress.step)])
+    return jsonify({"progress": [lab_progress_module.table_row(r) for r in found.items], "next": found.next})

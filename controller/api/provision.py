@@ -9,12 +9,13 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from controller import attendees
+from controller.api.pagination import Key, page
 from controller.api.query_args import int_arg
 from controller.app_state import app_state
 from controller.auth import require_instructor
 from controller.db import get_session
 from controller.errors import ApiError, ValidationFailed
-from controller.models import Node
+from controller.models import Attendee, Node, ProvisionEvent, ProvisionRun
 from controller.provision import runs
 from controller.provision.runner import Tuning
 from controller.provision.schemas import (
@@ -71,8 +72,10 @@ def start_run():
 
 @bp.get("/provision-runs")
 def list_runs():
-    limit = int_arg("limit", 20, 1, 200)
-    return jsonify({"runs": [runs.to_dict(r) for r in runs.recent(get_session(), limit=limit)]})
+    found = page(get_session(), runs.list_query(),
+                 [Key(ProvisionRun.created_at, descending=True), Key(ProvisionRun.id, descending=True)],
+                 default_limit=20)
+    return jsonify({"runs": [runs.to_dict(r) for r in found.items], "next": found.next})
 
 
 @bp.get("/provision-runs/<run_id>")
@@ -86,9 +89,9 @@ def get_run(run_id: str):
 def run_events(run_id: str):
     session = get_session()
     runs.get_or_404(session, run_id)
-    found = runs.events_of(session, run_id, after=int_arg("after", 0, 0, 2**31), host=request.args.get("host"),
-                           limit=int_arg("limit", 500, 1, 5000))
-    return jsonify({"run_id": run_id, "events": [runs.event_to_dict(e) for e in found]})
+    query = runs.events_query(run_id, after=int_arg("after", 0, 0, 2**31), host=request.args.get("host"))
+    found = page(session, query, [Key(ProvisionEvent.seq), Key(ProvisionEvent.id)], default_limit=500)
+    return jsonify({"run_id": run_id, "events": [runs.event_to_dict(e) for e in found.items], "next": found.next})
 
 
 @bp.post("/provision-runs/<run_id>/cancel")
@@ -112,9 +115,10 @@ def import_attendees():
 @bp.get("/attendees")
 def list_attendees():
     session = get_session()
-    found = attendees.list_attendees(session)
-    by_id = {n.id: n for n in session.query(Node).filter(Node.id.in_({a.node_id for a in found if a.node_id}))}
-    return jsonify({"attendees": [attendees.to_dict(a, by_id.get(a.node_id)) for a in found]})
+    found = page(session, attendees.list_query(), [Key(Attendee.name), Key(Attendee.email), Key(Attendee.id)])
+    by_id = {n.id: n for n in session.query(Node).filter(Node.id.in_({a.node_id for a in found.items if a.node_id}))}
+    return jsonify({"attendees": [attendees.to_dict(a, by_id.get(a.node_id)) for a in found.items],
+                    "next": found.next})
 
 
 @bp.post("/attendees/assign")

@@ -52,7 +52,7 @@ def attendees_import(obj: Any, file: str, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def attendees_list(obj: Any, as_json: bool) -> None:
-    found = call(obj.client().get, "/api/v1/attendees")["attendees"]
+    found = call(obj.client().get_all, "/api/v1/attendees", "attendees")
     table = Table(title="Attendees")
     for column in ("name", "email", "node", "access code"):
         table.add_column(column)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 CREDENTIALS_FILE = "cli.json"
+# The controller's largest page (controller/api/pagination.py): fewest round trips.
+PAGE_LIMIT = 1000
 
 
 class ClientError(Exception):
@@ -54,6 +57,28 @@ class ControllerClient:
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
+
+    def get_all(self, path: str, key: str, *, at_most: int | None = None) -> list[Any]:
+        """Every item of a paged list (``key`` of each page), following ``next``; the first ``at_most`` if given."""
+        items, _ = self.get_pages(path, key, at_most=at_most)
+        return items
+
+    def get_pages(self, path: str, key: str, *, at_most: int | None = None) -> tuple[list[Any], dict[str, Any]]:
+        """The items of every page and the first page's other fields (a batch's counts, say)."""
+        items: list[Any] = []
+        first: dict[str, Any] | None = None
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            limit = PAGE_LIMIT if at_most is None else max(1, min(PAGE_LIMIT, at_most - len(items)))
+            query = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+            body = self.get(path + ("&" if "?" in path else "?") + urllib.parse.urlencode(query))
+            first = first if first is not None else {k: v for k, v in body.items() if k not in (key, "next")}
+            items.extend(body[key])
+            cursor = body.get("next")
+            if not cursor or cursor in seen or (at_most is not None and len(items) >= at_most):
+                return items, first
+            seen.add(cursor)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         return self.request("POST", path, body or {})

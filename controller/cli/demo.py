@@ -151,7 +151,7 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
         task = progress.add_task("online", total=len(names))
         while time.monotonic() < give_up:
             try:
-                nodes = client.get("/api/v1/nodes")["nodes"]
+                nodes = client.get_all("/api/v1/nodes", "nodes")
             except ClientError:
                 nodes = []
             online = {n["name"] for n in nodes if n["state"] == "online"} & names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.parse
 from typing import Any
 
 import click
@@ -111,8 +112,8 @@ def register(cli: click.Group, pass_ctx) -> None:
         """Lab progress per node and step, as the last checks left it."""
         from controller.cli.main import _call
 
-        query = "&".join(f"{k}={v}" for k, v in (("lab", lab), ("node", node)) if v)
-        rows = _call(ctx.client().get, "/api/v1/progress" + (f"?{query}" if query else ""))["progress"]
+        query = urllib.parse.urlencode({k: v for k, v in (("lab", lab), ("node", node)) if v})
+        rows = _call(ctx.client().get_all, "/api/v1/progress" + (f"?{query}" if query else ""), "progress")
         table = Table(title="Lab progress")
         for column in ("node", "attendee", "lab", "step", "status", "reason", "updated"):
             table.add_column(column, overflow="fold")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import urllib.parse
 from typing import Any
 
 import click
@@ -138,7 +139,7 @@ def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, 
 @json_option
 @pass_ctx
 def enroll_token_list(ctx: Context, as_json: bool) -> None:
-    tokens = _call(ctx.client().get, "/api/v1/enroll-tokens")["tokens"]
+    tokens = _call(ctx.client().get_all, "/api/v1/enroll-tokens", "tokens")
     render.show(tokens, render.tokens_table(tokens), as_json=as_json)
 
 
@@ -157,7 +158,7 @@ def enroll_token_revoke(ctx: Context, token_id: str) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Every node: name, address, state, last seen, agent version."""
-    nodes = _call(ctx.client().get, "/api/v1/nodes")["nodes"]
+    nodes = _call(ctx.client().get_all, "/api/v1/nodes", "nodes")
     if as_json:
         render.print_json(nodes)
         return
@@ -234,8 +235,14 @@ def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for:
             summary = _call(client.get, f"/api/v1/batches/{batch_id}?summary=1")
             progress.update(task, completed=summary["done"])
             if summary["done"] >= summary["total"] or time.monotonic() >= give_up:
-                return _call(client.get, f"/api/v1/batches/{batch_id}")
+                return _batch(client, batch_id)
             time.sleep(0.1)
+
+
+def _batch(client: ControllerClient, batch_id: str) -> dict:
+    """The batch's counts and all its commands, every page of them."""
+    commands, data = _call(client.get_pages, f"/api/v1/batches/{urllib.parse.quote(batch_id)}", "commands")
+    return {**data, "commands": commands}
 
 
 @cli.command()
@@ -244,7 +251,7 @@ def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for:
 @pass_ctx
 def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
     """Show the results of an earlier exec."""
-    data = _call(ctx.client().get, f"/api/v1/batches/{batch_id}")
+    data = _batch(ctx.client(), batch_id)
     render.show(data, render.results_table(data["commands"]), as_json=as_json)
 
 
@@ -255,8 +262,8 @@ def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
 @pass_ctx
 def audit(ctx: Context, limit: int, action: str | None, as_json: bool) -> None:
     """Recent audit entries: who did what to which node."""
-    query = f"/api/v1/audit?limit={limit}" + (f"&action={action}" if action else "")
-    entries = _call(ctx.client().get, query)["entries"]
+    query = "/api/v1/audit" + (f"?{urllib.parse.urlencode({'action': action})}" if action else "")
+    entries = _call(ctx.client().get_all, query, "entries", at_most=limit)
     render.show(entries, render.audit_table(entries), as_json=as_json)
 
 

@@ -117,7 +117,7 @@ def provision_show(obj: Any, run_id: str, with_events: bool, as_json: bool) -> N
     client = obj.client()
     run = call(client.get, f"/api/v1/provision-runs/{run_id}")
     if with_events:
-        run["events"] = call(client.get, f"/api/v1/provision-runs/{run_id}/events?limit=5000")["events"]
+        run["events"] = call(client.get_all, f"/api/v1/provision-runs/{run_id}/events", "events")
     if as_json:
         render.print_json(run)
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from controller import audit, enrollment, events
@@ -106,8 +106,8 @@ def get_or_404(session: Session, run_id: str) -> ProvisionRun:
     return run
 
 
-def recent(session: Session, *, limit: int = 20) -> list[ProvisionRun]:
-    return list(session.scalars(select(ProvisionRun).order_by(ProvisionRun.created_at.desc()).limit(limit)))
+def list_query() -> Select:
+    return select(ProvisionRun)
 
 
 def host_statuses(session: Session, run_id: str) -> list[ProvisionHostStatus]:
@@ -115,13 +115,12 @@ def host_statuses(session: Session, run_id: str) -> list[ProvisionHostStatus]:
                                 .order_by(ProvisionHostStatus.host)))
 
 
-def events_of(session: Session, run_id: str, *, after: int = 0, host: str | None = None,
-              limit: int = 500) -> list[ProvisionEvent]:
-    query = (select(ProvisionEvent).where(ProvisionEvent.run_id == run_id, ProvisionEvent.seq > after)
-             .order_by(ProvisionEvent.seq).limit(limit))
+def events_query(run_id: str, *, after: int = 0, host: str | None = None) -> Select:
+    """A run's events past sequence number ``after`` (page them by seq), of one host if given."""
+    query = select(ProvisionEvent).where(ProvisionEvent.run_id == run_id, ProvisionEvent.seq > after)
     if host:
         query = query.where(ProvisionEvent.host == host)
-    return list(session.scalars(query))
+    return query
 
 
 def to_dict(run: ProvisionRun, hosts: list[ProvisionHostStatus] | None = None) -> dict[str, Any]:

@@ -107,13 +107,18 @@ class LabService:
     def progress(self) -> dict[str, Any]:
         return self.engine.progress.load() if self.engine.progress else {}
 
+    def catalog_ids(self) -> dict[str, list[str]]:
+        """Lab id -> step ids: the controller records progress only for steps this VM has."""
+        return {lab.id: [s.id for s in lab.steps] for lab in self.engine.catalog.labs.values()}
+
     def inspect(self) -> dict[str, Any]:
         """The live view of the attendee's lab state, over every lab's names at once."""
+        known = {"progress": self.progress(), "catalog": self.catalog_ids()}
         lab = next(iter(self.engine.catalog.labs.values()), None)
         if lab is None:
-            return {"processes": [], "cgroups": [], "progress": self.progress()}
+            return {"processes": [], "cgroups": [], **known}
         try:
             ctx = self.engine.context(lab)
         except LookupError as exc:  # no attendee account (yet): say so instead of failing the report
-            return {"error": str(exc), "progress": self.progress()}
-        return {**inspect.snapshot(ctx), "progress": self.progress(), "namespaces_initial": self.namespaces_initial}
+            return {"error": str(exc), **known}
+        return {**inspect.snapshot(ctx), **known, "namespaces_initial": self.namespaces_initial}

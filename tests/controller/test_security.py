@@ -136,14 +136,13 @@ def test_tokens_are_stored_hashed(app, enroll, seed):
 def test_guessing_enrollment_tokens_is_slowed_down_with_429(client, seed, settings):
     guess = {"enrollment_token": "lfe_guess", "machine_id": "m", "machine_secret": "s", "name": "vm"}
     codes = [client.post("/api/agent/v1/enroll", json=guess).status_code
-             for _ in range(settings.enroll_failures_per_minute + 1)]
-    assert codes[:-1] == [401] * settings.enroll_failures_per_minute
+             for _ in range(settings.enroll_failures_per_prefix + 1)]
+    assert codes[:-1] == [401] * settings.enroll_failures_per_prefix
     assert codes[-1] == 429
-    # Even a valid token waits out the window: the address is what is limited.
+    # The guesses used up their token prefix, not the address: a valid token from it still enrolls
+    # (tests/controller/test_enroll_limits.py has the room behind one NAT).
     valid = {**guess, "enrollment_token": seed.enrollment_token()}
-    response = client.post("/api/agent/v1/enroll", json=valid)
-    assert response.status_code == 429
-    assert response.json["error"] == "too_many_requests"
+    assert client.post("/api/agent/v1/enroll", json=valid).status_code == 200
 
 
 def test_a_node_cannot_hold_more_than_two_long_polls(app, enroll):

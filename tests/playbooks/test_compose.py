@@ -15,7 +15,7 @@ from tests.processes import REPO
 
 SECRETS = {"REDIS_PASSWORD": "redis-pw-for-test", "POSTGRES_PASSWORD": "pg-pw-for-test",
            "LABFLEET_SECRET_KEY": "secret-for-test", "LABFLEET_PUBLIC_URL": "http://lab-controller.test:8300",
-           "FLOWER_BASIC_AUTH": "admin:flower-pw-for-test"}
+           "FLOWER_BASIC_AUTH": "admin:flower-pw-for-test", "LABFLEET_METRICS_TOKEN": "metrics-token-for-test"}
 
 
 def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -43,6 +43,7 @@ def test_every_service_a_room_needs_with_healthchecks_and_volumes():
     env = services["web"]["environment"]
     assert env["LABFLEET_REDIS_URL"] == "redis://:redis-pw-for-test@redis:6379/0"
     assert env["LABFLEET_DATABASE_URL"] == "postgresql+psycopg://labfleet:pg-pw-for-test@postgres:5432/labfleet"
+    assert env["LABFLEET_METRICS_TOKEN"] == "metrics-token-for-test"  # /metrics is not open to the room
     assert services["redis"]["environment"]["REDIS_PASSWORD"] == "redis-pw-for-test"
     assert "--requirepass" in " ".join(services["redis"]["command"])
     assert set(config["volumes"]) == {"labfleet-data", "redis-data", "postgres-data"}
