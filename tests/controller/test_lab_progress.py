@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tests.controller.test_commands import issue, poll
 
+CATALOG = {"ns-net-2": ["namespaces", "veth", "server"]}
 SKIPPED = {"status": "skipped", "reason": "skipped by a reset to a later step; not done (only root may have it solved)."}
 
 
@@ -15,7 +16,7 @@ def progress(client, seed):
 
 def test_a_skipped_step_in_a_state_report_is_stored_and_shown(client, seed, enroll):
     node = enroll("vm")
-    state = {"labs": {"progress": {"ns-net-2": {"namespaces": {**SKIPPED, "at": "2026-01-01T00:00:00Z"}}}}}
+    state = {"labs": {"catalog": CATALOG, "progress": {"ns-net-2": {"namespaces": {**SKIPPED, "at": "2026-01-01T00:00:00Z"}}}}}
     response = client.put(f"/api/agent/v1/nodes/{node.id}/state", json={"digest": "d1", "state": state},
                           headers=node.auth)
     assert response.status_code == 200, response.json
@@ -24,6 +25,9 @@ def test_a_skipped_step_in_a_state_report_is_stored_and_shown(client, seed, enro
 
 def test_a_reset_to_a_later_step_replaces_the_labs_rows_with_what_it_skipped_or_solved(client, seed, enroll):
     node = enroll("vm")
+    response = client.put(f"/api/agent/v1/nodes/{node.id}/state", headers=node.auth,
+                          json={"digest": "d0", "state": {"labs": {"catalog": CATALOG, "progress": {}}}})
+    assert response.status_code == 200, response.json
     check_id = issue(client, seed, kind="lab.check", args={"lab": "ns-net-2"}, nodes=["vm"])["commands"][0]["id"]
     poll(client, node)
     client.post(f"/api/agent/v1/nodes/{node.id}/results", headers=node.auth, json={
