@@ -31,7 +31,7 @@ def lab_agent(controller, attendee, tmp_path):
                       f'attendee_socket = "{socket_dir}/attendee.sock"\n')
     controller.start_web()
     agent = Agent("vm-lab", tmp_path / "agents" / "vm-lab").start(controller.url, controller.enrollment_token,
-                                                                 config_file=config)
+                                                                 config_file=config, ca_file=controller.ca_file)
     wait_until(lambda: controller.nodes().get("vm-lab", {}).get("state") == "online", timeout=30,
                what="the lab agent online")
     yield controller, agent, marker, socket_dir / "attendee.sock"

@@ -39,7 +39,7 @@ class BridgeController(Controller):
 
     @property
     def url(self) -> str:
-        return f"http://{self.bridge}:{self.port}"
+        return f"{self.scheme}://{self.bridge}:{self.port}"
 
 
 @dataclass
