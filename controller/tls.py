@@ -82,6 +82,7 @@ def ensure_certificates(settings: Settings, extra_names: Iterable[str] = ()) -> 
     if settings.tls_cert or settings.tls_ca:
         return None
     names = server_names(settings, extra_names)
+    settings.ensure_data_dir()
     folder = settings.tls_dir
     folder.mkdir(mode=0o700, exist_ok=True)
     os.chmod(folder, 0o700)

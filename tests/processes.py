@@ -122,8 +122,11 @@ class Controller:
 
     @property
     def ca_file(self) -> Path | None:
-        """The room CA ``labfleet init`` made in the data dir (what agents and the CLI pin); None without TLS."""
-        return self.data_dir / "tls" / "ca.crt" if self.tls else None
+        """The CA agents and the CLI pin: the room CA ``labfleet init`` made, or LABFLEET_TLS_CA; None without TLS."""
+        if not self.tls:
+            return None
+        operators = self.extra_env.get("LABFLEET_TLS_CA")
+        return Path(operators) if operators else self.data_dir / "tls" / "ca.crt"
 
     def ssl_context(self) -> ssl.SSLContext | None:
         return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
@@ -140,14 +143,16 @@ class Controller:
         })
         return env
 
-    def init(self, *, enroll_uses: int = 50) -> None:
-        argv = [sys.executable, "-m", "controller.cli.main", "init", "--enroll-uses", str(enroll_uses)]
+    def init(self, *, enroll_uses: int = 50, extra_args: tuple[str, ...] = ()) -> str:
+        """``labfleet init``; returns what it printed."""
+        argv = [sys.executable, "-m", "controller.cli.main", "init", "--enroll-uses", str(enroll_uses), *extra_args]
         out = subprocess.run(argv + ([] if self.tls else ["--no-tls"]), env=self.env(), cwd=REPO,
                              capture_output=True, text=True, timeout=60, check=True)
         creds = json.loads((self.data_dir / "cli.json").read_text())
         self.api_token = creds["token"]
         line = next(line for line in out.stdout.splitlines() if line.startswith("Enrollment token"))
         self.enrollment_token = line.rsplit(" ", 1)[1]
+        return out.stdout
 
     def start_web(self) -> None:
         self.web = Proc("web", [sys.executable, "-m", "controller.cli.main", "serve"], self.env(),

@@ -86,12 +86,13 @@ def init(ctx: Context, instructor: str, enroll_uses: int, tls_names: tuple[str, 
     render.console.print(f"Database:       {result.database}")
     if result.tls is not None:
         issued = result.tls
-        render.console.print(f"Room CA:        {issued.ca_file}" + (" (new)" if issued.new_ca else " (kept)"))
+        render.console.print(f"Room CA:        {issued.ca_file}" + (" (new)" if issued.new_ca else " (kept)"),
+                             soft_wrap=True)
         render.console.print(f"Certificate:    {issued.cert_file}" + (" (new)" if issued.new_cert else " (kept)")
                              + f" for {', '.join(issued.names)}", soft_wrap=True)
     elif not result.settings.serves_tls:
         render.console.print("[yellow]No TLS: tokens cross the network in clear; agents need --insecure-http[/yellow]")
-    render.console.print(f"Controller URL: {result.settings.base_url}")
+    render.console.print(f"Controller URL: {result.settings.base_url}", soft_wrap=True)
     render.console.print(f"Instructor API token for [bold]{instructor}[/bold] (saved to {result.credentials_path}):")
     render.console.print(f"  {result.api_token}", soft_wrap=True)
     render.console.print(f"Enrollment token ({enroll_uses} uses): {result.enrollment_token}", soft_wrap=True)
