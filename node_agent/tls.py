@@ -8,14 +8,21 @@ playbook); without it, the system's certificate authorities.
 
 from __future__ import annotations
 
+import functools
 import ssl
 from pathlib import Path
 
 SYSTEM_CAS = "the system's certificate authorities"
 
 
+@functools.lru_cache(maxsize=4)
 def client_context(ca_file: Path | None) -> ssl.SSLContext:
-    """Certificate chain and host name checked, TLS 1.2 or newer; raises OSError/ssl.SSLError on a bad ca_file."""
+    """Certificate chain and host name checked, TLS 1.2 or newer; raises OSError/ssl.SSLError on a bad ca_file.
+
+    One context per CA file for the whole process (an SSLContext is safe to share between threads): the
+    agent's clients and its config check use the same one, which keeps the agent inside its RSS budget.
+    A changed file takes effect when the agent restarts (the playbook restarts it when it installs one).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED by default
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if ca_file is None:
