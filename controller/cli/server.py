@@ -38,6 +38,9 @@ class GunicornServer(BaseApplication):
             "proc_name": "labfleet-web",
             # One controller per data dir, several per machine in tests: no shared control socket.
             "control_socket_disable": True,
+            # gunicorn's own X-Forwarded-Proto trust (127.0.0.1 by default) follows LABFLEET_TRUSTED_PROXIES
+            # too: one rule for every forwarding header (controller/proxies.py).
+            "forwarded_allow_ips": ",".join(str(n) for n in s.trusted_proxy_networks),
         }
         if s.serves_tls:
             options.update(_tls_options(s))
