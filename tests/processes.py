@@ -157,7 +157,11 @@ class Controller:
     def start_web(self) -> None:
         self.web = Proc("web", [sys.executable, "-m", "controller.cli.main", "serve"], self.env(),
                         self.data_dir / "web.log").start()
-        wait_until(self.healthy, timeout=30, what=f"controller health on {self.url}")
+        try:
+            wait_until(self.healthy, timeout=30, what=f"controller health on {self.url}")
+        except BaseException:
+            self.web.stop()  # a fixture that fails here never reaches its own teardown
+            raise
 
     def start_worker(self, *, beat: bool = True) -> None:
         argv = [sys.executable, "-m", "controller.cli.main", "worker", "--concurrency", "1"]
