@@ -77,7 +77,8 @@ def run(*, duration: float = 60.0, sample_every: float = 1.0, database: str = "s
     work = Path(tempfile.mkdtemp(prefix="labfleet-footprint-"))
     agent = floor = None
     try:
-        with bench_controller(database, heartbeat_interval=5.0) as controller:
+        # With TLS, as on a lab VM: the ssl module and the pinned CA are part of the agent's footprint.
+        with bench_controller(database, heartbeat_interval=5.0, tls=True) as controller:
             token = create_enroll_token(controller, 1)
             env = {**_clean_env(), "LABFLEET_AGENT_ENROLL_TOKEN": token}
             # As on a lab VM: the whole lab catalog loaded and the attendee socket served.
@@ -85,7 +86,7 @@ def run(*, duration: float = 60.0, sample_every: float = 1.0, database: str = "s
             config.write_text(f'labs_dir = "{REPO_LABS}"\nattendee_socket = "{work}/attendee.sock"\n')
             argv = [sys.executable, "-m", "node_agent", "run", "--controller", controller.url,
                     "--state-dir", str(work / "state"), "--name", "bench", "--log-format", "json",
-                    "--config", str(config)]
+                    "--config", str(config), "--ca-file", str(controller.ca_file)]
             agent = Proc("agent", argv, env, work / "agent.log").start()
 
             def online() -> bool:

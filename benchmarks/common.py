@@ -97,18 +97,22 @@ def throwaway_database(kind: str, data_dir: Path) -> Iterator[str]:
 
 @contextmanager
 def bench_controller(database: str = "sqlite", *, web_workers: int = 1, web_threads: int = 600,
-                     heartbeat_interval: float = 5.0, start: bool = True) -> Iterator[Controller]:
+                     heartbeat_interval: float = 5.0, start: bool = True, tls: bool = False
+                     ) -> Iterator[Controller]:
     """A real controller (gunicorn gthread) on a free loopback port, stopped and deleted afterwards.
 
     Production defaults where the test helper differs (600 threads per web process, redelivery
-    after 30 s, heartbeat interval 5 s). ``serve`` runs the migrations on start.
+    after 30 s, heartbeat interval 5 s). ``serve`` runs the migrations on start. Plain HTTP unless
+    ``tls``: the simulated agents (aiohttp) measure the controller's request handling, as the
+    README's numbers always have; a real agent keeps its TLS connection, so TLS adds a handshake
+    per connection, not per request.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))
     try:
         with throwaway_database(database, data_dir) as url:
             controller = Controller(
                 data_dir=data_dir, database_url=url, redis_url=REDIS_URL, heartbeat_interval=heartbeat_interval,
-                sweep_interval=5.0,
+                sweep_interval=5.0, tls=tls,
                 extra_env={"LABFLEET_WEB_WORKERS": str(web_workers), "LABFLEET_WEB_THREADS": str(web_threads),
                            "LABFLEET_REDELIVER_AFTER": "30", "LABFLEET_LOG_LEVEL": "WARNING"},
             )

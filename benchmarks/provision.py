@@ -56,7 +56,7 @@ class BridgeController(Controller):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = super().env()

@@ -17,6 +17,7 @@ from controller.heartbeats import HeartbeatRecorder
 from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
 from controller.node_cache import NodeTokenCache
 from controller.notify import CommandNotifier
+from controller.proxies import TrustedProxies
 from controller.ratelimit import ConcurrencyLimiter
 from controller.settings import Settings
 from controller.validation import check_request_text
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False
     app.session_interface = CookielessFastPath()
+    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
     logging.basicConfig(level=settings.log_level)
     database = db_module.database_for(settings)
     db_module.init_app(app, database)

@@ -88,6 +88,15 @@ class Settings:
     # The Celery queue this controller's tasks go to and its worker reads: controllers sharing one Redis
     # database (tests run side by side) must not take each other's tasks.
     celery_queue: str = "celery"
+    # TLS (controller/tls.py). Empty: what `labfleet init` made in data_dir/tls, if it did. The CA is the
+    # one agents pin (installed on each VM by provisioning); with only LABFLEET_TLS_CA set the controller
+    # serves plain HTTP behind a proxy that terminates TLS with a certificate from that CA.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    # Reverse proxies whose X-Forwarded-For/-Proto are believed, comma-separated addresses or CIDRs; from
+    # any other peer those headers are dropped (rate limits and node addresses see the real client).
+    trusted_proxies: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
@@ -115,6 +124,9 @@ class Settings:
         self.metrics_networks()
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigurationError(f"{ENV_PREFIX}TLS_CERT and {ENV_PREFIX}TLS_KEY go together: set both or neither")
+        self.trusted_proxy_networks  # noqa: B018 - raises ConfigurationError on a bad entry
 
     # -- derived values -------------------------------------------------
     @property
@@ -135,7 +147,49 @@ class Settings:
 
     @property
     def base_url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.serves_tls else "http"
+        return self.public_url.rstrip("/") or f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def tls_cert_file(self) -> Path | None:
+        """The certificate ``serve`` listens with: the operator's, else the one ``labfleet init`` made, else none."""
+        if self.tls_cert:
+            return Path(self.tls_cert).expanduser()
+        made = self.tls_dir / "server.crt"
+        return made if made.exists() else None
+
+    @property
+    def tls_key_file(self) -> Path | None:
+        if self.tls_key:
+            return Path(self.tls_key).expanduser()
+        return self.tls_dir / "server.key" if self.tls_cert_file is not None else None
+
+    @property
+    def tls_ca_file(self) -> Path | None:
+        """The CA agents pin and the CLI verifies with: the operator's, else the room CA in data_dir, else none."""
+        if self.tls_ca:
+            return Path(self.tls_ca).expanduser()
+        made = self.tls_dir / "ca.crt"
+        return made if made.exists() and not self.tls_cert else None
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        networks = []
+        for entry in filter(None, (e.strip() for e in self.trusted_proxies.split(","))):
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigurationError(f"{ENV_PREFIX}TRUSTED_PROXIES: {entry!r} is not an address or CIDR "
+                                         f"(e.g. 10.0.0.5 or 10.0.0.0/24)") from None
+        return networks
 
     def metrics_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         """The addresses that may scrape /metrics without the token: the allow list, else loopback when no token."""

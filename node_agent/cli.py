@@ -18,7 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="labfleet-agent", description="labfleet node agent")
     sub = parser.add_subparsers(dest="action", required=True)
     run = sub.add_parser("run", help="enroll if needed, then serve the controller until SIGTERM")
-    run.add_argument("--controller", dest="controller_url", metavar="URL", help="controller base URL (http/https)")
+    run.add_argument("--controller", dest="controller_url", metavar="URL", help="controller base URL (https://...)")
+    run.add_argument("--ca-file", metavar="FILE",
+                     help="PEM file of the CA the controller's certificate must chain to (only it is trusted)")
+    run.add_argument("--insecure-http", action="store_true", default=None,
+                     help="allow a plain http:// controller URL: tokens cross the network in clear (demo/test only)")
     run.add_argument("--enroll-token", metavar="TOKEN",
                      help="one-time enrollment token (prefer env LABFLEET_AGENT_ENROLL_TOKEN: flags show in ps)")
     run.add_argument("--state-dir", metavar="DIR", help="where identity, credentials and journal live")
@@ -66,7 +70,7 @@ def _lab(args: argparse.Namespace) -> int:
     from node_agent.labs.setup import engine_from_config
 
     try:
-        config = AgentConfig.load(args.config, controller_url="http://offline.invalid", labs_dir=args.labs_dir,
+        config = AgentConfig.load(args.config, controller_url="https://offline.invalid", labs_dir=args.labs_dir,
                                   attendee_user=args.attendee_user, state_dir=args.state_dir)
     except ConfigurationError as exc:
         print(f"labfleet-agent: configuration error: {exc}", file=sys.stderr)
@@ -104,7 +108,8 @@ def _run(args: argparse.Namespace) -> int:
         config = AgentConfig.load(
             args.config, controller_url=args.controller_url, enroll_token=args.enroll_token,
             state_dir=args.state_dir, name=args.name, heartbeat_interval=args.heartbeat_interval,
-            max_backoff=args.max_backoff, log_format=args.log_format,
+            max_backoff=args.max_backoff, log_format=args.log_format, ca_file=args.ca_file,
+            insecure_http=args.insecure_http,
         )
         logs.configure(config.log_format)
         return Agent(config).run()

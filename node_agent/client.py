@@ -16,7 +16,9 @@ import contextlib
 import http.client
 import json
 import socket
+import ssl
 import threading
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
@@ -46,6 +48,7 @@ from node_agent.protocol import (
     results_path,
     state_path,
 )
+from node_agent.tls import client_context, describe_failure
 
 T = TypeVar("T")
 
@@ -79,9 +82,13 @@ class _HTTPSConnection(_TunedConnection, http.client.HTTPSConnection):
 class ControllerClient:
     """Calls to the controller on behalf of one node. Thread-safe: each thread has its own connection."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 ca_file: Path | None = None) -> None:
         parts = urlsplit(base_url)
         self._https = parts.scheme == "https"
+        # https: the controller's certificate must chain to ca_file (else the system's CAs) and name this host.
+        self._ca_file = ca_file
+        self._tls = client_context(ca_file) if self._https else None
         self._host = parts.hostname or ""
         self._port = parts.port
         self._prefix = parts.path.rstrip("/")
@@ -155,6 +162,9 @@ class ControllerClient:
                     raise
                 conn.close()  # the server dropped the idle connection; one fresh try is safe (all calls are idempotent)
                 return _send(conn, method, path, payload, headers, timeout)
+        except ssl.SSLError as exc:
+            self._discard(conn)
+            raise ControllerUnavailable(f"{method} {path}: {describe_failure(exc, self._ca_file)}") from exc
         except (OSError, http.client.HTTPException) as exc:
             self._discard(conn)
             raise ControllerUnavailable(f"{method} {path}: {_describe(exc)}") from exc
@@ -164,8 +174,10 @@ class ControllerClient:
         if conn is not None and conn.sock is not None:
             return conn, True
         if conn is None:
-            cls = _HTTPSConnection if self._https else _HTTPConnection
-            conn = cls(self._host, self._port, timeout=self.timeout)
+            if self._https:
+                conn = _HTTPSConnection(self._host, self._port, timeout=self.timeout, context=self._tls)
+            else:
+                conn = _HTTPConnection(self._host, self._port, timeout=self.timeout)
             self._local.conn = conn
         with self._all_lock:
             if self._closed:

@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import socket
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node_agent.errors import ConfigurationError
+from node_agent.tls import client_context
 
 DEFAULT_STATE_DIR = Path("/var/lib/labfleet-agent")
 DEFAULT_LABS_DIR = Path("/usr/share/labfleet/labs")
@@ -61,9 +63,16 @@ class AgentConfig:
     attendee_socket: Path = DEFAULT_ATTENDEE_SOCKET
     attendee_max_clients: int = 16  # `lab` connections served at once; more are told "busy" at once
     attendee_client_timeout: float = 5.0  # to send the whole request, and again to take the answer
+    # The CA the controller's certificate must chain to (and only it); None: the system's CAs.
+    ca_file: Path | None = None
+    # Plain http:// sends every token in clear: only for a demo or a test on a network you trust.
+    insecure_http: bool = False
 
     def __post_init__(self) -> None:
-        self.controller_url = _controller_url(self.controller_url)
+        if not isinstance(self.insecure_http, bool):
+            raise ConfigurationError(f"insecure_http: expected true or false, got {self.insecure_http!r}")
+        self.controller_url = _controller_url(self.controller_url, self.insecure_http)
+        self.ca_file = _ca_file(self.ca_file)
         self.enroll_token = _optional_str("enroll_token", self.enroll_token)
         self.enroll_token_file = _optional_path("enroll_token_file", self.enroll_token_file)
         self.name = _name(self.name)
@@ -131,12 +140,17 @@ def _read_toml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _controller_url(value: Any) -> str:
+def _controller_url(value: Any, insecure_http: bool) -> str:
     if not isinstance(value, str):
         raise ConfigurationError(f"controller_url: expected an http(s) URL string, got {type(value).__name__}")
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"controller_url: expected http://host[:port] or https://..., got {value!r}")
+        raise ConfigurationError(f"controller_url: expected https://host[:port] (or http://...), got {value!r}")
+    if parts.scheme == "http" and not insecure_http:
+        raise ConfigurationError(
+            f"controller_url: {value.strip()!r} is plain HTTP: the enrollment and node tokens would cross the "
+            f"network in clear. Use the controller's https:// URL (with ca_file, the room CA), or for a demo or "
+            f"test on a network you trust pass --insecure-http (insecure_http = true)")
     if parts.query or parts.fragment:
         raise ConfigurationError(f"controller_url: expected no query or fragment, got {value!r}")
     try:
@@ -144,6 +158,21 @@ def _controller_url(value: Any) -> str:
     except ValueError as exc:
         raise ConfigurationError(f"controller_url: bad port in {value!r}") from exc
     return value.strip().rstrip("/")
+
+
+def _ca_file(value: Any) -> Path | None:
+    """A readable PEM file of CA certificates, loaded once here so a bad one stops the agent at start."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str | Path):
+        raise ConfigurationError(f"ca_file: expected a file path, got {value!r}")
+    path = Path(value).expanduser().absolute()
+    try:
+        client_context(path)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise ConfigurationError(f"ca_file: cannot load CA certificates from {path}: {reason}") from None
+    return path
 
 
 def _optional_str(key: str, value: Any) -> str | None:

@@ -75,8 +75,9 @@ class Agent:
         self.enrolled = threading.Event()
         self.journal: Journal | None = None
         self._identity: Identity | None = None
-        self._client = ControllerClient(config.controller_url)  # heartbeats, state, results
-        self._poll_client = ControllerClient(config.controller_url)  # enroll + long-poll, aborted first at stop
+        self._client = ControllerClient(config.controller_url, ca_file=config.ca_file)  # heartbeats, state, results
+        # enroll + long-poll, aborted first at stop
+        self._poll_client = ControllerClient(config.controller_url, ca_file=config.ca_file)
         self._ctx = CommandContext(node_name=config.name, output_limit_bytes=config.output_limit_bytes)
         self._stop_polling = threading.Event()
         self._stop_sending = threading.Event()

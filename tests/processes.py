@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -91,7 +92,12 @@ class Proc:
 
 @dataclass
 class Controller:
-    """A controller (web + optional worker) on a free loopback port, with its own data dir."""
+    """A controller (web + optional worker) on a free loopback port, with its own data dir.
+
+    ``tls`` (the default): ``init`` makes the data dir's room CA and certificate, ``serve`` listens
+    with them, and every client here (health, API, agents given ``ca_file``) pins that CA, as in a room.
+    ``tls=False`` is plain HTTP (``init --no-tls``): agents then need ``insecure_http=True``.
+    """
 
     data_dir: Path
     database_url: str
@@ -100,14 +106,30 @@ class Controller:
     heartbeat_interval: float = 1.0
     sweep_interval: float = 0.5
     extra_env: dict[str, str] = field(default_factory=dict)
+    tls: bool = True
     web: Proc | None = None
     worker: Proc | None = None
     api_token: str = ""
     enrollment_token: str = ""
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.tls else "http"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """The CA agents and the CLI pin: the room CA ``labfleet init`` made, or LABFLEET_TLS_CA; None without TLS."""
+        if not self.tls:
+            return None
+        operators = self.extra_env.get("LABFLEET_TLS_CA")
+        return Path(operators) if operators else self.data_dir / "tls" / "ca.crt"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=str(self.ca_file)) if self.tls else None
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABFLEET_")}
@@ -121,19 +143,25 @@ class Controller:
         })
         return env
 
-    def init(self, *, enroll_uses: int = 50) -> None:
-        out = subprocess.run([sys.executable, "-m", "controller.cli.main", "init", "--enroll-uses",
-                              str(enroll_uses)], env=self.env(), cwd=REPO, capture_output=True, text=True,
-                             timeout=60, check=True)
+    def init(self, *, enroll_uses: int = 50, extra_args: tuple[str, ...] = ()) -> str:
+        """``labfleet init``; returns what it printed."""
+        argv = [sys.executable, "-m", "controller.cli.main", "init", "--enroll-uses", str(enroll_uses), *extra_args]
+        out = subprocess.run(argv + ([] if self.tls else ["--no-tls"]), env=self.env(), cwd=REPO,
+                             capture_output=True, text=True, timeout=60, check=True)
         creds = json.loads((self.data_dir / "cli.json").read_text())
         self.api_token = creds["token"]
         line = next(line for line in out.stdout.splitlines() if line.startswith("Enrollment token"))
         self.enrollment_token = line.rsplit(" ", 1)[1]
+        return out.stdout
 
     def start_web(self) -> None:
         self.web = Proc("web", [sys.executable, "-m", "controller.cli.main", "serve"], self.env(),
                         self.data_dir / "web.log").start()
-        wait_until(self.healthy, timeout=30, what=f"controller health on {self.url}")
+        try:
+            wait_until(self.healthy, timeout=30, what=f"controller health on {self.url}")
+        except BaseException:
+            self.web.stop()  # a fixture that fails here never reaches its own teardown
+            raise
 
     def start_worker(self, *, beat: bool = True) -> None:
         argv = [sys.executable, "-m", "controller.cli.main", "worker", "--concurrency", "1"]
@@ -144,7 +172,7 @@ class Controller:
         if self.web is not None and not self.web.alive():
             raise AssertionError(f"controller exited:\n{self.web.log()[-3000:]}")
         try:
-            with urllib.request.urlopen(self.url + "/api/health", timeout=1):
+            with urllib.request.urlopen(self.url + "/api/health", timeout=1, context=self.ssl_context()):
                 return True
         except OSError:
             return False
@@ -153,7 +181,7 @@ class Controller:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.url + path, data=data, method=method, headers={
             "Authorization": f"Bearer {self.api_token}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as response:
+        with urllib.request.urlopen(req, timeout=30, context=self.ssl_context()) as response:
             return json.loads(response.read())
 
     def nodes(self) -> dict[str, dict]:
@@ -172,7 +200,8 @@ class Agent:
     proc: Proc | None = None
 
     def start(self, controller_url: str, enroll_token: str, *, max_backoff: float = 2.0,
-              config_file: Path | None = None) -> Agent:
+              config_file: Path | None = None, ca_file: Path | None = None, insecure_http: bool = False) -> Agent:
+        """``ca_file``: the CA to pin (a TLS controller's ``ca_file``); ``insecure_http`` for an http:// one."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not k.startswith("LABFLEET_")}
         env["LABFLEET_AGENT_ENROLL_TOKEN"] = enroll_token
@@ -181,6 +210,10 @@ class Agent:
                 "--log-format", "text"]
         if config_file is not None:
             argv += ["--config", str(config_file)]
+        if ca_file is not None:
+            argv += ["--ca-file", str(ca_file)]
+        if insecure_http:
+            argv.append("--insecure-http")
         self.proc = Proc(self.name, argv, env, self.state_dir.parent / f"{self.name}.log").start()
         return self
 

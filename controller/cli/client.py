@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,9 +29,12 @@ class ClientError(Exception):
 class Credentials:
     url: str
     token: str
+    # The CA the controller's certificate must chain to (the room CA in the data dir); None: the system's.
+    ca_file: Path | None = None
 
     @classmethod
-    def resolve(cls, *, url: str | None, token: str | None, data_dir: Path) -> Credentials:
+    def resolve(cls, *, url: str | None, token: str | None, data_dir: Path, ca_file: Path | None = None
+                ) -> Credentials:
         """Explicit options first, then what ``labfleet init`` wrote into the data dir."""
         saved: dict[str, str] = {}
         path = data_dir / CREDENTIALS_FILE
@@ -41,7 +45,7 @@ class Credentials:
         if not url or not token:
             raise ClientError(f"no controller URL/token: run 'labfleet init' or pass --url and --token "
                               f"(looked in {path})")
-        return cls(url=url.rstrip("/"), token=token)
+        return cls(url=url.rstrip("/"), token=token, ca_file=ca_file)
 
     def save(self, data_dir: Path) -> Path:
         path = data_dir / CREDENTIALS_FILE
@@ -54,6 +58,7 @@ class ControllerClient:
     def __init__(self, credentials: Credentials, *, timeout: float = 30.0) -> None:
         self.credentials = credentials
         self.timeout = timeout
+        self._context = verifying_context(credentials.ca_file)
 
     def get(self, path: str) -> Any:
         return self.request("GET", path)
@@ -91,13 +96,24 @@ class ControllerClient:
                      "Accept": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as response:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as response:
                 return json.loads(response.read() or b"{}")
         except urllib.error.HTTPError as exc:
             raise _from_http_error(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:
             reason = getattr(exc, "reason", exc)
+            if isinstance(reason, ssl.SSLCertVerificationError):
+                trusted = self.credentials.ca_file or "the system's certificate authorities"
+                raise ClientError(f"the controller at {self.credentials.url} is not who it claims to be: its "
+                                  f"certificate does not verify against {trusted} ({reason.verify_message})") from None
             raise ClientError(f"cannot reach the controller at {self.credentials.url}: {reason}") from None
+
+
+def verifying_context(ca_file: Path | None) -> ssl.SSLContext:
+    """Certificates and host names checked, TLS 1.2+; only ``ca_file``'s CA when given."""
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 def _from_http_error(exc: urllib.error.HTTPError) -> ClientError:

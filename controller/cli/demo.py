@@ -4,7 +4,8 @@
 sshd; the controller listens on the fleet's bridge address so the hosts can
 reach it; ``playbooks/site.yml`` provisions them over SSH through the same
 provisioning run an instructor uses for a room (one progress bar per host);
-their agents enroll and come online. Everything started here is stopped by its
+their agents enroll and come online. The controller serves TLS with the room
+CA's certificate (``labfleet init`` makes both) and every agent pins that CA. Everything started here is stopped by its
 PID, and the fleet taken down, on Ctrl-C, SIGTERM or when ``duration`` runs out.
 Without root (no namespaces), ``--no-fleet`` runs the agents as plain local
 processes instead.
@@ -26,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from controller import bootstrap
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient, Credentials
+from controller.cli.client import ClientError, ControllerClient, Credentials, verifying_context
 from controller.settings import Settings
 
 
@@ -54,9 +55,9 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
         env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port),
                "LABFLEET_HOST": settings.host}
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "serve"], env, logs / "web.log"))
-        _wait_healthy(settings.base_url, procs[0], logs / "web.log")
+        _wait_healthy(settings.base_url, settings.tls_ca_file, procs[0], logs / "web.log")
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "worker"], env, logs / "worker.log"))
-        client = ControllerClient(Credentials(settings.base_url, init.api_token))
+        client = ControllerClient(Credentials(settings.base_url, init.api_token, ca_file=settings.tls_ca_file))
         if fleet is not None:
             names = {h.name for h in fleet.hosts()}
             _provision(client, settings.data_dir / "fleet")
@@ -104,8 +105,16 @@ def _start_local_agents(settings: Settings, init: bootstrap.Initialized, count: 
         agent_env = {**os.environ, "LABFLEET_AGENT_ENROLL_TOKEN": init.enrollment_token}
         procs.append(_start([sys.executable, "-m", "node_agent", "run", "--controller", settings.base_url,
                              "--state-dir", str(state_dir), "--name", name, "--config",
-                             str(_local_agent_config(state_dir))], agent_env, logs / f"{name}.log"))
+                             str(_local_agent_config(state_dir)), *_agent_tls_args(settings)],
+                            agent_env, logs / f"{name}.log"))
     return set(names)
+
+
+def _agent_tls_args(settings: Settings) -> list[str]:
+    # The demo's controller serves the room CA's certificate (init made both): the agents pin that CA.
+    if settings.tls_ca_file is not None:
+        return ["--ca-file", str(settings.tls_ca_file)]
+    return ["--insecure-http"]  # a data dir whose operator chose plain HTTP (LABFLEET_TLS_CERT unset, no CA)
 
 
 def _local_agent_config(state_dir: Path) -> Path:
@@ -131,13 +140,15 @@ def _start(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_healthy(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 30) -> None:
+def _wait_healthy(url: str, ca_file: Path | None, proc: subprocess.Popen, log_path: Path,
+                  timeout: float = 30) -> None:
+    context = verifying_context(ca_file)
     give_up = time.monotonic() + timeout
     while time.monotonic() < give_up:
         if proc.poll() is not None:
             raise DemoError(f"the controller exited with {proc.returncode}; see {log_path}")
         try:
-            with urllib.request.urlopen(url + "/api/health", timeout=1):
+            with urllib.request.urlopen(url + "/api/health", timeout=1, context=context):
                 return
         except OSError:
             time.sleep(0.2)

@@ -33,9 +33,10 @@ class Context:
             raise click.ClickException(str(exc)) from None
 
     def client(self) -> ControllerClient:
+        settings = self.settings()
         try:
             return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
-                                                        data_dir=self.settings().data_dir))
+                                                        data_dir=settings.data_dir, ca_file=settings.tls_ca_file))
         except ClientError as exc:
             raise click.ClickException(str(exc)) from None
 
@@ -67,15 +68,32 @@ def _call(fn, *args, **kwargs):
 @cli.command()
 @click.option("--instructor", default="instructor", show_default=True)
 @click.option("--enroll-uses", default=10, show_default=True, help="How many machines the first enrollment token admits.")
+@click.option("--tls-name", "tls_names", multiple=True, metavar="NAME",
+              help="Another DNS name or IP address of the controller for its certificate (repeatable).")
+@click.option("--tls/--no-tls", "make_tls", default=True, show_default=True,
+              help="Make the room's CA and the controller's certificate (kept when they exist).")
 @pass_ctx
-def init(ctx: Context, instructor: str, enroll_uses: int) -> None:
-    """Create the data directory, the database, an instructor token and an enrollment token."""
+def init(ctx: Context, instructor: str, enroll_uses: int, tls_names: tuple[str, ...], make_tls: bool) -> None:
+    """Create the data directory, the database, the room's CA and certificate, an instructor token and an
+    enrollment token."""
     from controller import bootstrap
 
-    result = bootstrap.initialize(ctx.settings(), instructor=instructor, enroll_uses=enroll_uses)
+    try:
+        result = bootstrap.initialize(ctx.settings(), instructor=instructor, enroll_uses=enroll_uses,
+                                      make_tls=make_tls, tls_names=tls_names)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
     render.console.print(f"Data directory: {result.settings.data_dir}")
     render.console.print(f"Database:       {result.database}")
-    render.console.print(f"Controller URL: {result.settings.base_url}")
+    if result.tls is not None:
+        issued = result.tls
+        render.console.print(f"Room CA:        {issued.ca_file}" + (" (new)" if issued.new_ca else " (kept)"),
+                             soft_wrap=True)
+        render.console.print(f"Certificate:    {issued.cert_file}" + (" (new)" if issued.new_cert else " (kept)")
+                             + f" for {', '.join(issued.names)}", soft_wrap=True)
+    elif not result.settings.serves_tls:
+        render.console.print("[yellow]No TLS: tokens cross the network in clear; agents need --insecure-http[/yellow]")
+    render.console.print(f"Controller URL: {result.settings.base_url}", soft_wrap=True)
     render.console.print(f"Instructor API token for [bold]{instructor}[/bold] (saved to {result.credentials_path}):")
     render.console.print(f"  {result.api_token}", soft_wrap=True)
     render.console.print(f"Enrollment token ({enroll_uses} uses): {result.enrollment_token}", soft_wrap=True)
@@ -94,7 +112,11 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     settings = ctx.settings(host=host, port=port, web_workers=workers)
     app = create_app(settings)
     app.extensions["labfleet"].db.upgrade()
-    GunicornServer(app, settings).run()
+    try:
+        server = GunicornServer(app, settings)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from None
+    server.run()
 
 
 @cli.command()

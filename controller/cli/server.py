@@ -38,12 +38,37 @@ class GunicornServer(BaseApplication):
             "proc_name": "labfleet-web",
             # One controller per data dir, several per machine in tests: no shared control socket.
             "control_socket_disable": True,
+            # gunicorn's own X-Forwarded-Proto trust (127.0.0.1 by default) follows LABFLEET_TRUSTED_PROXIES
+            # too: one rule for every forwarding header (controller/proxies.py).
+            "forwarded_allow_ips": ",".join(str(n) for n in s.trusted_proxy_networks),
         }
+        if s.serves_tls:
+            options.update(_tls_options(s))
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         return self.application
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """gunicorn's certfile/keyfile, and a context of our own: TLS 1.2+ only, built once per process.
+
+    Loading the files here first makes a missing or mismatched key a one-line error before gunicorn starts.
+    """
+    from controller.tls import server_context
+
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    assert cert is not None and key is not None
+    server_context(cert, key)
+    built: list = []
+
+    def ssl_context(config, default_factory):
+        if not built:  # gunicorn asks for a context per connection; the files are read once per worker
+            built.append(server_context(cert, key))
+        return built[0]
+
+    return {"certfile": str(cert), "keyfile": str(key), "ssl_context": ssl_context}
 
 
 def _dispose_inherited_pool(server, worker) -> None:

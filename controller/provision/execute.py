@@ -37,6 +37,7 @@ from controller.provision.runner import (
     run_playbook,
 )
 from controller.provision.wheel import agent_wheel
+from controller.settings import Settings
 
 REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 HOST_TOKEN_VAR = "labfleet_enroll_token"  # playbooks/roles/node_agent writes it to the VM's env file
@@ -88,6 +89,7 @@ def execute(app: AppState, run_id: str) -> Report:
     try:
         # teardown.yml reads it too (it records what the host was provisioned with): give it to every run.
         extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
+        extravars.update(agent_tls_vars(settings))
         spec = PlaybookRun(
             private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
             inventory=_with_host_tokens(ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
@@ -133,6 +135,21 @@ def _revoke_tokens(app: AppState, run_id: str, actor: str) -> None:
     """The run is over: the playbook waited for each host's agent to enroll, so no token is needed any more."""
     with app.db.session() as session:
         enrollment.revoke_run_tokens(session, run_id=run_id, actor=actor, reason="the provisioning run ended")
+
+
+def agent_tls_vars(settings: Settings) -> dict[str, object]:
+    """The CA the agents pin, from the controller's own files only; extra vars, so no host var can replace it.
+
+    Plain HTTP stays refused by the playbook unless the operator's LABFLEET_PROVISION_EXTRA_VARS says
+    ``labfleet_agent_insecure_http: true``.
+    """
+    ca_file = settings.tls_ca_file
+    try:
+        ca_pem = ca_file.read_text() if ca_file is not None else ""
+    except OSError as exc:
+        raise ProvisionError(f"LABFLEET_TLS_CA: cannot read {ca_file}: {exc.strerror}") from None
+    insecure = settings.provision_extra_vars_dict().get("labfleet_agent_insecure_http", False) is True
+    return {"labfleet_ca_pem": ca_pem, "labfleet_agent_insecure_http": insecure}
 
 
 def _wheel(configured: str, data_dir: Path) -> Path:

@@ -27,7 +27,8 @@ def agents(tmp_path):
     started: list[Agent] = []
 
     def start(name: str, controller: Controller) -> Agent:
-        agent = Agent(name, tmp_path / "agents" / name).start(controller.url, controller.enrollment_token)
+        agent = Agent(name, tmp_path / "agents" / name).start(controller.url, controller.enrollment_token,
+                                                              ca_file=controller.ca_file)
         started.append(agent)
         return agent
 

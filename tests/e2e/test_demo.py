@@ -23,6 +23,11 @@ def children(pid: int) -> set[int]:
     return found
 
 
+def cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        return fh.read().decode().split("\0")
+
+
 def alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -51,8 +56,13 @@ def test_demo_provisions_a_local_fleet_and_takes_it_all_down_on_ctrl_c(tmp_path)
         wait_until(lambda: "labfleet demo is running" in demo.log() or not demo.alive(), timeout=420,
                    what="the demo banner")
         assert demo.alive(), demo.log()[-4000:]
-        assert _online(env) == ["lfdemo-1", "lfdemo-2", "lfdemo-3"]
+        assert _online(env) == ["lfdemo-1", "lfdemo-2", "lfdemo-3"]  # the CLI verified the demo's room CA
         assert "lfdemo-1" in demo.log()  # the per-host provisioning table
+        # TLS end to end: the controller on the bridge serves https and the hosts were given that URL (and the CA).
+        assert "labfleet demo is running at https://" in demo.log()
+        runs = subprocess.run([sys.executable, "-m", "controller.cli.main", "provision", "list", "--json"], env=env,
+                              cwd=REPO, capture_output=True, text=True, timeout=60)
+        assert [r["controller_url"][:8] for r in json.loads(runs.stdout)] == ["https://"], runs.stdout[-2000:]
         check = subprocess.run([sys.executable, "-m", "controller.cli.main", "check", "ns-uts", "--all", "--json"],
                                env=env, cwd=REPO, capture_output=True, text=True, timeout=120)
         results = json.loads(check.stdout)["commands"]
@@ -79,6 +89,10 @@ def test_demo_without_a_fleet_runs_plain_agents_and_cleans_up_on_ctrl_c(tmp_path
         assert _online(env) == ["demo-1", "demo-2", "demo-3"]
         started = children(demo.pid)
         assert len(started) == 5  # web, worker, three agents
+        assert "labfleet demo is running at https://127.0.0.1:" in demo.log()
+        agents = [argv for argv in (cmdline(pid) for pid in started) if "node_agent" in argv]
+        assert len(agents) == 3
+        assert all("--ca-file" in argv and "--insecure-http" not in argv for argv in agents), agents
 
         os.kill(demo.pid, signal.SIGINT)
         assert demo.popen.wait(timeout=30) == 0

@@ -48,7 +48,7 @@ def test_five_agents_enroll_answer_and_survive_a_kill(controller, agents):
                what="vm-3 offline after SIGKILL")
     assert all(controller.nodes()[n]["state"] == "online" for n in names if n != "vm-3")
 
-    victim.start(controller.url, controller.enrollment_token)
+    victim.start(controller.url, controller.enrollment_token, ca_file=controller.ca_file)
     nodes = wait_until(lambda: online(controller, ["vm-3"]), timeout=30, what="vm-3 back online")
     assert nodes["vm-3"]["id"] == identity["vm-3"]
     assert len(nodes) == 5  # no duplicate node was created

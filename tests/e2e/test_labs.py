@@ -37,7 +37,7 @@ def _lab_agent(controller, attendee, tmp_path, write, extra_config=""):
                       f'attendee_socket = "{socket_dir}/attendee.sock"\n' + extra_config)
     controller.start_web()
     agent = Agent("vm-lab", tmp_path / "agents" / "vm-lab").start(controller.url, controller.enrollment_token,
-                                                                 config_file=config)
+                                                                 config_file=config, ca_file=controller.ca_file)
     wait_until(lambda: controller.nodes().get("vm-lab", {}).get("state") == "online", timeout=30,
                what="the lab agent online")
     yield controller, agent, marker, socket_dir / "attendee.sock"

@@ -28,7 +28,7 @@ def test_unknown_key_in_the_config_file_is_exit_2_naming_the_key(
 
 
 def test_bad_flag_value_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "--controller", "http://ctl", "--state-dir", str(tmp_path), "--max-backoff", "-1"])
+    code = main(["run", "--controller", "https://ctl", "--state-dir", str(tmp_path), "--max-backoff", "-1"])
 
     assert code == 2
     assert "max_backoff: expected a number between" in capsys.readouterr().err

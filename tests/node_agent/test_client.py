@@ -65,7 +65,7 @@ def test_calls_share_one_kept_alive_nodelay_socket(tmp_path, database_url) -> No
     web.data_dir.mkdir()
     web.init(enroll_uses=1)
     web.start_web()
-    client = ControllerClient(web.url)
+    client = ControllerClient(web.url, ca_file=web.ca_file)
     try:
         enrolled = client.enroll(enroll_request(web.enrollment_token))
         sock = client._connection()[0].sock

@@ -22,7 +22,7 @@ def test_defaults_and_normalisation(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "s").stat().st_mode) == 0o700
 
 
-@pytest.mark.parametrize("url", ["ftp://ctl", "ctl.example", "http://", "http://ctl:99999", "http://ctl/?a=1"])
+@pytest.mark.parametrize("url", ["ftp://ctl", "ctl.example", "https://", "https://ctl:99999", "https://ctl/?a=1"])
 def test_bad_controller_url_names_the_key(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigurationError, match="^controller_url: "):
         AgentConfig(controller_url=url, state_dir=tmp_path)
@@ -35,24 +35,24 @@ def test_bad_controller_url_names_the_key(tmp_path: Path, url: str) -> None:
 ])
 def test_bad_values_name_the_key(tmp_path: Path, key: str, value: object) -> None:
     with pytest.raises(ConfigurationError, match=f"^{key}: "):
-        AgentConfig(controller_url="http://ctl", state_dir=tmp_path, **{key: value})
+        AgentConfig(controller_url="https://ctl", state_dir=tmp_path, **{key: value})
 
 
 def test_toml_file_with_cli_overrides(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(f'controller_url = "http://ctl:5000"\nstate_dir = "{tmp_path}/s"\nname = "lab-1"\n'
+    path.write_text(f'controller_url = "https://ctl:5000"\nstate_dir = "{tmp_path}/s"\nname = "lab-1"\n'
                     'heartbeat_interval = 3\nenroll_token = "from-file"\n')
 
     config = AgentConfig.from_file(path, name="lab-2", max_backoff=None)
 
-    assert (config.controller_url, config.name, config.heartbeat_interval) == ("http://ctl:5000", "lab-2", 3.0)
+    assert (config.controller_url, config.name, config.heartbeat_interval) == ("https://ctl:5000", "lab-2", 3.0)
     assert config.enroll_token == "from-file" and config.max_backoff == 30.0
     assert "from-file" not in repr(config)
 
 
 def test_unknown_key_in_toml_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text('controller_url = "http://ctl"\nheartbeat_intervall = 3\n')
+    path.write_text('controller_url = "https://ctl"\nheartbeat_intervall = 3\n')
 
     with pytest.raises(ConfigurationError, match="^heartbeat_intervall: unknown key"):
         AgentConfig.from_file(path)
@@ -60,7 +60,7 @@ def test_unknown_key_in_toml_names_the_key(tmp_path: Path) -> None:
 
 def test_wrong_type_in_toml_names_the_key(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(f'controller_url = "http://ctl"\nstate_dir = "{tmp_path}"\npoll_wait = "25"\n')
+    path.write_text(f'controller_url = "https://ctl"\nstate_dir = "{tmp_path}"\npoll_wait = "25"\n')
 
     with pytest.raises(ConfigurationError, match="^poll_wait: "):
         AgentConfig.from_file(path)
@@ -68,7 +68,7 @@ def test_wrong_type_in_toml_names_the_key(tmp_path: Path) -> None:
 
 def test_enroll_token_precedence_file_then_env_then_flag(tmp_path: Path) -> None:
     path = tmp_path / "agent.toml"
-    path.write_text(f'controller_url = "http://ctl"\nstate_dir = "{tmp_path}"\nenroll_token = "file"\n')
+    path.write_text(f'controller_url = "https://ctl"\nstate_dir = "{tmp_path}"\nenroll_token = "file"\n')
     env = {"LABFLEET_AGENT_ENROLL_TOKEN": "env"}
 
     assert AgentConfig.load(path, environ={}).enroll_token == "file"

@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def agent_args(controller: LiveController, state_dir: Path, *extra: str) -> list[str]:
-    return ["--controller", controller.url, "--state-dir", str(state_dir), "--name", "lab-01",
+    # --insecure-http: LiveController is werkzeug's plain HTTP server on loopback; TLS is test_tls.py's.
+    return ["--controller", controller.url, "--insecure-http", "--state-dir", str(state_dir), "--name", "lab-01",
             "--max-backoff", "0.5", *extra]
 
 
@@ -45,7 +46,8 @@ def stored_node_token(state_dir: Path) -> str:
 
 
 def test_agent_started_before_the_controller_retries_then_stops_cleanly_on_sigterm(start_agent, state_dir) -> None:
-    agent = start_agent("--controller", "http://127.0.0.1:1", "--enroll-token", "x", "--state-dir", str(state_dir),
+    agent = start_agent("--controller", "http://127.0.0.1:1", "--insecure-http", "--enroll-token", "x",
+                        "--state-dir", str(state_dir),
                         "--max-backoff", "1")
 
     retries = agent.wait_event("enroll.retry", count=3)
@@ -201,7 +203,7 @@ def test_revoked_node_token_re_enrolls_as_the_same_node(start_agent, state_dir, 
 
 def test_first_start_without_enrollment_token_is_a_configuration_error(state_dir) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "node_agent", "run", "--controller", "http://127.0.0.1:1", "--state-dir",
+        [sys.executable, "-m", "node_agent", "run", "--controller", "https://127.0.0.1:1", "--state-dir",
          str(state_dir)], cwd=REPO, capture_output=True, text=True, timeout=30,
         env={k: v for k, v in os.environ.items() if k != "LABFLEET_AGENT_ENROLL_TOKEN"},
     )

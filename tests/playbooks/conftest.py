@@ -39,7 +39,7 @@ class BridgeController(Controller):
 
     @property
     def url(self) -> str:
-        return f"http://{self.bridge}:{self.port}"
+        return f"{self.scheme}://{self.bridge}:{self.port}"
 
 
 @dataclass
@@ -137,7 +137,8 @@ def room(tmp_path_factory) -> Iterator[Room]:
         inventory = work / "inventory.yml"
         write_inventory(inventory, host)
         extra_vars = {
-            "labfleet_controller_url": controller.url,
+            "labfleet_controller_url": controller.url,  # https: the controller serves its room CA's certificate
+            "labfleet_ca_pem": controller.ca_file.read_text(),  # as `labfleet provision` passes it
             "labfleet_enroll_token": controller.enrollment_token,
             "labfleet_agent_wheel": str(build_wheel(work / "dist")),
             "labfleet_labs_src": str(make_catalog(work / "catalog")),

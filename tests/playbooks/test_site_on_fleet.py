@@ -69,6 +69,11 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     config = tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))
     assert config["controller_url"] == room.controller.url and config["name"] == room.host.name
     assert config["lab_cgroup_parent"] == room.host.cgroup_parent and config["attendee_user"] == ATTENDEE
+    # TLS: the controller's CA is installed and pinned; plain HTTP was not allowed.
+    assert config["controller_url"].startswith("https://") and "insecure_http" not in config
+    assert config["ca_file"] == "/etc/labfleet-agent/ca.pem"
+    assert room.sh("cat /etc/labfleet-agent/ca.pem") == room.extra_vars["labfleet_ca_pem"]
+    assert room.sh("stat -c '%a %U' /etc/labfleet-agent/ca.pem").split() == ["644", "root"]
     assert room.sh("stat -c '%a %U' /etc/labfleet-agent/env").split() == ["600", "root"]
     assert room.sh("cat /etc/labfleet-agent/env").strip() == \
         f"LABFLEET_AGENT_ENROLL_TOKEN={room.controller.enrollment_token}"
@@ -152,6 +157,7 @@ def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):
 @pytest.mark.parametrize("bad, named", [
     ({"labfleet_attendee_password_hash": "hunter2-in-clear"}, "labfleet_attendee_password_hash"),
     ({"labfleet_controller_url": "controller:8300"}, "labfleet_controller_url"),
+    ({"labfleet_controller_url": "http://controller:8300"}, "is plain HTTP"),
     ({"labfleet_labs_src": "/nonexistent/labs"}, "labfleet_labs_src"),
 ])
 def test_bad_variables_are_refused_by_name_before_anything_changes(room: Room, provisioned, bad, named):

@@ -42,7 +42,7 @@ class FleetController(Controller):
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def env(self) -> dict[str, str]:
         env = super().env()

@@ -15,7 +15,7 @@ import json
 
 import pytest
 
-from tests.fleet.conftest import ssh
+from tests.fleet.conftest import ssh, ssh_ok
 from tests.processes import wait_until
 from tests.provision.conftest import fleet_dir, labfleet, labfleet_json
 
@@ -47,6 +47,14 @@ def test_provision_makes_three_online_agents_that_answer_exec(room, fleet3):
     assert all(h["changed"] > 0 for h in run["hosts"])  # bare hosts really were changed
 
     wait_until(lambda: online(room, names), timeout=60, what="three agents online")
+    # Over TLS: the run gave the hosts the controller's https URL and its room CA, which each agent pins.
+    assert run["controller_url"].startswith("https://")
+    room_ca = room.ca_file.read_text()
+    for host in fleet3.hosts():
+        config = ssh_ok(host, "cat /etc/labfleet-agent/agent.toml; echo ---; cat /etc/labfleet-agent/ca.pem")
+        agent_toml, installed_ca = config.split("---\n", 1)
+        assert 'ca_file = "/etc/labfleet-agent/ca.pem"' in agent_toml and "insecure_http" not in agent_toml
+        assert installed_ca == room_ca
     batch = labfleet_json(room, "exec", "ping", "--all", "--wait", "30")
     assert sorted(c["node"] for c in batch["commands"]) == names
     assert all(c["state"] == "succeeded" and c["result"]["output"]["pong"] is True for c in batch["commands"])

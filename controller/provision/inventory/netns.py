@@ -56,6 +56,7 @@ class NetnsInventory(Inventory):
 
     def controller_url(self, default: str) -> str:
         """The fleet's hosts have no route beyond their bridge: they reach the controller at its address."""
+        scheme = "https" if default.startswith("https://") else "http"
         port = default.rsplit(":", 1)[-1].split("/", 1)[0]
-        port = port if port.isdigit() else "80"
-        return f"http://{self.fleet.bridge_address}:{port}"
+        port = port if port.isdigit() else ("443" if scheme == "https" else "80")
+        return f"{scheme}://{self.fleet.bridge_address}:{port}"
