@@ -20,6 +20,8 @@ from controller.models import EnrollmentToken, Event, Node, utcnow
 from controller.tokens import ENROLLMENT_TOKEN_PREFIX, NODE_TOKEN_PREFIX, hash_token, new_token, same_hash
 from node_agent.protocol import EnrollRequest
 
+_CHANGED_NODES = "labfleet.enrollment.changed_nodes"
+
 
 def create_token(
     session: Session, *, event: Event, created_by: str, ttl: float, label: str = "", uses: int = 1
@@ -130,6 +132,7 @@ class RefusedToken(Unauthenticated, EnrollmentRefused):
 
 def record_refusal(session: Session, exc: Exception, request: EnrollRequest, *, address: str) -> None:
     """Audit a refused enrollment in its own transaction (the refused one is rolled back, nothing spent)."""
+    session.info.pop(_CHANGED_NODES, None)
     if not isinstance(exc, EnrollmentRefused):
         return
     session.rollback()
@@ -200,7 +203,9 @@ def _new_node(session: Session, token_row: EnrollmentToken, request: EnrollReque
         raise RefusedConflict(f"this enrollment token is for host {bound!r}, not {name!r}", field="name",
                               enrollment_token=token_row.id, bound_host=bound)
     holder = session.scalar(select(Node).where(Node.event_id == token_row.event_id, Node.name == name))
-    if holder is not None and holder.state != states.NODE_RETIRED:
+    if holder is not None and _replaced_by_the_same_host(holder, bound):
+        _retire(session, holder, reason=f"host {bound} was provisioned again as another machine")
+    elif holder is not None and holder.state != states.NODE_RETIRED:
         raise RefusedConflict(
             f"a node named {name!r} is enrolled already, as another machine; retire or revoke it first",
             field="name", enrollment_token=token_row.id, holder=holder.id)
@@ -252,6 +257,30 @@ def _spend(session: Session, token_row: EnrollmentToken) -> None:
 def _refuse_spent(token_row: EnrollmentToken) -> None:
     raise RefusedToken("enrollment token is unknown, revoked, expired or already used",
                        enrollment_token=token_row.id, token_status="consumed")
+
+
+def _replaced_by_the_same_host(holder: Node, bound: str | None) -> bool:
+    """The name's holder is an earlier machine of this very host, and it is not online.
+
+    A run writes a host's token only where it found no agent credentials (a rebuilt or
+    reinstalled VM), so the holder's identity is gone with that machine. An online holder
+    is still heartbeating: then two machines claim the host, and the new one is refused.
+    """
+    return (bound is not None and holder.provision_host == bound
+            and holder.state in (states.NODE_OFFLINE, states.NODE_REVOKED))
+
+
+def _retire(session: Session, node: Node, *, reason: str) -> None:
+    states.check_node_move(node.state, states.NODE_RETIRED)
+    node.state, node.token_hash = states.NODE_RETIRED, None
+    session.info.setdefault(_CHANGED_NODES, []).append(node.id)
+    audit.record(session, actor="controller", action="node.retire", target=node.id, node=node.name,
+                 host=node.provision_host, reason=reason)
+
+
+def changed_nodes(session: Session) -> list[str]:
+    """Nodes other than the enrolling one that this session's enrollment retired (their cached tokens must go)."""
+    return session.info.pop(_CHANGED_NODES, [])
 
 
 def _reserved_for_a_host(session: Session, event_id: str, name: str) -> bool:

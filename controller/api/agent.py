@@ -52,7 +52,8 @@ def enroll():
         raise
     session.commit()
     # After the commit: a process that re-read the node before it would cache the old token again.
-    node_changed(node.id)  # a re-enrolled node's old token must stop working everywhere
+    for changed in (node.id, *enrollment.changed_nodes(session)):
+        node_changed(changed)  # a re-enrolled node's old token (a replaced one's too) must stop working everywhere
     return jsonify(encode(EnrollResponse(
         node_id=node.id, node_token=token, name=node.name,
         heartbeat_interval=node.heartbeat_interval, poll_wait=state.settings.poll_wait_max,

@@ -162,6 +162,28 @@ def test_a_retired_nodes_name_goes_to_the_host_provisioned_again(app, client, se
     assert released[0]["target"] == old["node_id"]
 
 
+def test_a_rebuilt_host_replaces_its_offline_predecessor_but_not_an_online_one(app, client, seed):
+    old = enroll(client, mint(app, ["lab-1"], run_id="run-1")["lab-1"], "lab-1", machine="old-install").json
+
+    while_online = enroll(client, mint(app, ["lab-1"], run_id="run-2")["lab-1"], "lab-1", machine="new-install")
+    assert while_online.status_code == 409 and "enrolled already" in while_online.json["detail"]
+    with app.extensions["labfleet"].db.session() as session:
+        session.get(Node, old["node_id"]).state = "offline"  # the old VM is gone: its heartbeats stopped
+
+    rebuilt = enroll(client, mint(app, ["lab-1"], run_id="run-3")["lab-1"], "lab-1", machine="new-install")
+
+    assert rebuilt.status_code == 200 and rebuilt.json["name"] == "lab-1"
+    states = {n["id"]: (n["name"], n["state"]) for n in client.get("/api/v1/nodes", headers=seed.auth).json["nodes"]}
+    assert states == {old["node_id"]: (f"lab-1~{old['node_id'][:8]}", "retired"),
+                      rebuilt.json["node_id"]: ("lab-1", "online")}
+    retired = client.get("/api/v1/audit?action=node.retire", headers=seed.auth).json["entries"]
+    assert [e["target"] for e in retired] == [old["node_id"]]
+    # The old machine's node token stopped working with it.
+    beat = client.post(f"/api/agent/v1/nodes/{old['node_id']}/heartbeat", json={"seq": 1, "digest": "d"},
+                       headers={"Authorization": f"Bearer {old['node_token']}"})
+    assert beat.status_code == 401
+
+
 def test_tokens_of_a_cancelled_run_are_revoked(app, client, seed, tmp_path):
     key = tmp_path / "room.key"
     key.write_text("key\n")

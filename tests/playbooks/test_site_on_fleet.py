@@ -75,8 +75,10 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     assert room.sh("cat /etc/labfleet-agent/ca.pem") == room.extra_vars["labfleet_ca_pem"]
     assert room.sh("stat -c '%a %U' /etc/labfleet-agent/ca.pem").split() == ["644", "root"]
     assert room.sh("stat -c '%a %U' /etc/labfleet-agent/env").split() == ["600", "root"]
-    assert room.sh("cat /etc/labfleet-agent/env").strip() == \
-        f"LABFLEET_AGENT_ENROLL_TOKEN={room.controller.enrollment_token}"
+    # The agent enrolled before the play ended, and no token stayed on the VM.
+    assert room.sh("test -s /var/lib/labfleet-agent/credentials.json && echo enrolled").strip() == "enrolled"
+    assert "LABFLEET_AGENT_ENROLL_TOKEN" not in room.sh("cat /etc/labfleet-agent/env")
+    assert room.controller.enrollment_token not in room.sh("cat /etc/labfleet-agent/agent.toml")
     assert room.controller.enrollment_token not in json.dumps(result.tasks), "the token leaked into Ansible's output"
 
     # Kept running by the supervisor (the fleet host has no systemd), enrolled and online.
@@ -150,8 +152,11 @@ def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):
     pids = wait_until(lambda: (p := supervised_agent_pids(room)) and p != [victim] and p, timeout=30,
                       what="a new agent process under the supervisor")
     assert len(pids) == 1
+    node_id = room.controller.nodes()[room.host.name]["id"]
     wait_until(lambda: room.controller.nodes()[room.host.name]["state"] == "online", timeout=60,
                what="the restarted agent online")
+    # Restarted from an env file without a token: it kept its credentials and its node.
+    assert room.controller.nodes()[room.host.name]["id"] == node_id
 
 
 @pytest.mark.parametrize("bad, named", [

@@ -27,6 +27,12 @@ def online(room, names):
     return all(nodes.get(n, {}).get("state") == "online" for n in names) and nodes
 
 
+def run_tokens(room, run_id: str) -> list[tuple[str, str]]:
+    """(bound host, status) of every enrollment token the run minted."""
+    return sorted((t["bound_host"], t["status"]) for t in room.api("GET", "/api/v1/enroll-tokens")["tokens"]
+                  if t["provision_run"] == run_id)
+
+
 def latest_run(room) -> dict:
     run_id = room.api("GET", "/api/v1/provision-runs?limit=1")["runs"][0]["id"]
     return room.api("GET", f"/api/v1/provision-runs/{run_id}")
@@ -66,6 +72,25 @@ def test_provision_makes_three_online_agents_that_answer_exec(room, fleet3):
     assert not [e for e in shown["events"] if "lfe_" in e["message"] + e["task"]]
     actions = [e["action"] for e in room.api("GET", "/api/v1/audit?limit=300")["entries"]]
     assert {"provision.start", "provision.finish", "enroll_token.create", "node.enroll"} <= set(actions)
+
+    # Each host got a token of its own, bound to its name; each node is the host its token named; the
+    # run revoked them all when it ended, and none is left on a VM.
+    assert run_tokens(room, run["id"]) == [(name, "revoked") for name in names]
+    assert {n: room.nodes()[n]["provision_host"] for n in names} == {n: n for n in names}
+    for host in fleet3.hosts():
+        env = ssh(host, "cat /etc/labfleet-agent/env")
+        assert env.returncode == 0 and "LABFLEET_AGENT_ENROLL_TOKEN" not in env.stdout, (host.name, env.stdout)
+
+
+def test_an_agent_restarted_without_a_token_keeps_its_node(room, fleet3):
+    host = fleet3.hosts()[0]
+    before = room.nodes()[host.name]
+    restarted = ssh(host, "/usr/local/sbin/labfleet-agent-supervisor restart")
+    assert restarted.returncode == 0, restarted.stderr
+    batch = labfleet_json(room, "exec", "ping", "--node", host.name, "--wait", "30")
+    assert [c["state"] for c in batch["commands"]] == ["succeeded"]
+    after = room.nodes()[host.name]
+    assert (after["id"], after["state"]) == (before["id"], "online")
 
 
 def test_second_run_changes_nothing_and_an_unreachable_host_is_retried_alone(room, fleet3):
@@ -129,6 +154,7 @@ def test_a_cancelled_run_stops_and_says_so(room, fleet3):
     assert "cancelled" in {h["state"] for h in run["hosts"]}
     audit = room.api("GET", "/api/v1/audit?action=provision.cancel")["entries"]
     assert [e["target"] for e in audit] == [started["id"]]
+    assert {status for _, status in run_tokens(room, started["id"])} == {"revoked"}
 
 
 def test_teardown_removes_the_agents_and_retires_the_nodes(room, fleet3):
