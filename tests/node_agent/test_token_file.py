@@ -23,7 +23,8 @@ from tests.processes import wait_until
 
 
 def write_config(path: Path, controller: LiveController, state_dir: Path, **extra: str) -> Path:
-    lines = [f'controller_url = "{controller.url}"', f'state_dir = "{state_dir}"', 'name = "lab-01"',
+    # insecure_http: LiveController is werkzeug's plain HTTP server on loopback; TLS is test_tls.py's.
+    lines = [f'controller_url = "{controller.url}"', "insecure_http = true", f'state_dir = "{state_dir}"', 'name = "lab-01"',
              "max_backoff = 0.5", f'attendee_socket = "{path.parent / "attendee.sock"}"']
     lines += [f"{key} = {json.dumps(value)}" for key, value in extra.items()]
     path.write_text("\n".join(lines) + "\n")
