@@ -52,14 +52,14 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
             settings = dataclasses.replace(settings, host=fleet.bridge_address)
         init = bootstrap.initialize(settings, instructor="instructor", enroll_uses=hosts)
         env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port),
-               "LABFLEET_HOST": settings.host}
+               "LABFLEET_HOST": settings.host, "LABFLEET_FLEET_DIR": str(settings.data_dir / "fleet")}
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "serve"], env, logs / "web.log"))
         _wait_healthy(settings.base_url, procs[0], logs / "web.log")
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "worker"], env, logs / "worker.log"))
         client = ControllerClient(Credentials(settings.base_url, init.api_token))
         if fleet is not None:
             names = {h.name for h in fleet.hosts()}
-            _provision(client, settings.data_dir / "fleet")
+            _provision(client)
         else:
             names = _start_local_agents(settings, init, hosts, procs, logs)
         _wait_online(client, names, timeout=90)
@@ -81,12 +81,13 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
                              + (" and the fleet is down" if fleet is not None else ""))
 
 
-def _provision(client: ControllerClient, fleet_dir: Path) -> None:
+def _provision(client: ControllerClient) -> None:
+    """The fleet's folder reaches the controller as its LABFLEET_FLEET_DIR (set in ``env`` above)."""
     from controller.cli.provision import follow, print_run
 
     try:
         run = client.post("/api/v1/provision-runs", {"playbook": "site", "tune": True, "driver": "netns",
-                                                      "inventory": {"state_dir": str(fleet_dir)}})
+                                                      "inventory": {}})
         run = follow(client, run["id"], quiet=False)
     except ClientError as exc:
         raise DemoError(f"provisioning could not start: {exc}") from None

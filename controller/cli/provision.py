@@ -33,23 +33,24 @@ def call(fn: Callable, *args: Any) -> Any:
 
 
 def inventory_options(fn: Callable) -> Callable:
-    """Where the hosts come from: a file (static driver), Vagrant, or the local fleet."""
+    """Where the hosts come from: a file (static driver), Vagrant, or the local fleet.
+
+    The Vagrantfile's folder and the local fleet's are the controller's settings
+    (LABFLEET_VAGRANT_DIR, LABFLEET_FLEET_DIR), not options of a request.
+    """
     options = [
         click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
-                     help="A YAML, INI or CSV list of hosts (static driver)."),
+                     help="A YAML, INI or CSV list of hosts (static driver); the key files it names are uploaded."),
         click.option("--driver", type=click.Choice(["static", "vagrant", "netns"]), default=None,
-                     help="static (with --inventory), vagrant (the repo's Vagrantfile) or netns (the local fleet)."),
-        click.option("--fleet-dir", envvar="LABFLEET_FLEET_DIR", default=None,
-                     help="netns: the local fleet's state folder (default: the fleet's own)."),
-        click.option("--vagrant-dir", default=None, help="vagrant: the folder with the Vagrantfile."),
+                     help="static (with --inventory), vagrant (the controller's LABFLEET_VAGRANT_DIR) or netns "
+                          "(the local fleet in the controller's LABFLEET_FLEET_DIR)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-                   vagrant_dir: str | None) -> dict[str, Any]:
+def inventory_body(inventory_file: str | None, driver: str | None) -> dict[str, Any]:
     driver = driver or ("static" if inventory_file else None)
     if driver is None:
         raise click.UsageError("give --inventory FILE or --driver static|vagrant|netns")
@@ -61,13 +62,37 @@ def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: st
             content = path.read_text()
         except OSError as exc:
             raise click.ClickException(f"{path}: {exc.strerror}") from None
-        return {"driver": driver, "inventory": {"path": str(path), "content": content}}
+        return {"driver": driver, "inventory": {"path": str(path), "content": content,
+                                                "keys": _key_files(path, content)}}
     if inventory_file:
         raise click.UsageError(f"--inventory is for the static driver, not {driver}")
-    options = {"state_dir": fleet_dir} if driver == "netns" and fleet_dir else {}
-    if driver == "vagrant" and vagrant_dir:
-        options = {"directory": str(Path(vagrant_dir).expanduser().resolve())}
-    return {"driver": driver, "inventory": options}
+    return {"driver": driver, "inventory": {}}
+
+
+def _key_files(inventory: Path, content: str) -> dict[str, str]:
+    """The key files the inventory names (relative to it), read here and sent under the name written.
+
+    A plain name with no such file here may be a key of the controller's LABFLEET_PROVISION_KEYS_DIR.
+    """
+    from controller.provision.inventory import InventoryError
+    from controller.provision.inventory.static import key_references
+
+    try:
+        references = key_references(inventory, content)
+    except InventoryError:
+        return {}  # the controller names what is wrong with the file
+    keys = {}
+    for reference in references:
+        path = Path(reference).expanduser()
+        path = path if path.is_absolute() else inventory.parent / path
+        if not path.is_file() and "/" not in reference:
+            continue
+        try:
+            keys[reference] = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{inventory}: key file {path}: "
+                                       f"{getattr(exc, 'strerror', None) or exc}") from None
+    return keys
 
 
 @click.group(invoke_without_command=True)
@@ -79,9 +104,8 @@ def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: st
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the run until it ends.")
 @json_option
 @click.pass_context
-def provision(ctx: click.Context, inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-              vagrant_dir: str | None, retry_failed: bool, forks: int | None, no_tune: bool, wait: bool,
-              as_json: bool) -> None:
+def provision(ctx: click.Context, inventory_file: str | None, driver: str | None, retry_failed: bool,
+              forks: int | None, no_tune: bool, wait: bool, as_json: bool) -> None:
     """Turn the inventory's hosts into lab VMs (playbooks/site.yml), one progress bar per host."""
     if ctx.invoked_subcommand is not None:
         return
@@ -93,7 +117,7 @@ def provision(ctx: click.Context, inventory_file: str | None, driver: str | None
             raise click.UsageError("--retry-failed reuses the latest run's inventory: give no --inventory/--driver")
         body["retry_failed"] = True
     else:
-        body.update(inventory_body(inventory_file, driver, fleet_dir, vagrant_dir))
+        body.update(inventory_body(inventory_file, driver))
     run_and_report(ctx.obj.client(), body, wait=wait, as_json=as_json)
 
 
@@ -147,10 +171,9 @@ def provision_list(obj: Any, as_json: bool) -> None:
 @click.option("--forks", type=int, default=None)
 @json_option
 @click.pass_obj
-def teardown(obj: Any, inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-             vagrant_dir: str | None, forks: int | None, as_json: bool) -> None:
+def teardown(obj: Any, inventory_file: str | None, driver: str | None, forks: int | None, as_json: bool) -> None:
     """Undo site.yml on every host (playbooks/teardown.yml) and retire their nodes."""
-    body: dict[str, Any] = {"playbook": "teardown", **inventory_body(inventory_file, driver, fleet_dir, vagrant_dir)}
+    body: dict[str, Any] = {"playbook": "teardown", **inventory_body(inventory_file, driver)}
     if forks is not None:
         body["forks"] = forks
     run_and_report(obj.client(), body, wait=True, as_json=as_json)
