@@ -71,7 +71,7 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
                 if proc.poll() is not None:
                     raise DemoError(f"{proc.args[-1]} exited with {proc.returncode}; see {logs}")
     except DemoError as exc:
-        render.console.print(f"[red]demo failed: {exc}[/red]")
+        render.console.print(f"[red]demo failed: {render.safe(exc)}[/red]")
         raise SystemExit(1) from None
     finally:
         _stop_all(procs)
@@ -164,13 +164,13 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
 
 
 def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool) -> None:
-    render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {settings.base_url}")
-    render.console.print(f"instructor API token: {init.api_token}", soft_wrap=True)
-    render.console.print(f"credentials saved in {init.credentials_path}; in another terminal try:")
+    render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {render.safe(settings.base_url)}")
+    render.console.print(f"instructor API token: {render.safe(init.api_token)}", soft_wrap=True)
+    render.console.print(f"credentials saved in {render.safe(init.credentials_path)}; in another terminal try:")
     render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet check ns-uts --all"
                          "\n  labfleet audit")
     if fleet:
-        render.console.print("  labfleet fleet list --state-dir " + str(settings.data_dir / "fleet"))
+        render.console.print("  labfleet fleet list --state-dir " + render.safe(settings.data_dir / "fleet"))
     render.console.print("Ctrl-C stops the demo.")
 
 

@@ -29,14 +29,14 @@ class Context:
         try:
             return Settings.from_env(data_dir=self._data_dir, **overrides)
         except ConfigurationError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.clean(exc)) from None
 
     def client(self) -> ControllerClient:
         try:
             return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
                                                         data_dir=self.settings().data_dir))
         except ClientError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.clean(exc)) from None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -58,7 +58,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render.clean(exc)) from None
 
 
 # -- setting up -----------------------------------------------------------
@@ -72,12 +72,14 @@ def init(ctx: Context, instructor: str, enroll_uses: int) -> None:
     from controller import bootstrap
 
     result = bootstrap.initialize(ctx.settings(), instructor=instructor, enroll_uses=enroll_uses)
-    render.console.print(f"Data directory: {result.settings.data_dir}")
-    render.console.print(f"Database:       {result.database}")
-    render.console.print(f"Controller URL: {result.settings.base_url}")
-    render.console.print(f"Instructor API token for [bold]{instructor}[/bold] (saved to {result.credentials_path}):")
-    render.console.print(f"  {result.api_token}", soft_wrap=True)
-    render.console.print(f"Enrollment token ({enroll_uses} uses): {result.enrollment_token}", soft_wrap=True)
+    safe = render.safe
+    render.console.print(f"Data directory: {safe(result.settings.data_dir)}")
+    render.console.print(f"Database:       {safe(result.database)}")
+    render.console.print(f"Controller URL: {safe(result.settings.base_url)}")
+    render.console.print(f"Instructor API token for [bold]{safe(instructor)}[/bold] "
+                         f"(saved to {safe(result.credentials_path)}):")
+    render.console.print(f"  {safe(result.api_token)}", soft_wrap=True)
+    render.console.print(f"Enrollment token ({enroll_uses} uses): {safe(result.enrollment_token)}", soft_wrap=True)
 
 
 @cli.command()
@@ -130,8 +132,8 @@ def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, 
     if as_json:
         render.print_json(token)
     else:
-        render.console.print(f"{token['token']}  (id {token['id']}, {uses} use(s), expires {token['expires_at'][:19]})",
-                             soft_wrap=True)
+        render.console.print(f"{render.safe(token['token'])}  (id {render.safe(token['id'])}, {uses} use(s), "
+                             f"expires {render.safe(token['expires_at'][:19])})", soft_wrap=True)
 
 
 @enroll_token.command("list")
@@ -147,7 +149,7 @@ def enroll_token_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def enroll_token_revoke(ctx: Context, token_id: str) -> None:
     token = _call(ctx.client().post, f"/api/v1/enroll-tokens/{token_id}/revoke")
-    render.console.print(f"enrollment token {token['id']} is {token['status']}")
+    render.console.print(f"enrollment token {render.safe(token['id'])} is {render.safe(token['status'])}")
 
 
 # -- nodes ---------------------------------------------------------------
@@ -177,7 +179,7 @@ def nodes() -> None:
 def nodes_revoke(ctx: Context, node: str) -> None:
     """Revoke a node's token: its agent is refused until it enrolls again."""
     result = _call(ctx.client().post, f"/api/v1/nodes/{node}/revoke")
-    render.console.print(f"node {result['name']} is {result['state']}")
+    render.console.print(f"node {render.safe(result['name'])} is {render.safe(result['state'])}")
 
 
 @cli.command("exec")
@@ -207,7 +209,7 @@ def exec_(ctx: Context, kind: str, node_names: tuple[str, ...], all_nodes: bool,
     render.console.print(render.results_table(batch["commands"]))
     if batch["done"] < batch["total"]:
         render.console.print(f"[yellow]{batch['total'] - batch['done']} node(s) have not answered yet; "
-                             f"follow with: labfleet batch {issued['batch_id']}[/yellow]")
+                             f"follow with: labfleet batch {render.safe(issued['batch_id'])}[/yellow]")
     if any(c["state"] != "succeeded" for c in batch["commands"]):
         raise SystemExit(1)
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient
@@ -29,7 +30,7 @@ def call(fn: Callable, *args: Any) -> Any:
     try:
         return fn(*args)
     except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render.clean(exc)) from None
 
 
 def inventory_options(fn: Callable) -> Callable:
@@ -128,7 +129,7 @@ def provision_cancel(obj: Any, run_id: str) -> None:
     """Stop a running provisioning run (hosts not finished are reported cancelled)."""
     run = call(obj.client().post, f"/api/v1/provision-runs/{run_id}/cancel")
     state = run["state"] if run["state"] in DONE_STATES else "cancelling"
-    render.console.print(f"run {run['id']} is {state}")
+    render.console.print(f"run {render.safe(run['id'])} is {render.safe(state)}")
 
 
 @provision.command("show")
@@ -161,8 +162,8 @@ def provision_list(obj: Any, as_json: bool) -> None:
         table.add_column(column)
     for run in found:
         hosts = ", ".join(run["limit"]) if run["limit"] else "all"
-        table.add_row(run["id"], run["playbook"], run["driver"], render.styled(run["state"]), hosts,
-                      run["created_at"][:19], run["requested_by"])
+        render.add_row(table, run["id"], run["playbook"], run["driver"], render.styled(run["state"]), hosts,
+                       run["created_at"][:19], run["requested_by"])
     render.show(found, table, as_json=as_json)
 
 
@@ -185,10 +186,12 @@ def run_and_report(client: ControllerClient, body: dict[str, Any], *, wait: bool
         if as_json:
             render.print_json(run)
         else:
-            render.console.print(f"run {run['id']} started; follow it with: labfleet provision show {run['id']}")
+            render.console.print(f"run {render.safe(run['id'])} started; follow it with: "
+                                 f"labfleet provision show {render.safe(run['id'])}")
         return
     if not as_json:
-        render.console.print(f"run {run['id']}: {run['playbook']}.yml on {len(run['hosts'])} host(s)")
+        render.console.print(f"run {render.safe(run['id'])}: {render.safe(run['playbook'])}.yml on "
+                             f"{len(run['hosts'])} host(s)")
     try:
         run = follow(client, run["id"], quiet=as_json)
     except KeyboardInterrupt:
@@ -218,7 +221,8 @@ def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: floa
             total = run["tasks_total"] or None
             for host in run["hosts"]:
                 if host["host"] not in bars:
-                    bars[host["host"]] = progress.add_task(host["host"], total=total, status="")
+                    # The description is formatted into the column's markup: escaped like any markup value.
+                    bars[host["host"]] = progress.add_task(render.safe(host["host"]), total=total, status="")
                 done = host["state"] not in ("pending", "running")
                 progress.update(bars[host["host"]], total=max(total or 0, host["tasks_done"]) or None,
                                 completed=host["tasks_done"], status=_status(host))
@@ -231,34 +235,35 @@ def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: floa
 
 
 def _status(host: dict[str, Any]) -> str:
-    style = HOST_STYLE.get(host["state"], "")
+    """The bar's status column (a markup template): every value in it escaped."""
+    style = HOST_STYLE.get(host["state"]) or "default"
     if host["state"] == "running":
-        return f"[{style}]{host['current_task'][:60]}[/{style}]"
+        return f"[{style}]{render.safe(host['current_task'][:60])}[/{style}]"
     detail = f": {host['failed_task'][:50]}" if host["failed_task"] else ""
-    return f"[{style}]{host['state']}{detail}[/{style}]"
+    return f"[{style}]{render.safe(host['state'] + detail)}[/{style}]"
 
 
 def print_run(run: dict[str, Any]) -> None:
     render.console.print(run_table(run))
     summary = ", ".join(f"{n} {state}" for state, n in (run.get("summary") or {}).items() if n)
-    render.console.print(f"run {run['id']} ({run['playbook']}): {render.styled(run['state'])}"
-                         + (f" — {summary}" if summary else ""))
+    render.console.print(Text.assemble(f"run {render.clean(run['id'])} ({render.clean(run['playbook'])}): ",
+                                       render.styled(run["state"]),
+                                       f" — {render.clean(summary)}" if summary else ""))
     if run.get("error"):
-        render.console.print(f"[red]{run['error']}[/red]", soft_wrap=True)
+        render.console.print(render.styled(run["error"], "red"), soft_wrap=True)
     if run["state"] == "failed" and run["playbook"] == "site":
         render.console.print("retry only the failed hosts with: labfleet provision --retry-failed")
 
 
 def run_table(run: dict[str, Any]) -> Table:
-    table = Table(title=f"{run['playbook']}.yml — run {run['id']}")
+    table = Table(title=f"{render.safe(run['playbook'])}.yml — run {render.safe(run['id'])}")
     for column in ("host", "address", "state", "ok", "changed", "failed", "unreachable", "failing task",
                    "message"):
         table.add_column(column, overflow="fold")
     for host in run["hosts"]:
-        style = HOST_STYLE.get(host["state"], "")
-        table.add_row(host["host"], host["address"], f"[{style}]{host['state']}[/{style}]", str(host["ok"]),
-                      str(host["changed"]), str(host["failed"]), str(host["unreachable"]), host["failed_task"][:80],
-                      host["message"][:160])
+        render.add_row(table, host["host"], host["address"], render.styled(host["state"], HOST_STYLE.get(host["state"])),
+                       str(host["ok"]), str(host["changed"]), str(host["failed"]), str(host["unreachable"]),
+                       host["failed_task"][:80], host["message"][:160])
     return table
 
 
@@ -267,5 +272,5 @@ def events_table(found: list[dict[str, Any]]) -> Table:
     for column in ("#", "host", "task", "outcome", "message"):
         table.add_column(column, overflow="fold")
     for event in found:
-        table.add_row(str(event["seq"]), event["host"], event["task"], event["status"], event["message"][:200])
+        render.add_row(table, str(event["seq"]), event["host"], event["task"], event["status"], event["message"][:200])
     return table
