@@ -224,3 +224,43 @@ def test_every_playbook_variable_is_either_a_host_variable_or_the_operators():
     assert defaults - VM_VARS - OPERATOR_VARS == set()
     assert VM_VARS - defaults == {"labfleet_cgroup_parent"}  # the netns driver's, read with a default
     assert not VM_VARS & OPERATOR_VARS
+
+
+def test_the_cli_uploads_the_key_files_the_inventory_names(tmp_path, ssh_key):
+    """`labfleet provision --inventory` against a real controller: the key relative to the file is sent
+    and stored as the controller's copy; a key file that is not there stops the CLI before any request."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.processes import REPO, Controller
+
+    room = tmp_path / "room"
+    (room / "keys").mkdir(parents=True)
+    (room / "keys" / "room.key").write_text(ssh_key)
+    inventory = room / "room.yml"
+    inventory.write_text("defaults: {user: root, private_key: keys/room.key}\n"
+                         "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n")
+    data_dir = tmp_path / "data"
+    ctl = Controller(data_dir, f"sqlite:///{tmp_path / 'labfleet.sqlite'}", "")
+    ctl.init(enroll_uses=1)
+    try:
+        ctl.start_web()
+
+        def labfleet(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([sys.executable, "-m", "controller.cli.main", *args], env=ctl.env(), cwd=REPO,
+                                  capture_output=True, text=True, timeout=60)
+
+        done = labfleet("provision", "--inventory", str(inventory), "--no-wait", "--json")
+        assert done.returncode == 0, done.stderr
+        assert "PRIVATE KEY" not in done.stdout
+        stored = list((data_dir / "provision" / "keys").iterdir())
+        assert [p.read_text() for p in stored] == [ssh_key]
+        assert json.loads(done.stdout)["hosts"][0]["host"] == "lab-1"
+
+        inventory.write_text("hosts:\n  - {name: lab-2, address: 192.0.2.12, user: root, "
+                             "private_key: keys/gone.key}\n")
+        done = labfleet("provision", "--inventory", str(inventory), "--no-wait")
+        assert done.returncode != 0 and "key file" in done.stderr and "gone.key" in done.stderr
+    finally:
+        ctl.stop()
