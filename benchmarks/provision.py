@@ -76,6 +76,7 @@ def room(size: int, base: Path):
     controller = BridgeController(data_dir, f"sqlite:///{data_dir / 'labfleet.sqlite'}", REDIS_URL,
                                   host=fleet.bridge_address, heartbeat_interval=5.0, sweep_interval=5.0,
                                   extra_env={**pinned_inputs(base),
+                                             "LABFLEET_FLEET_DIR": str(fleet.config.state_dir),
                                              "LABFLEET_CELERY_QUEUE": f"lfbench-{time.monotonic_ns()}"})
     try:
         controller.init(enroll_uses=1)
@@ -111,7 +112,7 @@ def labfleet(controller: Controller, *args: str, timeout: float = 3600) -> subpr
 def provision(controller: Controller, fleet, *, tune: bool) -> dict[str, Any]:
     """One run, timed from the request to every agent online (the run's own duration beside it)."""
     names = [h.name for h in fleet.hosts()]
-    args = ["provision", "--driver", "netns", "--fleet-dir", str(fleet.config.state_dir), "--json"]
+    args = ["provision", "--driver", "netns", "--json"]  # the fleet: the controller's LABFLEET_FLEET_DIR
     if not tune:
         args.append("--no-tune")
     started = time.monotonic()

@@ -85,6 +85,15 @@ class Settings:
     # More playbook variables for every run, a JSON object (playbooks/README.md lists them), e.g.
     # '{"labfleet_attendee_sudo_nopasswd": false}'. The controller's own (token, URL, wheel) win.
     provision_extra_vars: str = ""
+    # The one folder a static inventory may name SSH keys from, by plain file name (keys are otherwise
+    # uploaded with the inventory); empty: uploaded keys only. A request never names a controller path.
+    provision_keys_dir: str = ""
+    # The local fleet the netns driver provisions (the folder `labfleet fleet up` recorded it in);
+    # empty: the fleet's default folder.
+    fleet_dir: str = ""
+    # The folder whose Vagrantfile the vagrant driver asks `vagrant ssh-config` about (Vagrant executes
+    # it); empty: this checkout's root.
+    vagrant_dir: str = ""
     # The Celery queue this controller's tasks go to and its worker reads: controllers sharing one Redis
     # database (tests run side by side) must not take each other's tasks.
     celery_queue: str = "celery"

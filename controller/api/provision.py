@@ -17,6 +17,7 @@ from controller.db import get_session
 from controller.errors import ApiError, ValidationFailed
 from controller.models import Attendee, Node, ProvisionEvent, ProvisionRun
 from controller.provision import runs
+from controller.provision.inventory.request import InventorySettings
 from controller.provision.runner import Tuning
 from controller.provision.schemas import (
     AssignRequest,
@@ -54,7 +55,7 @@ def start_run():
     else:
         run = runs.start(session, actor=g.principal.actor, playbook=body.playbook, driver=body.driver,
                          inventory=body.inventory, tuning=tuning, default_controller_url=settings.base_url,
-                         stale_after=stale_after)
+                         stale_after=stale_after, sources=InventorySettings.from_settings(settings))
     session.commit()
     from kombu.exceptions import OperationalError
 

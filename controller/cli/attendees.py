@@ -43,9 +43,10 @@ def attendees_import(obj: Any, file: str, as_json: bool) -> None:
     if as_json:
         render.print_json(report)
         return
-    render.console.print(f"imported {report['created']} attendee(s) from {path}")
+    render.console.print(f"imported {render.safe(report['created'])} attendee(s) from {render.safe(path)}")
     for dup in report["duplicates"]:
-        render.console.print(f"[yellow]skipped line {dup['line']}: {dup['email']} ({dup['reason']})[/yellow]")
+        render.console.print(f"[yellow]skipped line {render.safe(dup['line'])}: {render.safe(dup['email'])} "
+                             f"({render.safe(dup['reason'])})[/yellow]")
 
 
 @attendees.command("list")
@@ -57,7 +58,7 @@ def attendees_list(obj: Any, as_json: bool) -> None:
     for column in ("name", "email", "node", "access code"):
         table.add_column(column)
     for a in found:
-        table.add_row(a["name"], a["email"], a["node"] or "-", "issued" if a["has_access_code"] else "-")
+        render.add_row(table, a["name"], a["email"], a["node"] or "-", "issued" if a["has_access_code"] else "-")
     render.show(found, table, as_json=as_json)
 
 
@@ -76,12 +77,12 @@ def assign(obj: Any, email: str | None, node: str | None, as_json: bool) -> None
         render.print_json(result)
         return
     for pair in result["assigned"]:
-        render.console.print(f"{pair['attendee']} -> {pair['node']}")
+        render.console.print(f"{render.safe(pair['attendee'])} -> {render.safe(pair['node'])}")
     if not result["assigned"]:
         render.console.print("nobody assigned (everyone has a node, or no node is free)")
     if result["unassigned"]:
         render.console.print(f"[yellow]{len(result['unassigned'])} attendee(s) without a node (no free node): "
-                             f"{', '.join(result['unassigned'])}[/yellow]")
+                             f"{render.safe(', '.join(result['unassigned']))}[/yellow]")
 
 
 @click.command()
@@ -98,14 +99,16 @@ def credentials(obj: Any, out_dir: str, reissue: bool) -> None:
     _write_private(html_path, sheet_html(rows))
     _write_private(csv_path, sheet_csv(rows))
     fresh = sum(1 for r in rows if r["access_code"])
-    render.console.print(f"wrote {html_path} and {csv_path}: {len(rows)} attendee(s), {fresh} new access code(s)")
+    render.console.print(f"wrote {render.safe(html_path)} and {render.safe(csv_path)}: {len(rows)} attendee(s), "
+                         f"{fresh} new access code(s)")
     earlier = len(rows) - fresh
     if earlier:
         render.console.print(f"[yellow]{earlier} attendee(s) got their code on an earlier sheet; "
                              f"--reissue gives everyone a new one[/yellow]")
     unplaced = [r["email"] for r in rows if not r["host"]]
     if unplaced:
-        render.console.print(f"[yellow]no host yet for {', '.join(unplaced)}: run labfleet assign[/yellow]")
+        render.console.print(f"[yellow]no host yet for {render.safe(', '.join(unplaced))}: "
+                             f"run labfleet assign[/yellow]")
 
 
 def sheet_csv(rows: list[dict[str, Any]]) -> str:

@@ -53,14 +53,14 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
             settings = dataclasses.replace(settings, host=fleet.bridge_address)
         init = bootstrap.initialize(settings, instructor="instructor", enroll_uses=hosts)
         env = {**os.environ, "LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_PORT": str(settings.port),
-               "LABFLEET_HOST": settings.host}
+               "LABFLEET_HOST": settings.host, "LABFLEET_FLEET_DIR": str(settings.data_dir / "fleet")}
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "serve"], env, logs / "web.log"))
         _wait_healthy(settings.base_url, settings.tls_ca_file, procs[0], logs / "web.log")
         procs.append(_start([sys.executable, "-m", "controller.cli.main", "worker"], env, logs / "worker.log"))
         client = ControllerClient(Credentials(settings.base_url, init.api_token, ca_file=settings.tls_ca_file))
         if fleet is not None:
             names = {h.name for h in fleet.hosts()}
-            _provision(client, settings.data_dir / "fleet")
+            _provision(client)
         else:
             names = _start_local_agents(settings, init, hosts, procs, logs)
         _wait_online(client, names, timeout=90)
@@ -72,7 +72,7 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
                 if proc.poll() is not None:
                     raise DemoError(f"{proc.args[-1]} exited with {proc.returncode}; see {logs}")
     except DemoError as exc:
-        render.console.print(f"[red]demo failed: {exc}[/red]")
+        render.console.print(f"[red]demo failed: {render.safe(exc)}[/red]")
         raise SystemExit(1) from None
     finally:
         _stop_all(procs)
@@ -82,12 +82,13 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
                              + (" and the fleet is down" if fleet is not None else ""))
 
 
-def _provision(client: ControllerClient, fleet_dir: Path) -> None:
+def _provision(client: ControllerClient) -> None:
+    """The fleet's folder reaches the controller as its LABFLEET_FLEET_DIR (set in ``env`` above)."""
     from controller.cli.provision import follow, print_run
 
     try:
         run = client.post("/api/v1/provision-runs", {"playbook": "site", "tune": True, "driver": "netns",
-                                                      "inventory": {"state_dir": str(fleet_dir)}})
+                                                      "inventory": {}})
         run = follow(client, run["id"], quiet=False)
     except ClientError as exc:
         raise DemoError(f"provisioning could not start: {exc}") from None
@@ -174,13 +175,13 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
 
 
 def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool) -> None:
-    render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {settings.base_url}")
-    render.console.print(f"instructor API token: {init.api_token}", soft_wrap=True)
-    render.console.print(f"credentials saved in {init.credentials_path}; in another terminal try:")
+    render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {render.safe(settings.base_url)}")
+    render.console.print(f"instructor API token: {render.safe(init.api_token)}", soft_wrap=True)
+    render.console.print(f"credentials saved in {render.safe(init.credentials_path)}; in another terminal try:")
     render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet check ns-uts --all"
                          "\n  labfleet audit")
     if fleet:
-        render.console.print("  labfleet fleet list --state-dir " + str(settings.data_dir / "fleet"))
+        render.console.print("  labfleet fleet list --state-dir " + render.safe(settings.data_dir / "fleet"))
     render.console.print("Ctrl-C stops the demo.")
 
 

@@ -81,7 +81,7 @@ def hosts_table(statuses: list[HostStatus]) -> Table:
     for column in ("name", "address", "ssh port", "pid", "state", "sshd"):
         table.add_column(column)
     for s in statuses:
-        state = "[green]running[/green]" if s.running else "[red]stopped[/red]"
-        sshd = "[green]answers[/green]" if s.sshd_answers else "[red]silent[/red]"
-        table.add_row(s.host.name, s.host.address, str(s.host.ssh_port), str(s.pid or "-"), state, sshd)
+        state = render.styled("running", "green") if s.running else render.styled("stopped", "red")
+        sshd = render.styled("answers", "green") if s.sshd_answers else render.styled("silent", "red")
+        render.add_row(table, s.host.name, s.host.address, str(s.host.ssh_port), str(s.pid or "-"), state, sshd)
     return table

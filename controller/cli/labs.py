@@ -41,7 +41,7 @@ def _run(ctx, kind: str, args: dict[str, Any], node_names, all_nodes, wait_for, 
         render.console.print(lab_results_table(kind, batch["commands"]))
         if batch["done"] < batch["total"]:
             render.console.print(f"[yellow]{batch['total'] - batch['done']} node(s) have not answered yet; "
-                                 f"follow with: labfleet batch {issued['batch_id']}[/yellow]")
+                                 f"follow with: labfleet batch {render.safe(issued['batch_id'])}[/yellow]")
     if any(not _succeeded(kind, c) for c in batch["commands"]):
         raise SystemExit(1)
 
@@ -62,16 +62,16 @@ def lab_results_table(kind: str, commands: list[dict[str, Any]]) -> Table:
         result = c.get("result") or {}
         output = result.get("output") or {}
         if c["state"] != "succeeded":
-            table.add_row(c["node"], output.get("lab", ""), "", render.styled(c["state"]),
-                          result.get("error") or "no answer yet")
+            render.add_row(table, c["node"], output.get("lab", ""), "", render.styled(c["state"]),
+                           result.get("error") or "no answer yet")
         elif kind == "lab.reset":
             status = "clean" if output.get("clean") else "leftovers"
-            table.add_row(c["node"], output["lab"], output.get("to_step") or "(start)", render.styled(status),
-                          "; ".join(output.get("leftovers", [])))
+            render.add_row(table, c["node"], output["lab"], output.get("to_step") or "(start)",
+                           render.styled(status), "; ".join(str(x) for x in output.get("leftovers", [])))
         else:
             for step in output.get("steps", []):
-                table.add_row(c["node"], output["lab"], step["step"], render.styled(step["status"]),
-                              step.get("reason", ""))
+                render.add_row(table, c["node"], output["lab"], step["step"], render.styled(step["status"]),
+                               step.get("reason", ""))
     return table
 
 
@@ -118,6 +118,6 @@ def register(cli: click.Group, pass_ctx) -> None:
         for column in ("node", "attendee", "lab", "step", "status", "reason", "updated"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            table.add_row(r["node"], r["attendee"] or "", r["lab"], r["step"], render.styled(r["status"]),
-                          r["reason"], r["updated_at"][:19])
+            render.add_row(table, r["node"], r["attendee"] or "", r["lab"], r["step"], render.styled(r["status"]),
+                           r["reason"], r["updated_at"][:19])
         render.show(rows, table, as_json=as_json)

@@ -30,7 +30,7 @@ class Context:
         try:
             return Settings.from_env(data_dir=self._data_dir, **overrides)
         except ConfigurationError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.clean(exc)) from None
 
     def client(self) -> ControllerClient:
         settings = self.settings()
@@ -38,7 +38,7 @@ class Context:
             return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
                                                         data_dir=settings.data_dir, ca_file=settings.tls_ca_file))
         except ClientError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(render.clean(exc)) from None
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -60,7 +60,7 @@ def _call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render.clean(exc)) from None
 
 
 # -- setting up -----------------------------------------------------------
@@ -82,21 +82,23 @@ def init(ctx: Context, instructor: str, enroll_uses: int, tls_names: tuple[str, 
         result = bootstrap.initialize(ctx.settings(), instructor=instructor, enroll_uses=enroll_uses,
                                       make_tls=make_tls, tls_names=tls_names)
     except ConfigurationError as exc:
-        raise click.ClickException(str(exc)) from None
-    render.console.print(f"Data directory: {result.settings.data_dir}")
-    render.console.print(f"Database:       {result.database}")
+        raise click.ClickException(render.clean(exc)) from None
+    safe = render.safe
+    render.console.print(f"Data directory: {safe(result.settings.data_dir)}")
+    render.console.print(f"Database:       {safe(result.database)}")
     if result.tls is not None:
         issued = result.tls
-        render.console.print(f"Room CA:        {issued.ca_file}" + (" (new)" if issued.new_ca else " (kept)"),
+        render.console.print(f"Room CA:        {safe(issued.ca_file)}" + (" (new)" if issued.new_ca else " (kept)"),
                              soft_wrap=True)
-        render.console.print(f"Certificate:    {issued.cert_file}" + (" (new)" if issued.new_cert else " (kept)")
-                             + f" for {', '.join(issued.names)}", soft_wrap=True)
+        render.console.print(f"Certificate:    {safe(issued.cert_file)}" + (" (new)" if issued.new_cert else " (kept)")
+                             + f" for {safe(', '.join(issued.names))}", soft_wrap=True)
     elif not result.settings.serves_tls:
         render.console.print("[yellow]No TLS: tokens cross the network in clear; agents need --insecure-http[/yellow]")
-    render.console.print(f"Controller URL: {result.settings.base_url}", soft_wrap=True)
-    render.console.print(f"Instructor API token for [bold]{instructor}[/bold] (saved to {result.credentials_path}):")
-    render.console.print(f"  {result.api_token}", soft_wrap=True)
-    render.console.print(f"Enrollment token ({enroll_uses} uses): {result.enrollment_token}", soft_wrap=True)
+    render.console.print(f"Controller URL: {safe(result.settings.base_url)}", soft_wrap=True)
+    render.console.print(f"Instructor API token for [bold]{safe(instructor)}[/bold] "
+                         f"(saved to {safe(result.credentials_path)}):")
+    render.console.print(f"  {safe(result.api_token)}", soft_wrap=True)
+    render.console.print(f"Enrollment token ({enroll_uses} uses): {safe(result.enrollment_token)}", soft_wrap=True)
 
 
 @cli.command()
@@ -153,8 +155,8 @@ def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, 
     if as_json:
         render.print_json(token)
     else:
-        render.console.print(f"{token['token']}  (id {token['id']}, {uses} use(s), expires {token['expires_at'][:19]})",
-                             soft_wrap=True)
+        render.console.print(f"{render.safe(token['token'])}  (id {render.safe(token['id'])}, {uses} use(s), "
+                             f"expires {render.safe(token['expires_at'][:19])})", soft_wrap=True)
 
 
 @enroll_token.command("list")
@@ -170,7 +172,7 @@ def enroll_token_list(ctx: Context, as_json: bool) -> None:
 @pass_ctx
 def enroll_token_revoke(ctx: Context, token_id: str) -> None:
     token = _call(ctx.client().post, f"/api/v1/enroll-tokens/{token_id}/revoke")
-    render.console.print(f"enrollment token {token['id']} is {token['status']}")
+    render.console.print(f"enrollment token {render.safe(token['id'])} is {render.safe(token['status'])}")
 
 
 # -- nodes ---------------------------------------------------------------
@@ -200,7 +202,7 @@ def nodes() -> None:
 def nodes_revoke(ctx: Context, node: str) -> None:
     """Revoke a node's token: its agent is refused until it enrolls again."""
     result = _call(ctx.client().post, f"/api/v1/nodes/{node}/revoke")
-    render.console.print(f"node {result['name']} is {result['state']}")
+    render.console.print(f"node {render.safe(result['name'])} is {render.safe(result['state'])}")
 
 
 @cli.command("exec")
@@ -230,7 +232,7 @@ def exec_(ctx: Context, kind: str, node_names: tuple[str, ...], all_nodes: bool,
     render.console.print(render.results_table(batch["commands"]))
     if batch["done"] < batch["total"]:
         render.console.print(f"[yellow]{batch['total'] - batch['done']} node(s) have not answered yet; "
-                             f"follow with: labfleet batch {issued['batch_id']}[/yellow]")
+                             f"follow with: labfleet batch {render.safe(issued['batch_id'])}[/yellow]")
     if any(c["state"] != "succeeded" for c in batch["commands"]):
         raise SystemExit(1)
 

@@ -15,6 +15,7 @@ from typing import Any
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient
@@ -29,27 +30,28 @@ def call(fn: Callable, *args: Any) -> Any:
     try:
         return fn(*args)
     except ClientError as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(render.clean(exc)) from None
 
 
 def inventory_options(fn: Callable) -> Callable:
-    """Where the hosts come from: a file (static driver), Vagrant, or the local fleet."""
+    """Where the hosts come from: a file (static driver), Vagrant, or the local fleet.
+
+    The Vagrantfile's folder and the local fleet's are the controller's settings
+    (LABFLEET_VAGRANT_DIR, LABFLEET_FLEET_DIR), not options of a request.
+    """
     options = [
         click.option("--inventory", "inventory_file", type=click.Path(dir_okay=False),
-                     help="A YAML, INI or CSV list of hosts (static driver)."),
+                     help="A YAML, INI or CSV list of hosts (static driver); the key files it names are uploaded."),
         click.option("--driver", type=click.Choice(["static", "vagrant", "netns"]), default=None,
-                     help="static (with --inventory), vagrant (the repo's Vagrantfile) or netns (the local fleet)."),
-        click.option("--fleet-dir", envvar="LABFLEET_FLEET_DIR", default=None,
-                     help="netns: the local fleet's state folder (default: the fleet's own)."),
-        click.option("--vagrant-dir", default=None, help="vagrant: the folder with the Vagrantfile."),
+                     help="static (with --inventory), vagrant (the controller's LABFLEET_VAGRANT_DIR) or netns "
+                          "(the local fleet in the controller's LABFLEET_FLEET_DIR)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
-def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-                   vagrant_dir: str | None) -> dict[str, Any]:
+def inventory_body(inventory_file: str | None, driver: str | None) -> dict[str, Any]:
     driver = driver or ("static" if inventory_file else None)
     if driver is None:
         raise click.UsageError("give --inventory FILE or --driver static|vagrant|netns")
@@ -61,13 +63,37 @@ def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: st
             content = path.read_text()
         except OSError as exc:
             raise click.ClickException(f"{path}: {exc.strerror}") from None
-        return {"driver": driver, "inventory": {"path": str(path), "content": content}}
+        return {"driver": driver, "inventory": {"path": str(path), "content": content,
+                                                "keys": _key_files(path, content)}}
     if inventory_file:
         raise click.UsageError(f"--inventory is for the static driver, not {driver}")
-    options = {"state_dir": fleet_dir} if driver == "netns" and fleet_dir else {}
-    if driver == "vagrant" and vagrant_dir:
-        options = {"directory": str(Path(vagrant_dir).expanduser().resolve())}
-    return {"driver": driver, "inventory": options}
+    return {"driver": driver, "inventory": {}}
+
+
+def _key_files(inventory: Path, content: str) -> dict[str, str]:
+    """The key files the inventory names (relative to it), read here and sent under the name written.
+
+    A plain name with no such file here may be a key of the controller's LABFLEET_PROVISION_KEYS_DIR.
+    """
+    from controller.provision.inventory import InventoryError
+    from controller.provision.inventory.static import key_references
+
+    try:
+        references = key_references(inventory, content)
+    except InventoryError:
+        return {}  # the controller names what is wrong with the file
+    keys = {}
+    for reference in references:
+        path = Path(reference).expanduser()
+        path = path if path.is_absolute() else inventory.parent / path
+        if not path.is_file() and "/" not in reference:
+            continue
+        try:
+            keys[reference] = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.ClickException(f"{inventory}: key file {path}: "
+                                       f"{getattr(exc, 'strerror', None) or exc}") from None
+    return keys
 
 
 @click.group(invoke_without_command=True)
@@ -79,9 +105,8 @@ def inventory_body(inventory_file: str | None, driver: str | None, fleet_dir: st
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Follow the run until it ends.")
 @json_option
 @click.pass_context
-def provision(ctx: click.Context, inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-              vagrant_dir: str | None, retry_failed: bool, forks: int | None, no_tune: bool, wait: bool,
-              as_json: bool) -> None:
+def provision(ctx: click.Context, inventory_file: str | None, driver: str | None, retry_failed: bool,
+              forks: int | None, no_tune: bool, wait: bool, as_json: bool) -> None:
     """Turn the inventory's hosts into lab VMs (playbooks/site.yml), one progress bar per host."""
     if ctx.invoked_subcommand is not None:
         return
@@ -93,7 +118,7 @@ def provision(ctx: click.Context, inventory_file: str | None, driver: str | None
             raise click.UsageError("--retry-failed reuses the latest run's inventory: give no --inventory/--driver")
         body["retry_failed"] = True
     else:
-        body.update(inventory_body(inventory_file, driver, fleet_dir, vagrant_dir))
+        body.update(inventory_body(inventory_file, driver))
     run_and_report(ctx.obj.client(), body, wait=wait, as_json=as_json)
 
 
@@ -104,7 +129,7 @@ def provision_cancel(obj: Any, run_id: str) -> None:
     """Stop a running provisioning run (hosts not finished are reported cancelled)."""
     run = call(obj.client().post, f"/api/v1/provision-runs/{run_id}/cancel")
     state = run["state"] if run["state"] in DONE_STATES else "cancelling"
-    render.console.print(f"run {run['id']} is {state}")
+    render.console.print(f"run {render.safe(run['id'])} is {render.safe(state)}")
 
 
 @provision.command("show")
@@ -137,8 +162,8 @@ def provision_list(obj: Any, as_json: bool) -> None:
         table.add_column(column)
     for run in found:
         hosts = ", ".join(run["limit"]) if run["limit"] else "all"
-        table.add_row(run["id"], run["playbook"], run["driver"], render.styled(run["state"]), hosts,
-                      run["created_at"][:19], run["requested_by"])
+        render.add_row(table, run["id"], run["playbook"], run["driver"], render.styled(run["state"]), hosts,
+                       run["created_at"][:19], run["requested_by"])
     render.show(found, table, as_json=as_json)
 
 
@@ -147,10 +172,9 @@ def provision_list(obj: Any, as_json: bool) -> None:
 @click.option("--forks", type=int, default=None)
 @json_option
 @click.pass_obj
-def teardown(obj: Any, inventory_file: str | None, driver: str | None, fleet_dir: str | None,
-             vagrant_dir: str | None, forks: int | None, as_json: bool) -> None:
+def teardown(obj: Any, inventory_file: str | None, driver: str | None, forks: int | None, as_json: bool) -> None:
     """Undo site.yml on every host (playbooks/teardown.yml) and retire their nodes."""
-    body: dict[str, Any] = {"playbook": "teardown", **inventory_body(inventory_file, driver, fleet_dir, vagrant_dir)}
+    body: dict[str, Any] = {"playbook": "teardown", **inventory_body(inventory_file, driver)}
     if forks is not None:
         body["forks"] = forks
     run_and_report(obj.client(), body, wait=True, as_json=as_json)
@@ -162,10 +186,12 @@ def run_and_report(client: ControllerClient, body: dict[str, Any], *, wait: bool
         if as_json:
             render.print_json(run)
         else:
-            render.console.print(f"run {run['id']} started; follow it with: labfleet provision show {run['id']}")
+            render.console.print(f"run {render.safe(run['id'])} started; follow it with: "
+                                 f"labfleet provision show {render.safe(run['id'])}")
         return
     if not as_json:
-        render.console.print(f"run {run['id']}: {run['playbook']}.yml on {len(run['hosts'])} host(s)")
+        render.console.print(f"run {render.safe(run['id'])}: {render.safe(run['playbook'])}.yml on "
+                             f"{len(run['hosts'])} host(s)")
     try:
         run = follow(client, run["id"], quiet=as_json)
     except KeyboardInterrupt:
@@ -195,7 +221,8 @@ def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: floa
             total = run["tasks_total"] or None
             for host in run["hosts"]:
                 if host["host"] not in bars:
-                    bars[host["host"]] = progress.add_task(host["host"], total=total, status="")
+                    # The description is formatted into the column's markup: escaped like any markup value.
+                    bars[host["host"]] = progress.add_task(render.safe(host["host"]), total=total, status="")
                 done = host["state"] not in ("pending", "running")
                 progress.update(bars[host["host"]], total=max(total or 0, host["tasks_done"]) or None,
                                 completed=host["tasks_done"], status=_status(host))
@@ -208,34 +235,35 @@ def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: floa
 
 
 def _status(host: dict[str, Any]) -> str:
-    style = HOST_STYLE.get(host["state"], "")
+    """The bar's status column (a markup template): every value in it escaped."""
+    style = HOST_STYLE.get(host["state"]) or "default"
     if host["state"] == "running":
-        return f"[{style}]{host['current_task'][:60]}[/{style}]"
+        return f"[{style}]{render.safe(host['current_task'][:60])}[/{style}]"
     detail = f": {host['failed_task'][:50]}" if host["failed_task"] else ""
-    return f"[{style}]{host['state']}{detail}[/{style}]"
+    return f"[{style}]{render.safe(host['state'] + detail)}[/{style}]"
 
 
 def print_run(run: dict[str, Any]) -> None:
     render.console.print(run_table(run))
     summary = ", ".join(f"{n} {state}" for state, n in (run.get("summary") or {}).items() if n)
-    render.console.print(f"run {run['id']} ({run['playbook']}): {render.styled(run['state'])}"
-                         + (f" — {summary}" if summary else ""))
+    render.console.print(Text.assemble(f"run {render.clean(run['id'])} ({render.clean(run['playbook'])}): ",
+                                       render.styled(run["state"]),
+                                       f" — {render.clean(summary)}" if summary else ""))
     if run.get("error"):
-        render.console.print(f"[red]{run['error']}[/red]", soft_wrap=True)
+        render.console.print(render.styled(run["error"], "red"), soft_wrap=True)
     if run["state"] == "failed" and run["playbook"] == "site":
         render.console.print("retry only the failed hosts with: labfleet provision --retry-failed")
 
 
 def run_table(run: dict[str, Any]) -> Table:
-    table = Table(title=f"{run['playbook']}.yml — run {run['id']}")
+    table = Table(title=f"{render.safe(run['playbook'])}.yml — run {render.safe(run['id'])}")
     for column in ("host", "address", "state", "ok", "changed", "failed", "unreachable", "failing task",
                    "message"):
         table.add_column(column, overflow="fold")
     for host in run["hosts"]:
-        style = HOST_STYLE.get(host["state"], "")
-        table.add_row(host["host"], host["address"], f"[{style}]{host['state']}[/{style}]", str(host["ok"]),
-                      str(host["changed"]), str(host["failed"]), str(host["unreachable"]), host["failed_task"][:80],
-                      host["message"][:160])
+        render.add_row(table, host["host"], host["address"], render.styled(host["state"], HOST_STYLE.get(host["state"])),
+                       str(host["ok"]), str(host["changed"]), str(host["failed"]), str(host["unreachable"]),
+                       host["failed_task"][:80], host["message"][:160])
     return table
 
 
@@ -244,5 +272,5 @@ def events_table(found: list[dict[str, Any]]) -> Table:
     for column in ("#", "host", "task", "outcome", "message"):
         table.add_column(column, overflow="fold")
     for event in found:
-        table.add_row(str(event["seq"]), event["host"], event["task"], event["status"], event["message"][:200])
+        render.add_row(table, str(event["seq"]), event["host"], event["task"], event["status"], event["message"][:200])
     return table

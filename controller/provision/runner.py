@@ -19,12 +19,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.provision.control_dir import ControlDirError, control_dir
 from controller.settings import Settings
 
 
@@ -170,9 +170,11 @@ def ansible_playbook() -> str:
 
 
 def control_path_dir(data_dir: Path) -> Path:
-    """A short folder for SSH control sockets (a socket path must fit in 108 bytes)."""
-    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:10]
-    return Path(tempfile.gettempdir()) / f"lfcp-{digest}"
+    """The worker's own 0700 folder for SSH control sockets, short enough for a socket path."""
+    try:
+        return control_dir(data_dir)
+    except (ControlDirError, OSError) as exc:
+        raise ProvisionError(f"no private folder for SSH control sockets: {exc}") from exc
 
 
 _LIST_TASK = re.compile(r"^\s{6,}\S")

@@ -17,24 +17,27 @@ from controller import audit, enrollment, events
 from controller.errors import Conflict, NotFound, ValidationFailed
 from controller.models import ProvisionEvent, ProvisionHostStatus, ProvisionRun, utcnow
 from controller.provision import states
-from controller.provision.inventory import InventoryError, InventoryHost, hosts_from_dicts, open_inventory
+from controller.provision.inventory import InventoryError, InventoryHost, hosts_from_dicts
+from controller.provision.inventory.request import InventorySettings, open_requested
 from controller.provision.runner import Tuning
 
 
 def start(session: Session, *, actor: str, playbook: str, driver: str, inventory: dict[str, Any],
-          tuning: Tuning, default_controller_url: str, stale_after: float) -> ProvisionRun:
-    """A new pending run over every host of the inventory; refused while another run is open."""
+          tuning: Tuning, default_controller_url: str, stale_after: float,
+          sources: InventorySettings) -> ProvisionRun:
+    """A new pending run over every host of the inventory; refused while another run is open.
+
+    ``inventory`` is the request's; ``sources`` the operator's settings (where keys, the local
+    fleet and the Vagrantfile are): the request never names a place on the controller.
+    """
     _check_playbook(playbook)
-    if driver == "static" and not isinstance(inventory.get("content"), str):
-        # The file's text comes with the request: the controller never reads a path a caller names.
-        raise ValidationFailed("the static driver needs the inventory file's text", field="inventory.content")
     try:
-        source = open_inventory(driver, inventory)
+        source = open_requested(driver, inventory, sources)
         hosts = source.hosts()
         controller_url = source.controller_url(default_controller_url)
     except InventoryError as exc:
-        field = "driver" if exc.key == "driver" else "inventory"
-        raise ValidationFailed(str(exc), field=field) from None
+        # The field is the key at fault: `driver`, `inventory.state_dir`, `hosts[2].vars.ansible_connection`.
+        raise ValidationFailed(str(exc), field=exc.key or "inventory") from None
     _refuse_if_open(session, stale_after=stale_after)
     return _create(session, actor=actor, playbook=playbook, driver=driver, hosts=hosts, limit=[],
                    tuning=tuning, controller_url=controller_url, retry_of=None)

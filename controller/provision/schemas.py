@@ -12,8 +12,9 @@ _STRICT = {"strict": True, "extra": "forbid"}
 class StartRunRequest:
     """Run a playbook over an inventory, or (``retry_failed``) over the latest run's failed hosts.
 
-    ``inventory`` holds the driver's options: static ``{path, content}``, vagrant
-    ``{directory}``, netns ``{state_dir, subnet, prefix}``.
+    ``inventory`` holds the driver's options: static ``{path, content, keys}`` (the file's name
+    and text, and the key files it names as ``{name as written: key text}``); vagrant and netns
+    take none (their folders are the operator's settings, ``inventory/request.py``).
     """
 
     __pydantic_config__ = _STRICT

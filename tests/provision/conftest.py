@@ -50,6 +50,15 @@ class FleetController(Controller):
         return env
 
 
+@pytest.fixture(scope="session")
+def ssh_key(tmp_path_factory) -> str:
+    """A real private key's text, as `labfleet provision` uploads it with an inventory."""
+    path = tmp_path_factory.mktemp("key") / "room.key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labfleet-test", "-f", str(path)],
+                   check=True, capture_output=True, timeout=30)
+    return path.read_text()
+
+
 @pytest.fixture(scope="module")
 def module_database_url(tmp_path_factory, postgres_databases) -> Iterator[str]:
     """An empty database for one module (``serve`` migrates it)."""
@@ -86,6 +95,7 @@ def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetControl
     ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
                           heartbeat_interval=1.0, sweep_interval=1.0,
                           extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
+                                     "LABFLEET_FLEET_DIR": fleet_dir(fleet3),
                                      "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks"),
                                      "LABFLEET_CELERY_QUEUE": queue})
     ctl.init(enroll_uses=1)

@@ -13,12 +13,11 @@ from controller.provision import states
 
 
 @pytest.fixture
-def inventory(tmp_path):
-    key = tmp_path / "room.key"
-    key.write_text("key\n")
-    text = (f"defaults: {{user: root, private_key: {key}}}\n"
+def inventory(ssh_key):
+    text = ("defaults: {user: root, private_key: keys/room.key}\n"
             "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n  - {name: lab-2, address: 192.0.2.12}\n")
-    return {"driver": "static", "inventory": {"path": str(tmp_path / "room.yml"), "content": text}}
+    return {"driver": "static", "inventory": {"path": "/home/instructor/room.yml", "content": text,
+                                              "keys": {"keys/room.key": ssh_key}}}
 
 
 def post(client, seed, body, path="/api/v1/provision-runs"):
@@ -38,7 +37,7 @@ def test_every_provisioning_route_needs_an_instructor_token(client, seed):
     ({"driver": "ec2"}, 400, "driver", "unknown inventory driver 'ec2'"),
     ({"driver": "static", "inventory": {"path": "/etc/shadow"}}, 400, "inventory.content", "file's text"),
     ({"driver": "static", "inventory": {"path": "r.yml", "content": "hosts:\n  - {name: a, user: root}\n"}},
-     400, "inventory", "r.yml:2: hosts[0].address: missing"),
+     400, "hosts[0].address", "r.yml:2: hosts[0].address: missing"),
     ({"driver": "static", "inventory": {"path": "r.yml", "content": "x"}, "forks": 0}, 400, "forks", "forks"),
     ({"driver": "static", "inventory": {"path": "r.yml", "content": "x"}, "playbook": "rm-rf"}, 400, "playbook",
      "unknown playbook 'rm-rf'"),

@@ -17,7 +17,7 @@ import pytest
 
 from tests.fleet.conftest import ssh, ssh_ok
 from tests.processes import wait_until
-from tests.provision.conftest import fleet_dir, labfleet, labfleet_json
+from tests.provision.conftest import labfleet, labfleet_json
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,7 @@ def latest_run(room) -> dict:
 
 def test_provision_makes_three_online_agents_that_answer_exec(room, fleet3):
     names = [h.name for h in fleet3.hosts()]
-    done = labfleet(room, "provision", "--driver", "netns", "--fleet-dir", fleet_dir(fleet3))
+    done = labfleet(room, "provision", "--driver", "netns")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     # What the instructor sees at the end: the per-host table and the run's state.
     assert all(name in done.stdout for name in names)
@@ -97,7 +97,7 @@ def test_second_run_changes_nothing_and_an_unreachable_host_is_retried_alone(roo
     first, victim, third = fleet3.hosts()
     fleet3.stop_sshd(victim.name)
     try:
-        done = labfleet(room, "provision", "--driver", "netns", "--fleet-dir", fleet_dir(fleet3), "--json")
+        done = labfleet(room, "provision", "--driver", "netns", "--json")
         assert done.returncode == 1, done.stderr[-2000:]
         run = json.loads(done.stdout)
     finally:
@@ -142,7 +142,7 @@ def test_attendees_get_a_host_and_a_printed_access_code(room, fleet3, tmp_path):
 
 
 def test_a_cancelled_run_stops_and_says_so(room, fleet3):
-    started = labfleet_json(room, "provision", "--driver", "netns", "--fleet-dir", fleet_dir(fleet3), "--no-wait")
+    started = labfleet_json(room, "provision", "--driver", "netns", "--no-wait")
     wait_until(lambda: room.api("GET", f"/api/v1/provision-runs/{started['id']}")["state"] == "running",
                timeout=60, interval=0.05, what="the run to start")
     cancel = labfleet(room, "provision", "cancel", started["id"])
@@ -159,7 +159,7 @@ def test_a_cancelled_run_stops_and_says_so(room, fleet3):
 
 def test_teardown_removes_the_agents_and_retires_the_nodes(room, fleet3):
     names = [h.name for h in fleet3.hosts()]
-    done = labfleet(room, "teardown", "--driver", "netns", "--fleet-dir", fleet_dir(fleet3))
+    done = labfleet(room, "teardown", "--driver", "netns")
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     nodes = room.nodes()
     assert [nodes[n]["state"] for n in names] == ["retired"] * 3

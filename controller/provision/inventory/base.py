@@ -8,11 +8,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from controller.provision.inventory.host_vars import check_vars
+
 # Every host is also in this group, so a playbook can target lab VMs by name.
 HOSTS_GROUP = "lab_vms"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _ADDRESS = re.compile(r"^[A-Za-z0-9:.%_-]{1,255}$")
 _USER = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
+# Ansible's implicit localhost: a host of that name would take over `delegate_to: localhost` (the
+# controller-side staging task) and run it wherever its address points.
+_LOCALHOST_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 class InventoryError(ValueError):
@@ -31,7 +36,11 @@ class InventoryError(ValueError):
 
 @dataclass(frozen=True)
 class InventoryHost:
-    """One machine to provision: how to reach it over SSH, and its extra Ansible variables."""
+    """One machine to provision: how to reach it over SSH, and its extra Ansible variables.
+
+    ``ssh_args`` is the driver's own host-key policy (the local fleet's known_hosts, Vagrant's
+    ssh-config); an inventory file cannot set it, and without it the controller's policy applies.
+    """
 
     name: str
     address: str
@@ -39,19 +48,23 @@ class InventoryHost:
     user: str = "root"
     private_key: str = ""
     vars: dict[str, Any] = field(default_factory=dict)
+    ssh_args: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> InventoryHost:
-        return cls(**{k: row[k] for k in ("name", "address", "port", "user", "private_key", "vars") if k in row})
+        return cls(**{k: row[k] for k in ("name", "address", "port", "user", "private_key", "vars", "ssh_args")
+                      if k in row})
 
     def ansible_vars(self) -> dict[str, Any]:
         values: dict[str, Any] = {"ansible_host": self.address, "ansible_port": self.port,
                                   "ansible_user": self.user}
         if self.private_key:
             values["ansible_ssh_private_key_file"] = self.private_key
+        if self.ssh_args:
+            values["ansible_ssh_common_args"] = self.ssh_args
         values.update(self.vars)
         return values
 
@@ -64,6 +77,8 @@ def check_host(host: InventoryHost, *, path: str | Path | None = None, line: int
 
     if not _NAME.match(host.name):
         raise fail("name", f"{host.name!r} is not a host name (letters, digits, '.', '_', '-'; at most 64)")
+    if host.name.lower() in _LOCALHOST_NAMES:
+        raise fail("name", f"{host.name!r} is Ansible's name for the controller itself: name the host otherwise")
     if not host.address:
         raise fail("address", "missing")
     if not _ADDRESS.match(host.address):
@@ -78,6 +93,7 @@ def check_host(host: InventoryHost, *, path: str | Path | None = None, line: int
         raise fail("private_key", f"no key file at {host.private_key}")
     if not isinstance(host.vars, dict):
         raise fail("vars", "must be a mapping of variable names to values")
+    check_vars(host.vars, fail)
     return host
 
 
@@ -110,8 +126,9 @@ class Inventory(ABC):
 def ansible_inventory(hosts: list[InventoryHost], *, ssh_common_args: str = "") -> dict[str, Any]:
     """An Ansible YAML/JSON inventory: every host under ``all`` and in the ``lab_vms`` group.
 
-    ``ssh_common_args`` applies to hosts that bring none of their own (ssh keeps the
-    first value of an option, so a host's own host-key settings must not follow ours).
+    ``ssh_common_args`` (the controller's host-key policy) applies to hosts whose driver brings
+    none of its own (ssh keeps the first value of an option, so a driver's settings must not
+    follow ours).
     """
     entries: dict[str, Any] = {}
     for host in hosts:

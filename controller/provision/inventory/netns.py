@@ -48,9 +48,8 @@ class NetnsInventory(Inventory):
         for fh in fleet_hosts:
             ssh_args = (f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={shlex.quote(fh.known_hosts_path)}")
             host = InventoryHost(name=fh.name, address=fh.address, port=fh.ssh_port, user=fh.ssh_user,
-                                 private_key=fh.private_key_path,
-                                 vars={"ansible_ssh_common_args": ssh_args,
-                                       "labfleet_cgroup_parent": fh.cgroup_parent})
+                                 private_key=fh.private_key_path, ssh_args=ssh_args,
+                                 vars={"labfleet_cgroup_parent": fh.cgroup_parent})
             hosts.append(check_host(host, path="local fleet", prefix=f"{fh.name}."))
         return hosts
 

@@ -5,7 +5,7 @@ YAML (``.yml``/``.yaml``)::
     defaults: {user: ubuntu, private_key: keys/room.key}   # optional, for every host
     hosts:
       - {name: lab-1, address: 192.0.2.11}
-      - {name: lab-2, address: 192.0.2.12, port: 2222, vars: {labfleet_labs: [ns-uts-1]}}
+      - {name: lab-2, address: 192.0.2.12, port: 2222, vars: {labfleet_attendee_shell: /bin/zsh}}
 
 INI (``.ini`` or an Ansible ``hosts`` file), Ansible's own host-line syntax::
 
@@ -14,14 +14,17 @@ INI (``.ini`` or an Ansible ``hosts`` file), Ansible's own host-line syntax::
     ansible_ssh_private_key_file=keys/room.key
     [lab]
     lab-1 ansible_host=192.0.2.11
-    lab-2 ansible_host=192.0.2.12 ansible_port=2222
+    lab-2 ansible_host=192.0.2.12 ansible_port=2222 labfleet_attendee_shell=/bin/zsh
 
 CSV (``.csv``), one host per row: ``name,address,port,user,private_key``.
 
 Keys are ``name address port user private_key`` or their Ansible names
-(``ansible_host ansible_port ansible_user ansible_ssh_private_key_file``). A
-relative key path is relative to the inventory file. Every error names the
-file, the line and the key.
+(``ansible_host ansible_port ansible_user ansible_ssh_private_key_file``), also
+inside a host's ``vars``. ``vars`` holds labfleet's own VM-side playbook
+variables only (``host_vars.py``). ``private_key`` is a reference, never read
+here: the CLI uploads the key file it names (relative to the inventory file),
+and ``keys.KeyResolver`` turns it into the controller's copy. Every error names
+the file, the line and the key.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from controller.provision.inventory.base import (
     check_host,
     check_unique,
 )
+from controller.provision.inventory.keys import KeyRefused, KeyResolver
 
 ALIASES = {
     "name": "name", "address": "address", "ansible_host": "address", "port": "port", "ansible_port": "port",
@@ -51,14 +55,18 @@ FORMATS = {".yml": "yaml", ".yaml": "yaml", ".ini": "ini", ".cfg": "ini", "": "i
 
 
 class StaticInventory(Inventory):
-    """Hosts listed in a file. ``content`` (sent by the CLI) is parsed instead of reading ``path``."""
+    """Hosts listed in a file. ``content`` (sent by the CLI) is parsed instead of reading ``path``.
+
+    With ``keys``, each host's ``private_key`` becomes the controller's copy of that key; without,
+    it stays the reference the file wrote (for tools that only list hosts).
+    """
 
     driver = "static"
 
-    def __init__(self, path: str, content: str | None = None, check_keys: bool = True) -> None:
+    def __init__(self, path: str, content: str | None = None, keys: KeyResolver | None = None) -> None:
         self.path = Path(path).expanduser()
         self.content = content
-        self.check_keys = check_keys
+        self.keys = keys
 
     def hosts(self) -> list[InventoryHost]:
         kind = FORMATS.get(self.path.suffix.lower())
@@ -71,22 +79,42 @@ class StaticInventory(Inventory):
                 text = self.path.read_text()
             except OSError as exc:
                 raise InventoryError(f"cannot read the inventory: {exc.strerror}", path=self.path) from None
-        parser = {"yaml": _parse_yaml, "ini": _parse_ini, "csv": _parse_csv}[kind]
-        located = parser(text, self.path)
+        located = _parse(kind, text, self.path)
         if not located:
             raise InventoryError("lists no hosts", path=self.path)
-        base_dir = self.path.resolve().parent
-        hosts = [(_build(fields, line, self.path, base_dir, self.check_keys, prefix), line)
-                 for fields, line, prefix in located]
+        hosts = [(_build(fields, line, self.path, self.keys, prefix), line) for fields, line, prefix in located]
         check_unique(hosts, path=self.path)
+        if self.keys is not None:
+            try:
+                self.keys.commit()
+            except KeyRefused as exc:
+                raise InventoryError(exc.message, key=exc.key) from None
         return [host for host, _ in hosts]
+
+
+def key_references(path: str | Path, content: str) -> list[str]:
+    """The ``private_key`` values an inventory writes, as written (what ``labfleet provision`` uploads)."""
+    kind = FORMATS.get(Path(path).suffix.lower())
+    if kind is None:
+        return []
+    found = []
+    for fields, _, _ in _parse(kind, content, Path(path)):
+        reference = str(fields.get("private_key", ("", 0))[0] or "").strip()
+        if reference and reference not in found:
+            found.append(reference)
+    return found
+
+
+def _parse(kind: str, text: str, path: Path) -> list[tuple[Fields, int, str]]:
+    parser = {"yaml": _parse_yaml, "ini": _parse_ini, "csv": _parse_csv}[kind]
+    return parser(text, path)
 
 
 # One host before checking: field name -> (raw value, line it came from).
 Fields = dict[str, tuple[Any, int]]
 
 
-def _build(fields: Fields, line: int, path: Path, base_dir: Path, check_keys: bool, prefix: str) -> InventoryHost:
+def _build(fields: Fields, line: int, path: Path, keys: KeyResolver | None, prefix: str) -> InventoryHost:
     def value(key: str, default: Any = "") -> Any:
         return fields[key][0] if key in fields else default
 
@@ -101,18 +129,21 @@ def _build(fields: Fields, line: int, path: Path, base_dir: Path, check_keys: bo
         raise InventoryError(f"{raw_port!r} is not a port (1-65535)", path=path, line=where("port"),
                              key=f"{prefix}port") from None
     key = str(value("private_key", "")).strip()
-    if key:
-        key_path = Path(key).expanduser()
-        key = str(key_path if key_path.is_absolute() else base_dir / key_path)
+    if key and keys is not None:
+        try:
+            key = keys.resolve(key)
+        except KeyRefused as exc:
+            raise InventoryError(exc.message, path=path, line=where("private_key"),
+                                 key=f"{prefix}private_key") from None
     host_vars = value("vars", {})
     host = InventoryHost(name=str(value("name", "") or address).strip(), address=address, port=port,
                          user=str(value("user", "")).strip(), private_key=key,
                          vars=dict(host_vars) if isinstance(host_vars, dict) else host_vars)
     # The line of the first field at fault is the most useful one to name.
     try:
-        return check_host(host, path=path, line=line, prefix=prefix, check_key=check_keys)
+        return check_host(host, path=path, line=line, prefix=prefix, check_key=False)
     except InventoryError as exc:
-        field_name = (exc.key or "").removeprefix(prefix)
+        field_name = (exc.key or "").removeprefix(prefix).split(".")[0]
         raise InventoryError(exc.message, path=path, line=where(field_name), key=exc.key) from None
 
 
@@ -148,6 +179,8 @@ def _parse_yaml(text: str, path: Path) -> list[tuple[Fields, int, str]]:
                              line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
         raise InventoryError(f"not valid YAML: {exc}", path=path) from None
+    except RecursionError:
+        raise InventoryError("nested too deeply to be an inventory", path=path) from None
     if not isinstance(doc, _LineMap):
         raise InventoryError("must be a mapping with a 'hosts' key", path=path, line=1)
     unknown = [k for k in doc if k not in ("hosts", "defaults")]
@@ -187,13 +220,23 @@ def _yaml_fields(entry: Any, path: Path, prefix: str, line: int) -> Fields:
     for key, value in entry.items():
         where = lines.get(key, line)
         if key == "vars":
-            fields["vars"] = (value, where)
+            for name, lifted in _lift_connection(value, where).items():
+                fields.setdefault(name, lifted)  # the host's own field, when it has one, wins
+            fields["vars"] = ({k: v for k, v in value.items() if k not in ALIASES} if isinstance(value, dict)
+                              else value, where)
             continue
         if key not in ALIASES:
             raise InventoryError(f"unknown key (known: {', '.join(sorted(set(ALIASES.values())))}, vars)",
                                  path=path, line=where, key=f"{prefix}{key}")
         fields[ALIASES[key]] = (value, where)
     return fields
+
+
+def _lift_connection(host_vars: Any, line: int) -> Fields:
+    """``vars: {ansible_host: ..., ansible_user: ...}`` says the same as the host's own fields."""
+    if not isinstance(host_vars, dict):
+        return {}
+    return {ALIASES[k]: (v, line) for k, v in host_vars.items() if k in ALIASES and ALIASES[k] != "name"}
 
 
 # -- INI --------------------------------------------------------------------

@@ -34,7 +34,11 @@ SOURCE = "vagrant ssh-config"
 
 
 class VagrantInventory(Inventory):
-    """Runs ``vagrant ssh-config`` in ``directory`` (the repo root, where the Vagrantfile is)."""
+    """Runs ``vagrant ssh-config`` in ``directory`` (the repo root, where the Vagrantfile is).
+
+    Vagrant executes that folder's Vagrantfile: the API takes ``directory`` from the operator's
+    ``LABFLEET_VAGRANT_DIR``, never from a request.
+    """
 
     driver = "vagrant"
 
@@ -93,14 +97,13 @@ def _host(name: str, number: int, options: dict[str, str], source: str, check_ke
     except ValueError:
         raise InventoryError(f"{options['port']!r} is not a port", path=source, line=number,
                              key=f"{name}.Port") from None
-    host_vars = {}
+    ssh_args = ""
     if options.get("stricthostkeychecking", "").lower() == "no":
         known_hosts = options.get("userknownhostsfile", "/dev/null")
-        host_vars["ansible_ssh_common_args"] = (f"-o StrictHostKeyChecking=no "
-                                                f"-o UserKnownHostsFile={shlex.quote(known_hosts)}")
+        ssh_args = f"-o StrictHostKeyChecking=no -o UserKnownHostsFile={shlex.quote(known_hosts)}"
     host = InventoryHost(name=name, address=options.get("hostname", ""), port=port,
                          user=options.get("user", ""), private_key=options.get("identityfile", ""),
-                         vars=host_vars)
+                         ssh_args=ssh_args)
     return check_host(host, path=source, line=number, prefix=f"{name}.", check_key=check_keys)
 
 
