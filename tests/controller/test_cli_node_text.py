@@ -49,6 +49,7 @@ class Node:
 
     def __init__(self, controller: Controller) -> None:
         self.url = controller.url
+        self.ssl_context = controller.ssl_context()
         body = self.call("POST", "/api/agent/v1/enroll", {
             "enrollment_token": controller.enrollment_token, "machine_id": uuid.uuid4().hex,
             "machine_secret": "s" * 32, "name": NAME, "hostname": "vm", "agent_version": PAYLOAD[:60]})
@@ -60,11 +61,12 @@ class Node:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout, context=self.ssl_context) as response:
             return json.loads(response.read())
 
     def report_state(self) -> None:
         labs = {"labs": [{"id": LAB, "title": "t", "available": True, "steps": [{"id": STEP, "title": "s"}]}],
+                "catalog": {LAB: [STEP]},
                 "progress": {LAB: {STEP: {"status": "failed", "reason": PAYLOAD}}}}
         self.call("PUT", f"/api/agent/v1/nodes/{self.id}/state", {"digest": uuid.uuid4().hex, "state": {"labs": labs}})
 

@@ -7,6 +7,7 @@ bound to that host's name.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 
 from sqlalchemy import select
@@ -186,10 +187,11 @@ def test_a_rebuilt_host_replaces_its_offline_predecessor_but_not_an_online_one(a
 
 def test_tokens_of_a_cancelled_run_are_revoked(app, client, seed, tmp_path):
     key = tmp_path / "room.key"
-    key.write_text("key\n")
-    text = f"defaults: {{user: root, private_key: {key}}}\nhosts:\n  - {{name: lab-1, address: 192.0.2.11}}\n"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True, timeout=30)
+    text = "defaults: {user: root, private_key: room.key}\nhosts:\n  - {name: lab-1, address: 192.0.2.11}\n"
     run = client.post("/api/v1/provision-runs", headers=seed.auth, json={
-        "driver": "static", "inventory": {"path": str(tmp_path / "room.yml"), "content": text}}).json
+        "driver": "static", "inventory": {"path": "room.yml", "content": text,
+                                          "keys": {"room.key": key.read_text()}}}).json
     token = mint(app, ["lab-1"], run_id=run["id"])["lab-1"]  # as the worker does once it starts the run
 
     cancelled = client.post(f"/api/v1/provision-runs/{run['id']}/cancel", headers=seed.auth)

@@ -36,6 +36,8 @@ VM_VARS = frozenset({
     "labfleet_agent_pidfile", "labfleet_cgroup_parent",
     # provision_state, on the VM: the fast path and its manifest
     "labfleet_fast_path", "labfleet_python", "labfleet_manifest", "labfleet_manifest_script",
+    # node_agent: how long the role waits for the agent to enroll (a slow VM may need longer)
+    "labfleet_agent_enroll_timeout",
 })
 
 # Set by the controller for each run, read or run on the controller, or the fast path's own bookkeeping.
@@ -44,6 +46,9 @@ OPERATOR_VARS = frozenset({
     "labfleet_stage_dir", "labfleet_busybox", "labfleet_rootfs_tarball", "labfleet_agent_wheel",
     "labfleet_agent_wheel_python", "labfleet_agent_unit_src", "labfleet_managed_files",
     "labfleet_fast_path_ignore",
+    # TLS: the CA the agents pin comes from the controller's own files; where it lands on the VM and
+    # whether plain HTTP is allowed are the operator's (LABFLEET_PROVISION_EXTRA_VARS), never a host's.
+    "labfleet_ca_pem", "labfleet_agent_ca_file", "labfleet_agent_insecure_http",
 })
 
 # Ansible evaluates these in any string it templates.
