@@ -33,6 +33,10 @@ out="$cache/$key"
 if [ -f "$out/.done" ]; then echo "$out"; exit 0; fi
 
 mkdir -p "$cache"
+# One build at a time per cache (two test runs starting together): the second finds the first's image.
+exec 9>"$cache/.lock"
+flock 9
+if [ -f "$out/.done" ]; then echo "$out"; exit 0; fi
 work=$(mktemp -d "$cache/.build-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
