@@ -35,9 +35,11 @@ def test_the_vm_runs_systemd_on_pure_cgroup_v2_and_reaches_only_this_machine(vm)
     mounts = [line.split() for line in vm.ssh_ok("cat /proc/mounts").splitlines()]
     assert [m[2] for m in mounts if m[2].startswith("cgroup")] == ["cgroup2"]  # no v1 hierarchy at all
     assert {"cpu", "pids"} <= set(vm.ssh_ok("cat /sys/fs/cgroup/cgroup.controllers").split())
-    # restrict=on: no route out of QEMU (only the two forwards the fixture set up).
-    probe = vm.ssh("timeout 5 bash -c '</dev/tcp/1.1.1.1/80' && echo reached || echo unreachable")
-    assert probe.stdout.strip() == "unreachable", probe
+    # restrict=on: no route out of QEMU, not even to this machine's own services through QEMU's gateway
+    # (10.0.2.2); only the two forwards the fixture set up.
+    for address, port in (("1.1.1.1", 80), ("10.0.2.2", 22)):
+        probe = vm.ssh(f"timeout 5 bash -c '</dev/tcp/{address}/{port}' && echo reached || echo unreachable")
+        assert probe.stdout.strip() == "unreachable", (address, probe)
 
 
 def test_provision_installs_the_agent_under_systemd_and_it_enrolls(vm, vm_controller, tmp_path):
