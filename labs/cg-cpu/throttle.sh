@@ -12,7 +12,9 @@ enable_v2_controller() {  # cgroup v2 only: every ancestor must enable the contr
 }
 
 # Where the cpu controller lives: a v1 mount with "cpu" in its options, else the cgroup2 tree.
-root=$(findmnt -rn -t cgroup -o TARGET,FS-OPTIONS | awk '$2 ~ /(^|,)cpu(,|$)/ {print $1; exit}')
+# On a pure v2 machine findmnt finds no cgroup (v1) mount and exits 1: that is the answer "none", and
+# under pipefail it must not end the script.
+root=$(findmnt -rn -t cgroup -o TARGET,FS-OPTIONS | awk '$2 ~ /(^|,)cpu(,|$)/ {print $1; exit}' || true)
 v2=
 if [ -z "$root" ]; then root=$(findmnt -rn -t cgroup2 -o TARGET | head -n1); v2=1; fi
 CG="$root/$LAB_CGROUP_PARENT/cglab2"
