@@ -26,7 +26,7 @@ ATTENDEE = "class"
 SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
 # Everything site.yml adds to a host; teardown.yml must leave none of it.
 ADDED_PATHS = ["/opt/labfleet-agent", "/etc/labfleet-agent", "/var/lib/labfleet-agent", "/var/log/labfleet-agent",
-               "/usr/share/labfleet", SUPERVISOR, "/usr/local/sbin/labfleet-readiness",
+               "/usr/share/labfleet", SUPERVISOR, "/usr/local/bin/lab", "/usr/local/sbin/labfleet-readiness",
                "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}"]
 # Run inside the host: pids of every process whose command line mentions the agent. The name is
 # split so that this script's own command line does not match.
@@ -91,6 +91,10 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     assert room.sh("id -un", user=ATTENDEE).strip() == ATTENDEE
     assert room.sh("sudo -n id -u", user=ATTENDEE).strip() == "0"
     assert room.sh("stat -c %a /etc/sudoers.d/labfleet-attendee").strip() == "440"
+    # The README's `lab` works in the attendee's login shell: on its PATH, not only in the agent's venv.
+    lab = room.ssh("bash -lc 'command -v lab && lab list'", user=ATTENDEE)
+    assert lab.returncode == 0 and lab.stdout.splitlines()[0] == "/usr/local/bin/lab", lab.stdout + lab.stderr
+    assert "ns-uts" in lab.stdout
     password_hash = room.extra_vars["labfleet_attendee_password_hash"]
     assert room.sh(f"getent shadow {ATTENDEE}").split(":")[1] == password_hash
     assert password_hash not in json.dumps(result.tasks), "the password hash leaked into Ansible's output"
@@ -144,6 +148,14 @@ def test_the_fast_path_repairs_drift_instead_of_skipping_it(room: Room, provisio
     assert "Restart the agent (supervisor)" in repaired.changed_tasks
     assert tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))["name"] == room.host.name
     assert supervised_agent_pids(room) != before_pids
+
+
+def test_the_fast_path_puts_back_a_removed_lab_command(room: Room, provisioned):
+    room.sh("rm /usr/local/bin/lab")
+    repaired = room.play("site.yml")
+    assert repaired.rc == 0, repaired.explain()
+    assert "full run: /usr/local/bin/lab: missing since provisioning" in repaired.messages()
+    assert room.sh("readlink /usr/local/bin/lab").strip() == "/opt/labfleet-agent/venv/bin/lab"
 
 
 def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):
