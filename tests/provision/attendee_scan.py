@@ -4,11 +4,13 @@ It shares no code with the agent's own scan (node_agent/labs/residue.py): it is 
 opinion on "reset clean". It prints one JSON object of what it sees, the test compares it with what
 the host had before any lab ran:
 
-- ``processes``: the attendee's processes in any namespace other than the host's own (those of PID 1);
+- ``processes``: the attendee's processes in any namespace other than the host's own (those of PID 1),
+  or under a seccomp filter (the seccomp labs' shells);
 - ``cgroups``: directories below the agent's lab cgroup parent, in every hierarchy;
 - ``netns``, ``links``: named network namespaces, network devices of the host;
-- ``mounts``: the host's mount table (mount point and type);
+- ``mounts``: the host's mount table (mount point and type), but for iproute2's /run/netns;
 - ``ipc``: SysV shared memory, semaphores and message queues the attendee owns;
+- ``files``: what is below the attendee's home (the seccomp labs' programs and profiles);
 - ``hostname``: the host's hostname.
 Standard library only: it runs with the host's python3.
 """
@@ -40,7 +42,17 @@ def processes(uid):
         new = sorted(t for t, ino in initial.items() if (mine := readlink(f"/proc/{pid}/ns/{t}")) and mine != ino)
         if new:
             out.append(f"{pid} {comm} in new {','.join(new)}")
+        elif seccomp(pid) not in ("0", None):
+            out.append(f"{pid} {comm} under seccomp mode {seccomp(pid)}")
     return out
+
+
+def seccomp(pid):
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            return next((line.split()[1] for line in fh if line.startswith("Seccomp:")), None)
+    except OSError:
+        return None
 
 
 def cgroups(parent):
@@ -68,18 +80,31 @@ def ipc(uid):
     return out
 
 
+def files(home):
+    """Everything below the attendee's home, but the shell's history (the attendee's own record)."""
+    out = []
+    for here, dirs, names in os.walk(home):
+        out += [os.path.join(here, n) for n in dirs + names]
+    return sorted(p for p in out if not os.path.basename(p).endswith("_history"))
+
+
 def main():
     user, parent = sys.argv[1], sys.argv[2]
-    uid = pwd.getpwnam(user).pw_uid
+    account = pwd.getpwnam(user)
+    uid = account.pw_uid
     with open("/proc/self/mountinfo") as fh:
         mounts = sorted({f"{line.split()[4]} {line.split(' - ')[1].split()[0]}" for line in fh})
+    # iproute2's own bookkeeping: the first `ip netns add` after boot makes /run/netns a shared bind
+    # mount of itself and no command ever undoes it (a VM keeps it too). The namespaces pinned below
+    # it are still seen: each is an nsfs mount of its own, and a name in ``netns``.
+    mounts = [m for m in mounts if m != "/run/netns tmpfs"]
     try:
         netns = sorted(os.listdir("/run/netns"))
     except OSError:
         netns = []
     print(json.dumps({"processes": processes(uid), "cgroups": cgroups(parent), "netns": netns,
                       "links": sorted(os.listdir("/sys/class/net")), "mounts": mounts, "ipc": ipc(uid),
-                      "hostname": os.uname().nodename}))
+                      "files": files(account.pw_dir), "hostname": os.uname().nodename}))
 
 
 if __name__ == "__main__":

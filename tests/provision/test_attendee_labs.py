@@ -6,7 +6,9 @@ The test then logs in as the attendee `class` with `ssh -tt` inside a tmux sessi
 real login shell on a terminal), and for each lab, per step: types the step's walkthrough (the
 attendee's commands) and `lab check STEP`, which must pass; the instructor's `labfleet progress`
 must show the steps passed; `lab reset` must report clean, and an independent scan of the host,
-run as root over SSH (tests/provision/attendee_scan.py), must find nothing the lab left.
+run as root over SSH (tests/provision/attendee_scan.py: the attendee's processes in new namespaces or
+under seccomp, lab cgroups, netns and links, mounts, SysV IPC, files in the home, the hostname), must
+find nothing the lab left that the host did not have before any lab ran.
 A lab the host cannot run must say "unavailable on this VM" with its reason, and the
 host's readiness report must flag it too; only then is it skipped, with that reason.
 """
@@ -118,7 +120,7 @@ class Host:
         """What the independent scan finds now that the host did not have before any lab."""
         now = self.scan()
         found = {"processes": now["processes"]}
-        for key in ("cgroups", "netns", "links", "mounts", "ipc"):
+        for key in ("cgroups", "netns", "links", "mounts", "ipc", "files"):
             found[key] = sorted(set(now[key]) - set(self.baseline[key]))
         if now["hostname"] != self.baseline["hostname"]:
             found["hostname"] = [now["hostname"]]
@@ -195,6 +197,10 @@ def test_the_attendee_does_the_lab(room, host: Host, lab_id: str):
         wait_until(lambda: want <= {(r["lab"], r["step"]) for r in labfleet_json(
             room, "progress", "--lab", lab_id, "--node", host.fleet_host.name) if r["status"] == "passed"},
             timeout=60, interval=0.5, what=f"labfleet progress showing {lab_id} passed")
+        # The scan is not blind: it sees the lab's work (processes, cgroups, ...) before the reset.
+        seen = host.residue()
+        print(f"{lab_id}: before the reset the independent scan sees {seen}")
+        assert seen, f"the independent scan sees nothing of {lab_id}'s walkthroughs"
     finally:
         rc, out = term.run("lab reset", timeout=180)
         residue = host.residue()
