@@ -152,10 +152,12 @@ class LabContext:
         for root in self.lab_cgroup_roots():
             if not root.is_dir():
                 continue
+            # Only the VM's cgroups inside this subtree matter: PID 1 in a hierarchy's root is above every lab.
+            inside = {s for s in system if s == root or root in s.parents}
             for dirpath, dirs, _files in os.walk(root):
                 here = Path(dirpath)
-                dirs[:] = [d for d in dirs if not any(s == here / d or here / d in s.parents for s in system)]
-                if not system_cgroups.is_system(here, system):
+                dirs[:] = [d for d in dirs if here / d not in inside]
+                if not system_cgroups.is_system(here, inside):
                     out.append(here)
         return out
 
