@@ -123,8 +123,9 @@ class Agent:
     def _start_labs(self) -> None:
         """Subreaper, a namespace self-check, the lab engine, and the attendee socket."""
         from node_agent.kernel import nsinspect, reaper
-        from node_agent.labs.setup import engine_from_config
+        from node_agent.labs.setup import check_cgroup_parent, engine_from_config
 
+        check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
         if not reaper.become_subreaper():
             log.warning("labs.no_subreaper", effect="killed lab processes are reaped by PID 1, cleanup is slower")
         try:

@@ -28,7 +28,8 @@ Public API (other modules use only this)::
               ssh_user="root",
               private_key_path="/var/lib/labfleet/fleet/id_ed25519",   # mode 0600
               known_hosts_path="/var/lib/labfleet/fleet/known_hosts",  # every host's key
-              cgroup_parent="labfleet-fleet/lfh-1",  # relative to /sys/fs/cgroup/<hierarchy>
+              cgroup_parent="labfleet-fleet/lfh-1",  # relative to /sys/fs/cgroup/<hierarchy>; its processes in .../system
+              lab_cgroup_parent="labfleet-fleet/lfh-1/labs",  # its labs, apart: the agent's lab_cgroup_parent
               netns="lfh-1")                         # `ip netns exec lfh-1 ...` works
 
     fleet.bridge_address         # "10.213.0.1": what an agent inside a host uses to

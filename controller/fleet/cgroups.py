@@ -3,9 +3,11 @@
 The machine has hybrid cgroups (v1 controllers under /sys/fs/cgroup/<name>,
 v2 at /sys/fs/cgroup/unified) or pure v2; the hierarchies are found from
 /proc/self/mountinfo. A host's own processes (init, sshd, sessions) live in
-the ``system`` leaf below its parent, so an agent inside may create sibling
-groups and, on v2, enable controllers for them (the no-internal-processes
-rule forbids that on a group that holds processes).
+the ``system`` leaf below its parent; its labs get the sibling ``labs``, empty
+of system processes, which the agent uses as its ``lab_cgroup_parent``: a lab
+scan of it never meets the host's init, sshd or the agent. On v2 the agent
+may enable controllers there (the no-internal-processes rule forbids that on
+a group that holds processes).
 """
 
 from __future__ import annotations
@@ -14,10 +16,8 @@ import os
 import time
 from pathlib import Path
 
-from controller.fleet.config import CGROUP_GROUP, FleetConfig
+from controller.fleet.config import CGROUP_GROUP, LABS_LEAF, SYSTEM_LEAF, FleetConfig
 from controller.fleet.errors import FleetError
-
-LEAF = "system"
 
 
 def hierarchies() -> list[Path]:
@@ -32,13 +32,13 @@ def hierarchies() -> list[Path]:
 
 
 def create(config: FleetConfig, name: str) -> list[Path]:
-    """Make ``labfleet-fleet/<name>/system`` in every hierarchy; returns the leaves."""
+    """Make ``labfleet-fleet/<name>/{system,labs}`` in every hierarchy; returns the ``system`` leaves."""
     leaves = []
     for root in hierarchies():
-        leaf = root / config.cgroup_parent(name) / LEAF
+        leaf = root / config.cgroup_parent(name) / SYSTEM_LEAF
         for attempt in range(5):  # another fleet's down may rmdir the shared, empty parent meanwhile
             try:
-                for directory in (root / CGROUP_GROUP, leaf.parent, leaf):
+                for directory in (root / CGROUP_GROUP, leaf.parent, leaf, leaf.parent / LABS_LEAF):
                     directory.mkdir(exist_ok=True)
                     _inherit_cpuset(directory)
                 break

@@ -18,6 +18,10 @@ DEFAULT_STATE_DIR = "/var/lib/labfleet/fleet"
 DEFAULT_SUBNET = "10.213.0.0/24"
 DEFAULT_PREFIX = "lfh"
 CGROUP_GROUP = "labfleet-fleet"
+# Below a host's own group: ``system`` holds its processes (init, sshd, sessions, the agent); ``labs``
+# is the agent's lab_cgroup_parent and never holds a system process, so no lab scan ever sees one.
+SYSTEM_LEAF = "system"
+LABS_LEAF = "labs"
 FIRST_HOST_OCTET = 10
 MAX_HOSTS = 254 - FIRST_HOST_OCTET + 1
 # Interface names are at most 15 bytes (IFNAMSIZ - 1): prefix (10) + "-" + up to 3 digits.
@@ -84,7 +88,12 @@ class FleetConfig:
         return self.state_dir / "hosts" / name
 
     def cgroup_parent(self, name: str) -> str:
+        """The host's own group (relative to a hierarchy's root): ``system`` and ``labs`` below it."""
         return f"{CGROUP_GROUP}/{name}"
+
+    def lab_cgroup_parent(self, name: str) -> str:
+        """Where the host's agent makes lab cgroups: a subtree of its own, beside the host's processes."""
+        return f"{self.cgroup_parent(name)}/{LABS_LEAF}"
 
 
 def parse_subnet(value: str) -> ipaddress.IPv4Network:

@@ -109,7 +109,8 @@ class Fleet:
         return FleetHost(name=name, address=self.config.host_address(index), ssh_port=22,
                          private_key_path=str(self.config.private_key),
                          known_hosts_path=str(self.config.known_hosts),
-                         cgroup_parent=self.config.cgroup_parent(name), netns=name)
+                         cgroup_parent=self.config.cgroup_parent(name), netns=name,
+                         lab_cgroup_parent=self.config.lab_cgroup_parent(name))
 
     def _refuse_existing(self) -> None:
         cfg = self.config

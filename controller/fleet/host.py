@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from controller.fleet.config import LABS_LEAF
+
 
 @dataclass(frozen=True)
 class FleetHost:
@@ -14,9 +16,14 @@ class FleetHost:
     ssh_port: int
     private_key_path: str
     known_hosts_path: str
-    cgroup_parent: str
+    cgroup_parent: str  # the host's own group; its processes are in <cgroup_parent>/system
     netns: str
     ssh_user: str = "root"
+    lab_cgroup_parent: str = ""  # the host's labs' own subtree: the agent's lab_cgroup_parent
+
+    def __post_init__(self) -> None:
+        if not self.lab_cgroup_parent:  # a state file written before hosts had a labs subtree
+            object.__setattr__(self, "lab_cgroup_parent", f"{self.cgroup_parent}/{LABS_LEAF}")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

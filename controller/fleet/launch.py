@@ -20,6 +20,7 @@ from controller.fleet.config import FleetConfig
 from controller.fleet.errors import FleetError
 from controller.fleet.host import FleetHost
 from controller.fleet.processes import starttime
+from controller.fleet.product_paths import PRODUCT_PATHS
 
 HOSTINIT = Path(__file__).with_name("hostinit.py")
 INIT_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
@@ -31,6 +32,8 @@ def seed(config: FleetConfig, host: FleetHost, index: int, all_hosts: list[tuple
     host_dir = config.host_dir(host.name)
     upper = host_dir / "upper"
     rootfs.prepare(upper, host_dir / "work", host_dir / "root")
+    for path in PRODUCT_PATHS:  # a host starts like a fresh VM, never with this machine's agent state
+        rootfs.whiteout(upper, path)
     key_path = host_dir / "ssh_host_ed25519_key"
     keys.generate(key_path, f"root@{host.name}")
     rootfs.write(upper, rootfs.HOST_KEY, key_path.read_text(), 0o600)

@@ -69,6 +69,19 @@ def write(upper: Path, path: str, content: str, mode: int = 0o644) -> None:
     tmp.replace(target)
 
 
+def whiteout(upper: Path, path: str) -> None:
+    """Make ``path`` absent in the host whatever the machine has there: an overlayfs whiteout
+    (a 0/0 character device, see the kernel's overlayfs.rst) in the upper layer.
+
+    Something the host itself already wrote there is left alone.
+    """
+    target = upper / path.lstrip("/")
+    if os.path.lexists(target):
+        return
+    _mirror_parents(upper, Path(path).parent)
+    os.mknod(target, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+
 def _mirror_parents(upper: Path, directory: Path) -> None:
     current = Path("/")
     for part in directory.parts[1:]:

@@ -297,4 +297,22 @@ def remove(ctx: LabContext, path: Path | str) -> ResetReport:
         report.leftovers.append(f"{exc.path} is not a plain directory ({exc.problem}); left alone")
         return report
     report.removed.append(str(where))
+    _prune_empty_parents(attendee, parts[:-1])
     return report
+
+
+def _prune_empty_parents(attendee: Attendee, parts: tuple[str, ...]) -> None:
+    """rmdir the directories on the way (``mkdir -p ~/seccomp/filter`` made ~/seccomp too) once empty.
+
+    The lab starts without them; one holding anything of the attendee's stays, as does one not theirs.
+    Each is reached like the removed path (no link followed, no mount crossed).
+    """
+    while parts:
+        try:
+            with _directory(attendee, parts[:-1]) as fd:
+                if os.stat(parts[-1], dir_fd=fd, follow_symlinks=False).st_uid != attendee.uid:
+                    return
+                os.rmdir(parts[-1], dir_fd=fd)
+        except (OSError, AttendeeFileError):  # not empty, not a directory, gone, a link or a mount: stays
+            return
+        parts = parts[:-1]

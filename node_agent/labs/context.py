@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from node_agent.kernel import cgroups, procfs, proctable, reaper
+from node_agent.labs import system_cgroups
 
 
 @dataclass(frozen=True)
@@ -140,17 +141,34 @@ class LabContext:
             roots.add(self._unified / self.cgroup_parent)
         return sorted(roots)
 
-    def lab_cgroup_members(self) -> set[int]:
-        pids: set[int] = set()
+    def lab_cgroup_dirs(self) -> list[Path]:
+        """Every cgroup at or below the parent that is the lab's: never one holding the VM's own processes.
+
+        A cgroup of PID 1, the agent or its ancestors, anything below it and anything above it is the
+        system's (``system_cgroups``), whatever the parent: a misplaced parent cannot make the VM residue.
+        """
+        system = system_cgroups.system_dirs(self._v1, self._unified)
+        out = []
         for root in self.lab_cgroup_roots():
             if not root.is_dir():
                 continue
-            for dirpath, _dirs, _files in os.walk(root):
-                try:
-                    with open(os.path.join(dirpath, "cgroup.procs")) as f:
-                        pids.update(int(p) for p in f.read().split())
-                except OSError:
-                    pass
+            # Only the VM's cgroups inside this subtree matter: PID 1 in a hierarchy's root is above every lab.
+            inside = {s for s in system if s == root or root in s.parents}
+            for dirpath, dirs, _files in os.walk(root):
+                here = Path(dirpath)
+                dirs[:] = [d for d in dirs if here / d not in inside]
+                if not system_cgroups.is_system(here, inside):
+                    out.append(here)
+        return out
+
+    def lab_cgroup_members(self) -> set[int]:
+        pids: set[int] = set()
+        for directory in self.lab_cgroup_dirs():
+            try:
+                with open(directory / "cgroup.procs") as f:
+                    pids.update(int(p) for p in f.read().split())
+            except OSError:
+                pass
         return pids
 
     # -- processes -----------------------------------------------------------------------
@@ -197,7 +215,7 @@ class LabContext:
         return ns_type in info.ns and info.ns[ns_type] != self.own_ns.get(ns_type)
 
     def is_lab_process(self, info: proctable.ProcInfo, members: set[int] | None = None) -> bool:
-        if info.pid in (0, 1, os.getpid()) or info.ppid == 2 or info.pid == 2:
+        if info.pid in system_cgroups.protected_pids() or info.ppid == 2 or info.pid == 2:
             return False
         if info.uid == self.attendee.uid or proctable.uid_of(info.pid) == self.attendee.uid:
             return True

@@ -7,7 +7,6 @@ the attendee's processes and the lab parent's cgroup directories.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -50,21 +49,18 @@ def _seccomp(pid: int) -> dict[str, Any]:
 
 def cgroups(ctx: LabContext) -> list[dict[str, Any]]:
     out = []
-    for root in ctx.lab_cgroup_roots():
-        if not root.is_dir():
+    roots = set(ctx.lab_cgroup_roots())
+    for directory in ctx.lab_cgroup_dirs():  # never the VM's own cgroups, wherever the parent is
+        if directory in roots:
             continue
-        for dirpath, _dirs, files in os.walk(root):
-            if dirpath == str(root):
+        values: dict[str, Any] = {}
+        for name in CGROUP_FILES:
+            try:
+                text = (directory / name).read_text().strip()
+            except OSError:
                 continue
-            values: dict[str, Any] = {}
-            for name in CGROUP_FILES:
-                if name in files:
-                    try:
-                        text = Path(dirpath, name).read_text().strip()
-                    except OSError:
-                        continue
-                    values[name] = len(text.split()) if name == "cgroup.procs" else _compact(name, text)
-            out.append({"path": dirpath, "files": values})
+            values[name] = len(text.split()) if name == "cgroup.procs" else _compact(name, text)
+        out.append({"path": str(directory), "files": values})
     return out
 
 

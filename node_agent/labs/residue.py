@@ -45,12 +45,8 @@ def _processes(ctx: LabContext) -> list[str]:
 
 
 def _cgroups(ctx: LabContext) -> list[str]:
-    out = []
-    for root in ctx.lab_cgroup_roots():
-        if root.is_dir():
-            for child in sorted(p for p in root.rglob("*") if p.is_dir()):
-                out.append(f"cgroup {child}")
-    return out
+    roots = set(ctx.lab_cgroup_roots())
+    return [f"cgroup {d}" for d in sorted(ctx.lab_cgroup_dirs()) if d not in roots]
 
 
 def _netns(ctx: LabContext, names: tuple[str, ...]) -> list[str]:

@@ -285,3 +285,21 @@ def test_a_mount_in_the_home_is_not_crossed(lab_env, tmp_path):
         assert step["status"] == "failed" and f"{profile} is a mount point" in step["reason"], step
     finally:
         subprocess.run(["umount", str(profile)], check=True)
+
+
+def test_a_reset_leaves_no_empty_folder_the_walkthrough_made_on_the_way(lab_env):
+    """`mkdir -p ~/seccomp/strict` makes ~/seccomp too: once the lab's folder is gone the empty parent goes,
+    but never one that still holds something of the attendee's."""
+    home = lab_env.attendee.home
+    lab_env.run_walkthrough("sc-strict", "strict")
+    assert (home / "seccomp/strict").is_dir()
+    report = lab_env.engine.reset("sc-strict")
+    assert report["clean"], report
+    assert not (home / "seccomp").exists(), sorted(str(p) for p in (home / "seccomp").rglob("*"))
+
+    lab_env.run_walkthrough("sc-strict", "strict")
+    lab_env.as_attendee("echo mine > ~/seccomp/notes.txt", "sc-strict")
+    report = lab_env.engine.reset("sc-strict")
+    assert report["clean"], report
+    assert not (home / "seccomp/strict").exists()
+    assert (home / "seccomp/notes.txt").read_text() == "mine\n"

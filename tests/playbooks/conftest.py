@@ -106,7 +106,7 @@ def write_inventory(path: Path, host: FleetHost) -> None:
         f"      ansible_user: {host.ssh_user}\n"
         f"      ansible_ssh_private_key_file: {host.private_key_path}\n"
         f"      ansible_ssh_common_args: -o UserKnownHostsFile={host.known_hosts_path} -o StrictHostKeyChecking=yes\n"
-        f"      labfleet_cgroup_parent: {host.cgroup_parent}\n")
+        f"      labfleet_cgroup_parent: {host.lab_cgroup_parent}\n")
 
 
 def close_ssh_masters(control_dir: Path) -> None:
@@ -124,10 +124,9 @@ def room(tmp_path_factory) -> Iterator[Room]:
     try:
         host = fleet.up(1)[0]
         room_ssh = Room(fleet, host, None, work / "inventory.yml", {}, work)  # type: ignore[arg-type]
-        # A host's root is an overlay on this machine's, and the lab tests stage the root fs on this
-        # machine at the VM's path (/usr/share/labfleet/rootfs.tar.gz). A bare VM has no such folder:
-        # hide it in this host only (a whiteout in its upper layer; the machine keeps its copy).
-        room_ssh.sh("rm -rf /usr/share/labfleet")
+        # The lab tests stage a root fs on this machine at the VM's path (/usr/share/labfleet): the
+        # fleet hides every product path from its hosts (controller/fleet/product_paths.py).
+        assert room_ssh.sh("test -e /usr/share/labfleet || echo absent").strip() == "absent"
         controller = BridgeController(work / "controller", f"sqlite:///{work / 'labfleet.sqlite'}", "",
                                       extra_env={"LABFLEET_HOST": fleet.bridge_address})
         controller.bridge = fleet.bridge_address

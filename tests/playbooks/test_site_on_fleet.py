@@ -11,12 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import tomllib
 
 import pytest
 
 from tests.playbooks.conftest import FLAGGED_LAB, MISSING_PROGRAM, Room
-from tests.processes import wait_until
+from tests.processes import REPO, wait_until
 
 # The first test also pays for the module's fixtures (fleet host, wheel, controller, the first
 # site.yml run): on a loaded 2-core machine that alone has taken over 300 s, the suite's default.
@@ -26,7 +28,7 @@ ATTENDEE = "class"
 SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
 # Everything site.yml adds to a host; teardown.yml must leave none of it.
 ADDED_PATHS = ["/opt/labfleet-agent", "/etc/labfleet-agent", "/var/lib/labfleet-agent", "/var/log/labfleet-agent",
-               "/usr/share/labfleet", SUPERVISOR, "/usr/local/sbin/labfleet-readiness",
+               "/usr/share/labfleet", SUPERVISOR, "/usr/local/bin/lab", "/usr/local/sbin/labfleet-readiness",
                "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}"]
 # Run inside the host: pids of every process whose command line mentions the agent. The name is
 # split so that this script's own command line does not match.
@@ -68,7 +70,7 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     room.sh("/opt/labfleet-agent/venv/bin/python -c 'import seccomp, node_agent.labs'")
     config = tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))
     assert config["controller_url"] == room.controller.url and config["name"] == room.host.name
-    assert config["lab_cgroup_parent"] == room.host.cgroup_parent and config["attendee_user"] == ATTENDEE
+    assert config["lab_cgroup_parent"] == room.host.lab_cgroup_parent and config["attendee_user"] == ATTENDEE
     # TLS: the controller's CA is installed and pinned; plain HTTP was not allowed.
     assert config["controller_url"].startswith("https://") and "insecure_http" not in config
     assert config["ca_file"] == "/etc/labfleet-agent/ca.pem"
@@ -91,6 +93,10 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     assert room.sh("id -un", user=ATTENDEE).strip() == ATTENDEE
     assert room.sh("sudo -n id -u", user=ATTENDEE).strip() == "0"
     assert room.sh("stat -c %a /etc/sudoers.d/labfleet-attendee").strip() == "440"
+    # The README's `lab` works in the attendee's login shell: on its PATH, not only in the agent's venv.
+    lab = room.ssh("bash -lc 'command -v lab && lab list'", user=ATTENDEE)
+    assert lab.returncode == 0 and lab.stdout.splitlines()[0] == "/usr/local/bin/lab", lab.stdout + lab.stderr
+    assert "ns-uts" in lab.stdout
     password_hash = room.extra_vars["labfleet_attendee_password_hash"]
     assert room.sh(f"getent shadow {ATTENDEE}").split(":")[1] == password_hash
     assert password_hash not in json.dumps(result.tasks), "the password hash leaked into Ansible's output"
@@ -115,6 +121,45 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     messages = result.messages()
     assert any(m.startswith(f"NOT READY: {room.host.name}") for m in messages), messages
     assert any(FLAGGED_LAB in m and MISSING_PROGRAM in m for m in messages), messages
+
+
+def host_processes(room: Room) -> dict[str, str]:
+    """The host's own PID 1, its sshd and its agent: pid -> comm, as the host sees them."""
+    sshd = room.sh("cat /proc/1/task/1/children").split()
+    agent = supervised_agent_pids(room)
+    return {pid: room.sh(f"cat /proc/{pid}/comm").strip() for pid in ["1", *sshd, *agent]}
+
+
+def labfleet(room: Room, *args: str) -> subprocess.CompletedProcess:
+    env = {**room.controller.env(), "LABFLEET_URL": room.controller.url, "LABFLEET_TOKEN": room.controller.api_token}
+    return subprocess.run([sys.executable, "-m", "controller.cli.main", *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_resets_on_the_host_are_clean_and_spare_the_host(room: Room, provisioned):
+    """The host's init, sshd, agent and the attendee's login shell are the host, not lab residue."""
+    before = host_processes(room)
+    assert before["1"] == "labfleet-init" and "sshd" in before.values(), before
+    # The host's processes sit in its system group; its labs have a subtree of their own beside it.
+    assert f"/{room.host.cgroup_parent}/system" in room.sh("cat /proc/1/cgroup")
+    assert room.host.lab_cgroup_parent == f"{room.host.cgroup_parent}/labs"
+
+    # The attendee, in a login shell over SSH, through the agent's socket.
+    lab = "/opt/labfleet-agent/venv/bin/lab"
+    own = room.ssh(f"bash -lc '{lab} use ns-uts && {lab} reset'", user=ATTENDEE, timeout=120)
+    assert own.returncode == 0 and "INCOMPLETE" not in own.stdout, own.stdout + own.stderr
+    assert "clean" in own.stdout, own.stdout
+
+    # The instructor, through the controller.
+    by_instructor = labfleet(room, "reset", "ns-uts", "--all", "--json")
+    assert by_instructor.returncode == 0, by_instructor.stdout + by_instructor.stderr
+    (command,) = json.loads(by_instructor.stdout)["commands"]
+    output = command["result"]["output"]
+    assert output["clean"] is True and output["leftovers"] == [], output
+
+    # Nothing of the host was killed on the way.
+    after = host_processes(room)
+    assert {pid: comm for pid, comm in before.items() if pid in after} == before, (before, after)
 
 
 def test_a_second_run_changes_nothing(room: Room, provisioned):
@@ -144,6 +189,14 @@ def test_the_fast_path_repairs_drift_instead_of_skipping_it(room: Room, provisio
     assert "Restart the agent (supervisor)" in repaired.changed_tasks
     assert tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))["name"] == room.host.name
     assert supervised_agent_pids(room) != before_pids
+
+
+def test_the_fast_path_puts_back_a_removed_lab_command(room: Room, provisioned):
+    room.sh("rm /usr/local/bin/lab")
+    repaired = room.play("site.yml")
+    assert repaired.rc == 0, repaired.explain()
+    assert "full run: /usr/local/bin/lab: missing since provisioning" in repaired.messages()
+    assert room.sh("readlink /usr/local/bin/lab").strip() == "/opt/labfleet-agent/venv/bin/lab"
 
 
 def test_the_supervisor_restarts_a_killed_agent(room: Room, provisioned):

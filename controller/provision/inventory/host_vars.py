@@ -33,7 +33,7 @@ VM_VARS = frozenset({
     "labfleet_agent_venv", "labfleet_agent_config_dir", "labfleet_agent_state_dir", "labfleet_agent_log_dir",
     "labfleet_agent_labs_dir", "labfleet_agent_attendee_user", "labfleet_agent_lab_cgroup_parent",
     "labfleet_agent_extra_config", "labfleet_agent_init", "labfleet_agent_unit", "labfleet_agent_supervisor",
-    "labfleet_agent_pidfile", "labfleet_cgroup_parent",
+    "labfleet_agent_pidfile", "labfleet_cgroup_parent", "labfleet_agent_lab_command",
     # provision_state, on the VM: the fast path and its manifest
     "labfleet_fast_path", "labfleet_python", "labfleet_manifest", "labfleet_manifest_script",
     # node_agent: how long the role waits for the agent to enroll (a slow VM may need longer)
