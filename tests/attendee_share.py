@@ -36,8 +36,9 @@ class Share:
 
     @property
     def pythonpath(self) -> str:
-        """PYTHONPATH for the attendee: the copied ``node_agent`` package."""
-        return str(self.root / "src")
+        """PYTHONPATH for the attendee: the copied ``node_agent`` package, beside ``labs`` as in a checkout
+        (sc-docker's ``scrun`` finds it two folders above itself)."""
+        return str(self.root)
 
     @property
     def python(self) -> str:
@@ -58,7 +59,7 @@ def get() -> Share:
         root = Path(tempfile.mkdtemp(prefix="labfleet-attendee-", dir="/tmp"))  # TMPDIR may be private
         try:
             shutil.copytree(REPO / "labs", root / "labs", ignore=_IGNORE)
-            shutil.copytree(REPO / "node_agent", root / "src" / "node_agent", ignore=_IGNORE)
+            shutil.copytree(REPO / "node_agent", root / "node_agent", ignore=_IGNORE)
             _open_up(root)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
