@@ -18,10 +18,18 @@ import pytest
 from controller import create_app, enrollment, events, instructors
 from controller.db import Database
 from controller.settings import Settings, settings_for_tests
+from tests import attendee_share
 
 PG_ADMIN_URL = os.environ.get("LABFLEET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("LABFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 BACKEND = os.environ.get("LABFLEET_TEST_DATABASE", "sqlite")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _attendee_share() -> Iterator[None]:
+    """The attendee's readable copies (tests/attendee_share.py) go with the session that made them."""
+    yield
+    attendee_share.remove()
 
 
 def pytest_report_header(config):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import attendee_share
 from tests.labs.conftest import LabEnv
 from tests.labs.test_engine import write_lab
 from tests.processes import REPO, Agent, wait_until
@@ -59,12 +60,13 @@ def test_instructor_checks_solves_and_resets_and_progress_is_stored(lab_agent, a
     assert "failed" in failed.stdout and "does not exist yet" in failed.stdout
 
     # The attendee checks from their terminal; the result reaches the controller with the state report.
+    share = attendee_share.get()
     subprocess.run(["setpriv", f"--reuid={attendee.uid}", f"--regid={attendee.gid}", "--clear-groups", "--",
                     "touch", marker], check=True)
     own = subprocess.run(["setpriv", f"--reuid={attendee.uid}", f"--regid={attendee.gid}", "--clear-groups", "--",
-                          sys.executable, "-m", "node_agent.attendee_cli", "--socket", str(sock), "--lab",
-                          "scripted", "check"], capture_output=True, text=True, cwd=REPO, timeout=60,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+                          share.python, "-m", "node_agent.attendee_cli", "--socket", str(sock), "--lab",
+                          "scripted", "check"], capture_output=True, text=True, cwd=share.root, timeout=60,
+                         env=share.env())
     assert own.returncode == 0, own.stdout + own.stderr
 
     def progress():
@@ -148,9 +150,10 @@ def two_step_agent(controller, attendee, tmp_path):
 
 
 def attendee_lab(attendee, sock, *args):
+    share = attendee_share.get()
     return subprocess.run(["setpriv", f"--reuid={attendee.uid}", f"--regid={attendee.gid}", "--clear-groups", "--",
-                           sys.executable, "-m", "node_agent.attendee_cli", "--socket", str(sock), *args],
-                          capture_output=True, text=True, cwd=REPO, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
+                           share.python, "-m", "node_agent.attendee_cli", "--socket", str(sock), *args],
+                          capture_output=True, text=True, cwd=share.root, timeout=60, env=share.env())
 
 
 def progress_of(controller, step):

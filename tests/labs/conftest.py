@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +28,11 @@ from node_agent.labs.engine import Engine
 from node_agent.labs.loader import load_catalog
 from node_agent.labs.model import Lab
 from node_agent.labs.progress import ProgressStore
+from tests import attendee_share
 from tests.labs.helpers import kill_quietly
 
 REPO = Path(__file__).resolve().parents[2]
-LABS_DIR = REPO / "labs"
+LABS_DIR = REPO / "labs"  # read as root; what the attendee reads is attendee_share.get().labs
 
 if os.geteuid() != 0:
     pytest.skip("lab tests act on the real kernel as root (namespaces, cgroups, seccomp); run them as root",
@@ -41,6 +43,17 @@ if os.geteuid() != 0:
 def _subreaper():
     # The agent is a child subreaper; so is the test process, so killed lab processes are reaped here.
     reaper.become_subreaper()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _agent_code_the_attendee_can_read() -> Iterator[None]:
+    # sc-docker's holder runs the agent's own node_agent as the attendee. On a VM that is the agent's
+    # venv under /opt; here it is the clone, which may sit under a 0700 directory: point it at the copy.
+    from node_agent.labs.builtins import seccomp
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(seccomp, "_agent_root", lambda: Path(attendee_share.get().pythonpath))
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,14 +91,15 @@ def _kill_uid(uid: int) -> None:
 class LabEnv:
     """One test's lab names (prefix, cgroup parent, work dir) and the engine that uses them."""
 
-    def __init__(self, attendee: Attendee, tmp: Path, labs_dir: Path = LABS_DIR, nonce: int = 0) -> None:
+    def __init__(self, attendee: Attendee, tmp: Path, labs_dir: Path | None = None, nonce: int = 0) -> None:
         self.attendee = attendee
         self.prefix = "t" + secrets.token_hex(2)
         self.cgroup_parent = f"labfleet-test/{self.prefix}"
         self.work_root = tmp / "labs-work"
         self.nonce = nonce or (int(secrets.token_hex(2), 16) % 999 + 1)
-        self.labs_dir = labs_dir
-        self.catalog = load_catalog(labs_dir)
+        # The walkthroughs read lab files ($LAB_LAB_DIR) as the attendee: the catalog's readable copy.
+        self.labs_dir = labs_dir or attendee_share.get().labs
+        self.catalog = load_catalog(self.labs_dir)
         self.engine = Engine(self.catalog, self.context, ProgressStore(self.work_root / "progress.json"))
 
     def context(self, lab: Lab | str) -> LabContext:

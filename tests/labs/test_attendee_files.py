@@ -20,7 +20,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ import pytest
 from node_agent.attendee_socket import AttendeeServer
 from node_agent.labs import render
 from node_agent.labs.service import LabService
+from tests import attendee_share
 from tests.labs.conftest import LabEnv
 
 BOUND = 60.0          # seconds a single check, solve or reset may take before the test calls it hung
@@ -238,10 +238,10 @@ def test_planted_files_never_leak_hang_or_redirect_a_root_write(lab_env, vault, 
 
 def lab_cli(server: AttendeeServer, env: LabEnv, *args: str) -> subprocess.CompletedProcess:
     a = env.attendee
-    argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", sys.executable, "-m",
+    share = attendee_share.get()
+    argv = ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--init-groups", "--", share.python, "-m",
             "node_agent.attendee_cli", "--socket", str(server.path), *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=BOUND, cwd=os.getcwd(),
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return subprocess.run(argv, capture_output=True, text=True, timeout=BOUND, cwd=share.root, env=share.env())
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 
 from node_agent.attendee_socket import AttendeeServer
 from node_agent.labs.service import LabService
+from tests import attendee_share
 from tests.labs.conftest import LabEnv
 from tests.labs.test_engine import write_lab
 from tests.processes import wait_until
@@ -38,11 +38,11 @@ def served(attendee, tmp_path):
 
 
 def lab(server, *args, uid=None, gid=None):
-    argv = [sys.executable, "-m", "node_agent.attendee_cli", "--socket", str(server.path), *args]
+    share = attendee_share.get()
+    argv = [share.python, "-m", "node_agent.attendee_cli", "--socket", str(server.path), *args]
     if uid is not None:
         argv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--", *argv]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=os.getcwd(),
-                          env={**os.environ, "PYTHONPATH": os.getcwd()})
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=share.root, env=share.env())
 
 
 def test_the_attendee_checks_gets_hints_and_resets_without_sudo(served):
@@ -70,11 +70,11 @@ def test_solve_is_for_root_only_and_strangers_are_refused(served):
     answer = json.loads(refused.stdout)
     assert refused.returncode == 2 and answer["error"] == "forbidden" and "uid 65534" in answer["detail"]
     denied = subprocess.run(
-        ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--", sys.executable, "-c",
+        ["setpriv", f"--reuid={a.uid}", f"--regid={a.gid}", "--clear-groups", "--", attendee_share.get().python, "-c",
          "import json,sys; from node_agent.attendee_cli import request; "
          f"print(json.dumps(request(__import__('pathlib').Path('{server.path}'), "
          "{'action': 'solve', 'lab': 'scripted'})))"],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()}, timeout=60)
+        capture_output=True, text=True, env=attendee_share.get().env(), timeout=60)
     assert json.loads(denied.stdout)["error"] == "forbidden"
     assert not os.path.exists(marker)
     from node_agent.attendee_cli import request
