@@ -25,4 +25,5 @@ PRODUCT_PATHS: tuple[str, ...] = (
     "/usr/local/sbin/labfleet-agent-supervisor",
     "/usr/local/sbin/labfleet-readiness",
     "/usr/local/sbin/labfleet-provisioned",
+    "/usr/local/bin/lab",                           # the attendee's command, linked into the venv
 )
