@@ -17,6 +17,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,20 +85,36 @@ def fleet3(tmp_path_factory) -> Iterator[Fleet]:
 @pytest.fixture(scope="module")
 def room(tmp_path_factory, module_database_url, fleet3) -> Iterator[FleetController]:
     """Controller (gunicorn) on the fleet's bridge and a Celery worker on Redis, for the fleet3 hosts."""
+    with provisioning_controller(tmp_path_factory, module_database_url, queue_prefix="lfprov", fleet=fleet3) as ctl:
+        yield ctl
+
+
+@contextmanager
+def provisioning_controller(tmp_path_factory, database_url: str, *, queue_prefix: str,
+                            cls: type[Controller] = FleetController, fleet: Fleet | None = None,
+                            extra_env: dict[str, str] | None = None) -> Iterator[Controller]:
+    """A controller and its Celery worker as a room runs them, stopped by PID at the end.
+
+    With ``fleet`` it listens on the fleet's bridge (the only address a fleet host reaches) and
+    provisions that fleet; ``cls`` may place it elsewhere (the VM test's controller).
+    """
     # A queue of its own: another run of these tests (or anyone) on this Redis database never takes its tasks.
-    queue = f"lfprov-{uuid.uuid4().hex[:12]}"
+    queue = f"{queue_prefix}-{uuid.uuid4().hex[:12]}"
     data_dir = tmp_path_factory.mktemp("controller")
     # One wheel for the whole module, built as a run builds it: other engineers edit node_agent/ in
     # this working tree while the tests run, and a new wheel between two runs is a real change.
     # The playbooks and the lab catalog likewise: a snapshot taken now.
     wheel = agent_wheel(tmp_path_factory.mktemp("wheels"))
     project = snapshot_project(tmp_path_factory.mktemp("project"))
-    ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet3.bridge_address,
-                          heartbeat_interval=1.0, sweep_interval=1.0,
-                          extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
-                                     "LABFLEET_FLEET_DIR": fleet_dir(fleet3),
-                                     "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks"),
-                                     "LABFLEET_CELERY_QUEUE": queue})
+    env = {"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel), "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks"),
+           "LABFLEET_CELERY_QUEUE": queue}
+    placement = {}
+    if fleet is not None:
+        env["LABFLEET_FLEET_DIR"] = fleet_dir(fleet)
+        placement["host"] = fleet.bridge_address
+    env.update(extra_env or {})
+    ctl = cls(data_dir, database_url, PROVISION_REDIS_URL, heartbeat_interval=1.0, sweep_interval=1.0,
+              extra_env=env, **placement)
     ctl.init(enroll_uses=1)
     try:
         ctl.start_web()

@@ -18,10 +18,8 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,36 +223,15 @@ def fleet1(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def room_with_attendee_key(tmp_path_factory, module_database_url, fleet1):
-    import redis
+    from tests.provision.conftest import provisioning_controller
 
-    from controller.provision.runner import control_path_dir
-    from controller.provision.wheel import agent_wheel
-    from tests.provision.conftest import PROVISION_REDIS_URL, FleetController, fleet_dir, snapshot_project
-
-    queue = f"lfatt-{uuid.uuid4().hex[:12]}"
-    data_dir = tmp_path_factory.mktemp("controller")
-    wheel = agent_wheel(tmp_path_factory.mktemp("wheels"))
-    project = snapshot_project(tmp_path_factory.mktemp("project"))
     (fleet_host,) = fleet1.hosts()
     # The attendee logs in with the fleet's key, authorised by the playbook (labfleet_attendee_ssh_keys).
     attendee_key = Path(fleet_host.private_key_path + ".pub").read_text().strip()
-    ctl = FleetController(data_dir, module_database_url, PROVISION_REDIS_URL, host=fleet1.bridge_address,
-                          heartbeat_interval=1.0, sweep_interval=1.0,
-                          extra_env={"LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
-                                     "LABFLEET_FLEET_DIR": fleet_dir(fleet1),
-                                     "LABFLEET_PLAYBOOKS_DIR": str(project / "playbooks"),
-                                     "LABFLEET_CELERY_QUEUE": queue,
-                                     "LABFLEET_PROVISION_EXTRA_VARS": json.dumps(
-                                         {"labfleet_attendee_ssh_keys": [attendee_key]})})
-    ctl.init(enroll_uses=1)
-    try:
-        ctl.start_web()
-        ctl.start_worker(beat=True)
+    operator_vars = json.dumps({"labfleet_attendee_ssh_keys": [attendee_key]})
+    with provisioning_controller(tmp_path_factory, module_database_url, queue_prefix="lfatt", fleet=fleet1,
+                                 extra_env={"LABFLEET_PROVISION_EXTRA_VARS": operator_vars}) as ctl:
         yield ctl
-    finally:
-        ctl.stop()
-        redis.Redis.from_url(PROVISION_REDIS_URL).delete(queue)
-        shutil.rmtree(control_path_dir(data_dir.resolve()), ignore_errors=True)
 
 
 def test_ssh_as_root_still_answers_after_every_lab(host: Host):
