@@ -16,8 +16,15 @@ from pathlib import Path
 import pytest
 
 from node_agent.kernel import procfs, proctable
-from tests.labs.conftest import LABS_DIR, LabEnv
+from tests import attendee_share
+from tests.labs.conftest import LabEnv
 from tests.labs.helpers import wait_for
+
+
+def _scrun() -> str:
+    """sc-docker's runner as the attendee starts it: from the copy they can read (the clone may be 0700)."""
+    share = attendee_share.get()
+    return f"{share.python} {share.labs}/sc-docker/scrun"
 
 STEPS = [("sc-profile", "trace"), ("sc-strict", "strict"), ("sc-strict", "exit"), ("sc-filter", "allow"),
          ("sc-filter", "deny"), ("sc-docker", "default"), ("sc-docker", "custom")]
@@ -167,7 +174,7 @@ def test_strict_a_self_kill_without_strict_mode_fails_and_leaves_no_child(lab_en
 def test_a_traced_task_does_not_count(lab_env):
     """The profile's shell run under strace (TracerPid set): a tracer could skip its filter."""
     profile = "/usr/share/containers/seccomp.json"
-    tracer = as_attendee(lab_env, f"exec strace -f -o /dev/null python3 {LABS_DIR}/sc-docker/scrun {profile} -- "
+    tracer = as_attendee(lab_env, f"exec strace -f -o /dev/null {_scrun()} {profile} -- "
                                   "sleep 600", background=True)
     try:
         wait_for(lambda: any("Seccomp 2" in c for c in confined(lab_env)), "a traced task under seccomp")
@@ -205,7 +212,7 @@ p = json.load(open('/usr/share/containers/seccomp.json'))
 p['syscalls'].append({{'names': ['chmod', 'fchmodat'], 'action': 'SCMP_ACT_ERRNO', 'errnoRet': 1}})
 json.dump(p, open(os.path.expanduser('~/seccomp/docker/naive.json'), 'w'))
 PY
-setsid python3 {LABS_DIR}/sc-docker/scrun ~/seccomp/docker/naive.json -- sleep 600 </dev/null >/dev/null 2>&1 &
+setsid {_scrun()} ~/seccomp/docker/naive.json -- sleep 600 </dev/null >/dev/null 2>&1 &
 """
     as_attendee(lab_env, script)
     wait_for(lambda: len(confined(lab_env)) >= 2, "the naive profile's holder")
@@ -282,7 +289,7 @@ p = json.load(open('/usr/share/containers/seccomp.json'))
 p['syscalls'][1]['names'].append('personality')
 json.dump(p, open(os.path.expanduser('~/seccomp/docker/loose.json'), 'w'))
 PY
-setsid python3 {LABS_DIR}/sc-docker/scrun ~/seccomp/docker/loose.json -- sleep 600 </dev/null >/dev/null 2>&1 &
+setsid {_scrun()} ~/seccomp/docker/loose.json -- sleep 600 </dev/null >/dev/null 2>&1 &
 """
     as_attendee(lab_env, script)
     wait_for(lambda: confined(lab_env), "the loose profile's holder")
