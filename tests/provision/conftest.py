@@ -73,9 +73,16 @@ def module_database_url(tmp_path_factory, postgres_databases) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def fleet3(tmp_path_factory) -> Iterator[Fleet]:
+    with running_fleet(tmp_path_factory, 3) as fleet:
+        yield fleet
+
+
+@contextmanager
+def running_fleet(tmp_path_factory, count: int) -> Iterator[Fleet]:
+    """``count`` fresh fleet hosts, taken down at the end; the machine is then checked for leftovers."""
     fleet = new_fleet(tmp_path_factory.mktemp("fleet"))
     try:
-        fleet.up(3)
+        fleet.up(count)
         yield fleet
     finally:
         fleet.down()

@@ -210,15 +210,10 @@ def test_the_attendee_does_the_lab(room, host: Host, lab_id: str):
 
 @pytest.fixture(scope="module")
 def fleet1(tmp_path_factory):
-    from tests.fleet.conftest import leftovers, new_fleet
+    from tests.provision.conftest import running_fleet
 
-    fleet = new_fleet(tmp_path_factory.mktemp("fleet"))
-    try:
-        fleet.up(1)
+    with running_fleet(tmp_path_factory, 1) as fleet:
         yield fleet
-    finally:
-        fleet.down()
-    assert leftovers(fleet) == []
 
 
 @pytest.fixture(scope="module")
