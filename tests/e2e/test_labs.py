@@ -209,7 +209,10 @@ def test_a_flood_of_idle_connections_is_bounded_and_neither_starves_lab_nor_the_
             conn = socket.socket(socket.AF_UNIX)
             conns.append(conn)
             conn.connect(str(sock))
-            conn.sendall(b'{"action": "sta')
+            try:
+                conn.sendall(b'{"action": "sta')
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # past the limit the agent may answer "busy" and close before we send; the answer waits to be read
         try:
             wait_until(lambda: read_answers() >= flood - max_clients, timeout=30, what="busy answers")
         except AssertionError as exc:
