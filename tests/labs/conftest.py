@@ -82,10 +82,19 @@ def attendee() -> Attendee:
 
 
 def _kill_uid(uid: int) -> None:
+    # Fleet hosts' attendees can share this uid (each host has its own /etc/passwd); their
+    # processes live under labfleet-fleet/ and belong to whichever suite started that fleet.
     for pid in proctable.pids():
-        if proctable.uid_of(pid) == uid:
+        if proctable.uid_of(pid) == uid and not _in_fleet_host(pid):
             kill_quietly(pid)
     reaper.reap_orphans()
+
+
+def _in_fleet_host(pid: int) -> bool:
+    try:
+        return "/labfleet-fleet/" in Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        return False
 
 
 class LabEnv:
