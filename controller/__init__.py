@@ -1,91 +1,19 @@
-"""The labfleet controller: a Flask application factory (see ARCHITECTURE.md)."""
+"""The labfleet controller.
+
+The package itself imports nothing heavy, so that the instructor's CLI
+(`controller.cli`) starts without loading Flask or SQLAlchemy; the application
+factory lives in `controller.app` and is also reachable as
+`controller.create_app`.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask
-from flask.sessions import SecureCookieSessionInterface
-
-from controller import commands as _commands
-from controller import db as db_module
-from controller import nodes as _nodes
-from controller.app_state import AppState
-from controller.enroll_guard import EnrollGuard
-from controller.errors import register_error_handlers
-from controller.heartbeats import HeartbeatRecorder
-from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
-from controller.node_cache import NodeTokenCache
-from controller.notify import CommandNotifier
-from controller.proxies import TrustedProxies
-from controller.ratelimit import ConcurrencyLimiter
-from controller.settings import Settings
-from controller.validation import check_request_text
-from controller.writer import WriteBatcher
+from typing import Any
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or Settings.from_env()
-    app = Flask(__name__, static_folder=None)
-    app.config.update(
-        SECRET_KEY=settings.load_secret_key(),
-        MAX_CONTENT_LENGTH=settings.max_body_bytes,
-        JSON_SORT_KEYS=False,
-    )
-    app.json.sort_keys = False
-    app.session_interface = CookielessFastPath()
-    app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
-    logging.basicConfig(level=settings.log_level)
-    database = db_module.database_for(settings)
-    db_module.init_app(app, database)
-    node_cache = NodeTokenCache()
-    state = AppState(
-        settings=settings, db=database,
-        notifier=CommandNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
-        heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
-        metrics=Metrics(),
-        enroll_guard=EnrollGuard.from_settings(settings),
-        polls=ConcurrencyLimiter(per_key=2),
-        node_cache=node_cache,
-        writer=WriteBatcher(database),
-    )
-    state.metrics.add_collector(DatabaseCollector(
-        read_nodes=lambda: _read(database, _nodes.count_by_state),
-        read_commands=lambda: _read(database, _commands.count_by_kind_and_state),
-        read_queue_depth=queue_depth_reader(settings.redis_url, settings.broker_dir),
-    ))
-    app.extensions["labfleet"] = state
-    register_error_handlers(app)
-    app.before_request(check_request_text)
+def __getattr__(name: str) -> Any:
+    if name == "create_app":
+        from controller.app import create_app
 
-    from controller.api import agent, health, instructor
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(agent.bp)
-    app.register_blueprint(instructor.bp)
-
-    from controller.api import provision as provision_api
-
-    app.register_blueprint(provision_api.bp)
-
-    from controller.celery_app import celery_init_app
-
-    celery_init_app(app)
-    return app
-
-
-class CookielessFastPath(SecureCookieSessionInterface):
-    """Agents and the CLI never send a session cookie: skip building a signer for them.
-
-    Opening the session was 15 % of a heartbeat's time in Flask.
-    """
-
-    def open_session(self, app: Flask, request):
-        if self.get_cookie_name(app) not in request.cookies:
-            return self.session_class()
-        return super().open_session(app, request)
-
-
-def _read(database, reader):
-    with database.session() as session:
-        return reader(session)
+        return create_app
+    raise AttributeError(f"module 'controller' has no attribute {name!r}")

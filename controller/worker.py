@@ -1,6 +1,6 @@
 """Entry point for Celery: ``celery -A controller.worker worker``."""
 
-from controller import create_app
+from controller.app import create_app
 
 flask_app = create_app()
 celery_app = flask_app.extensions["celery"]

@@ -1,5 +1,5 @@
 """Entry point for WSGI servers: ``gunicorn controller.wsgi:app``."""
 
-from controller import create_app
+from controller.app import create_app
 
 app = create_app()

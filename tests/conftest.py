@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import create_app, enrollment, events, instructors
+from controller import enrollment, events, instructors
+from controller.app import create_app
 from controller.db import Database
 from controller.settings import Settings, settings_for_tests
 from tests import attendee_share

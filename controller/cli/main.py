@@ -108,7 +108,7 @@ def init(ctx: Context, instructor: str, enroll_uses: int, tls_names: tuple[str, 
 @pass_ctx
 def serve(ctx: Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Run the web app and API (gunicorn, threaded workers)."""
-    from controller import create_app
+    from controller.app import create_app
     from controller.cli.server import GunicornServer
 
     settings = ctx.settings(host=host, port=port, web_workers=workers)
@@ -127,7 +127,7 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
 @pass_ctx
 def worker(ctx: Context, beat: bool, concurrency: int) -> None:
     """Run a Celery worker (and the beat scheduler for the sweep)."""
-    from controller import create_app
+    from controller.app import create_app
     from controller.cli.server import run_worker
 
     settings = ctx.settings()

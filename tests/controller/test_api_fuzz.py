@@ -19,7 +19,8 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from controller import create_app, enrollment, events, instructors
+from controller import enrollment, events, instructors
+from controller.app import create_app
 from controller.openapi import openapi_document
 from controller.settings import settings_for_tests
 

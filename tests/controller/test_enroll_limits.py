@@ -16,7 +16,8 @@ import uuid
 import pytest
 import redis
 
-from controller import create_app, enrollment, events
+from controller import enrollment, events
+from controller.app import create_app
 from controller.settings import settings_for_tests
 from tests.conftest import TEST_REDIS_URL
 

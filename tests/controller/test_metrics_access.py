@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller import create_app
+from controller.app import create_app
 from controller.settings import ConfigurationError, settings_for_tests
 
 ROOM = {"REMOTE_ADDR": "192.0.2.10"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from controller import create_app
+from controller.app import create_app
 from controller.models import LabProgress
 from controller.settings import settings_for_tests
 

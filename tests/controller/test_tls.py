@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from controller import bootstrap, create_app
+from controller import bootstrap
+from controller.app import create_app
 from controller.settings import ConfigurationError, settings_for_tests
 from controller.tls import certificate_names, ensure_certificates
 from tests.processes import REPO, Controller

@@ -117,7 +117,8 @@ def test_retry_failed_runs_only_the_failed_hosts_of_the_latest_run(app, client, 
 
 
 def test_a_run_the_broker_refuses_is_a_503_and_does_not_block_the_next(tmp_path, database_url, inventory):
-    from controller import create_app, events, instructors
+    from controller import events, instructors
+    from controller.app import create_app
     from controller.settings import settings_for_tests
 
     # Nothing listens on loopback port 9: the broker is down.
