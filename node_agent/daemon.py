@@ -122,18 +122,18 @@ class Agent:
 
     def _start_labs(self) -> None:
         """Subreaper, a namespace self-check, the lab engine, and the attendee socket."""
-        from node_agent.kernel import nsinspect, reaper
+        from node_agent.kernel import namespaces, reaper
         from node_agent.labs.setup import check_cgroup_parent, engine_from_config
 
         check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
         if not reaper.become_subreaper():
             log.warning("labs.no_subreaper", effect="killed lab processes are reaped by PID 1, cleanup is slower")
         try:
-            unproven = nsinspect.assert_initial(nsinspect.ns_ids("self"))
+            unproven = namespaces.assert_initial(namespaces.ns_ids("self"))
             self.namespaces_initial: bool | None = True
             if unproven:
                 log.info("labs.namespaces_unproven", types=unproven)
-        except nsinspect.NotInitialNamespace as exc:
+        except namespaces.NotInitialNamespace as exc:
             # A local-fleet host runs its agent in the host's own namespaces on purpose; on a VM this
             # means checks compare against the wrong baseline, so the instructor must see it.
             self.namespaces_initial = False

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from node_agent import __version__
-from node_agent.kernel import cgroups, namespaces, procfs, seccomp
+from node_agent.kernel import cgroup_layout, namespaces, procfs, seccomp
 
 VOLATILE_KEYS = frozenset({"uptime_seconds", "loadavg", "mem_available_kb"})
 
@@ -34,7 +34,7 @@ def collect_state(labs: Any = None) -> dict[str, Any]:
         "loadavg": _read(lambda: list(procfs.loadavg())),
         "mem_total_kb": mem.get("MemTotal", 0),
         "mem_available_kb": mem.get("MemAvailable", 0),
-        "cgroup": _read(cgroups.describe),
+        "cgroup": _read(cgroup_layout.describe),
         "namespaces": _read(namespaces.ns_types),
         "seccomp": _read(_seccomp),
         **({"labs": _read(labs.inspect)} if labs is not None else {}),

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import median, print_header
-from node_agent.kernel import proctable, reaper
+from node_agent.kernel import procfs, reaper
 from node_agent.labs.context import Attendee, LabContext
 from node_agent.labs.engine import Engine
 from node_agent.labs.loader import Catalog, load_catalog
@@ -46,8 +46,8 @@ NONCE = 417
 
 def kill_uid(uid: int) -> None:
     """Every process of ``uid`` (the run's own account only), killed by PID, then reaped."""
-    for pid in proctable.pids():
-        if proctable.uid_of(pid) == uid:
+    for pid in procfs.pids():
+        if procfs.uid_of(pid) == uid:
             try:
                 os.kill(pid, 9)
             except ProcessLookupError:

@@ -26,7 +26,7 @@ from functools import cached_property
 from pathlib import Path
 
 from node_agent.kernel import procfs
-from node_agent.kernel.cgroups import CGROUP_ROOT
+from node_agent.kernel.cgroup_layout import CGROUP_ROOT
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NO_LIMIT = "max"

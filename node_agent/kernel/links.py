@@ -9,6 +9,7 @@ netlink parser would be a second iproute2 to maintain. TCP sockets come straight
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -18,8 +19,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from node_agent.kernel import netns
+from node_agent.kernel import nsenter
 from node_agent.kernel.procfs import PROC
 
 TCP_LISTEN = 0x0A  # the "st" column of /proc/net/tcp (include/net/tcp_states.h)
@@ -314,7 +316,12 @@ def probe_tcp(ns_file: Path, address: str, port: int, timeout: float = 1.0) -> P
 
     One SYN (and the kernel's own retries) for at most ``timeout``; never a loop of attempts.
     """
-    return netns.run_in_netns(ns_file, _connect, address, port, timeout, timeout=timeout + 2.0)
+    answer = nsenter.call([(ns_file, "net")], _connect_json, address, port, timeout, timeout=timeout + 2.0)
+    return ProbeResult(**answer)
+
+
+def _connect_json(address: str, port: int, timeout: float) -> dict[str, Any]:
+    return dataclasses.asdict(_connect(address, port, timeout))
 
 
 @dataclass(frozen=True)
@@ -325,15 +332,15 @@ class ServiceProbe:
     probe: ProbeResult
 
 
-def _service_probe(client_ns_file: str, address: str, port: int, timeout: float) -> ServiceProbe:
-    # Runs in the forked child, already inside the server's namespace.
+def _service_probe(client_ns_file: str, address: str, port: int, timeout: float) -> dict[str, Any]:
+    # Runs in the forked child, already inside the server's namespace; answers ServiceProbe as JSON.
     found = diag_listeners(port)
     fd = os.open(client_ns_file, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        netns.setns(fd, netns.CLONE_NEWNET)
+        nsenter.setns(fd, "net")
     finally:
         os.close(fd)
-    return ServiceProbe(found, _connect(address, port, timeout))
+    return dataclasses.asdict(ServiceProbe(found, _connect(address, port, timeout)))
 
 
 def service_probe(server_ns_file: Path, client_ns_file: Path, address: str, port: int,
@@ -343,5 +350,6 @@ def service_probe(server_ns_file: Path, client_ns_file: Path, address: str, port
     One forked child for both (it enters the server's namespace, reads the listeners with
     sock_diag, then enters the client's and connects once, bounded by ``timeout``).
     """
-    return netns.run_in_netns(server_ns_file, _service_probe, str(client_ns_file), address, port, timeout,
-                              timeout=timeout + 2.0)
+    answer = nsenter.call([(server_ns_file, "net")], _service_probe, str(client_ns_file), address, port, timeout,
+                          timeout=timeout + 2.0)
+    return ServiceProbe([TcpSocket(**row) for row in answer["listeners"]], ProbeResult(**answer["probe"]))

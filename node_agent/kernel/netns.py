@@ -6,8 +6,8 @@ whose ``/proc/<pid>/ns/net`` is it, an open file descriptor on an nsfs file (``r
 ``net:[<inode>]``). ``ip netns del`` removes only the name in the caller's mount namespace, so a
 lab reset has to find and remove the other holders too, or the namespace and its veths stay.
 
-Entering a namespace (setns(2)) changes the calling *thread*; the agent is multi-threaded, so
-every entry here happens in a forked, single-threaded child that reports back through a pipe.
+Entering a namespace happens in a forked child (``nsenter.call``): setns(2) changes the calling
+thread, and the agent is multi-threaded.
 """
 
 from __future__ import annotations
@@ -16,22 +16,15 @@ import ctypes
 import errno
 import functools
 import os
-import pickle
-import select
-import signal
 import subprocess
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from node_agent.kernel import reaper
-from node_agent.kernel.procfs import PROC
+from node_agent.kernel import nsenter
+from node_agent.kernel.procfs import PROC, unescape
 
 NETNS_RUN_DIR = Path("/run/netns")
-CLONE_NEWNS = 0x00020000
-CLONE_NEWNET = 0x40000000
 MNT_DETACH = 2
 # An nsfs file bind-mounted on itself again stacks mounts; ip netns del unmounts one layer only.
 MAX_STACKED_MOUNTS = 16
@@ -281,27 +274,11 @@ def _parse_nsfs(text: str) -> list[tuple[str, str]]:
         if right.split(" ", 1)[0] != "nsfs":
             continue
         fields = left.split(" ")
-        out.append((fields[3], _unescape(fields[4])))
+        out.append((fields[3], unescape(fields[4])))
     return out
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal (proc(5)).
-    if "\\" not in field:
-        return field
-    return field.encode().decode("unicode_escape").encode("latin-1").decode(errors="replace")
-
-
-# --- entering (in a forked child) ------------------------------------------------------------------
-
-@functools.cache
-def _setns() -> Callable[[int, int], int]:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fn = libc.setns
-    fn.argtypes = (ctypes.c_int, ctypes.c_int)
-    fn.restype = ctypes.c_int
-    return fn
-
+# --- entering --------------------------------------------------------------------------------------------
 
 @functools.cache
 def _umount2() -> Callable[[bytes, int], int]:
@@ -312,120 +289,11 @@ def _umount2() -> Callable[[bytes, int], int]:
     return fn
 
 
-def setns(fd: int, nstype: int) -> None:
-    """setns(2) for the calling thread. Only ever call it in a forked child (see the module docstring)."""
-    if _setns()(fd, nstype) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
 def umount2(path: str, flags: int = MNT_DETACH) -> None:
     """umount2(2) of ``path`` in the caller's mount namespace."""
     if _umount2()(os.fsencode(path), flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"umount2 {path}: {os.strerror(err)}", path)
-
-
-def run_in_namespaces(entries: list[tuple[Path, int]], fn: Callable[..., Any], *args: Any,
-                      timeout: float = 5.0) -> Any:
-    """Run ``fn(*args)`` in a forked child that first setns(2)es into each ``(ns_file, CLONE_NEW*)``.
-
-    Returns what ``fn`` returned (it must be picklable). Raises NetnsError naming the namespace file
-    when it cannot be opened or entered, OSError when ``fn`` raised one, TimeoutError when the
-    child did not answer within ``timeout`` seconds (it is killed and reaped).
-    """
-    _setns(), _umount2()  # resolve the libc symbols before fork, not in the child
-    fds = []
-    try:
-        for path, _ in entries:
-            try:
-                fds.append(os.open(path, os.O_RDONLY | os.O_CLOEXEC))
-            except OSError as exc:
-                raise NetnsError(f"cannot open namespace file {path}: {exc.strerror}") from exc
-        read_end, write_end = os.pipe()
-        with reaper.spawning():  # the agent's subreaper must leave this child's exit to us
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - runs in the child
-                _child(read_end, write_end, fds, entries, fn, args)
-            reaper.own(pid)
-    finally:
-        for fd in fds:
-            os.close(fd)
-    os.close(write_end)
-    try:
-        data = _read_until(read_end, pid, time.monotonic() + timeout)
-    finally:
-        os.close(read_end)
-        _reap(pid)
-    if not data:
-        raise NetnsError(f"the child entering {[str(p) for p, _ in entries]} died without an answer")
-    status, value = pickle.loads(data)
-    if status == "ok":
-        return value
-    if status == "setns":
-        raise NetnsError(f"cannot enter namespace {value[0]}: {value[1]}")
-    err_no, message = value
-    raise OSError(err_no, message) if err_no else RuntimeError(message)
-
-
-def _child(read_end: int, write_end: int, fds: list[int], entries: list[tuple[Path, int]],
-           fn: Callable[..., Any], args: tuple) -> None:  # pragma: no cover - runs in the child
-    try:
-        os.close(read_end)
-        result: tuple[str, Any]
-        for fd, (path, nstype) in zip(fds, entries, strict=True):
-            try:
-                setns(fd, nstype)
-            except OSError as exc:
-                result = ("setns", (str(path), exc.strerror))
-                break
-        else:
-            try:
-                result = ("ok", fn(*args))
-            except OSError as exc:
-                result = ("error", (exc.errno or 0, str(exc)))
-            except Exception as exc:  # noqa: BLE001 - any failure is reported to the parent, not lost
-                result = ("error", (0, f"{type(exc).__name__}: {exc}"))
-        data = pickle.dumps(result)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(write_end, view):]
-    finally:
-        os._exit(0)
-
-
-def _read_until(fd: int, pid: int, deadline: float) -> bytes:
-    chunks = []
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0 or not select.select([fd], [], [], left)[0]:
-            _kill(pid)
-            raise TimeoutError(f"namespace child {pid} did not answer in time; killed")
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:  # reaped elsewhere all the same
-        pass
-    finally:
-        reaper.disown(pid)
-
-
-def run_in_netns(ns_file: Path, fn: Callable[..., Any], *args: Any, timeout: float = 5.0) -> Any:
-    """``fn(*args)`` in a forked child inside the network namespace of ``ns_file`` (/run/netns/x, /proc/<pid>/ns/net)."""
-    return run_in_namespaces([(ns_file, CLONE_NEWNET)], fn, *args, timeout=timeout)
 
 
 # --- removing --------------------------------------------------------------------------------------
@@ -440,7 +308,8 @@ def umount_in_mount_ns(pid: int, mount_point: str, proc: Path = PROC, timeout: f
     if ns_inode(pid, "mnt", proc) == ns_inode("self", "mnt", proc):
         umount2(mount_point)
         return
-    run_in_namespaces([(proc / str(pid) / "ns" / "mnt", CLONE_NEWNS)], umount2, mount_point, timeout=timeout)
+    _umount2()  # resolved before the fork, not in the child
+    nsenter.call([nsenter.proc_ns(pid, "mnt", proc)], umount2, mount_point, timeout=timeout)
 
 
 def delete_named(name: str, run_dir: Path = NETNS_RUN_DIR) -> bool:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import cgroups, procfs, proctable, reaper
+from node_agent.kernel import cgroup_layout, procfs, reaper
 from node_agent.labs import system_cgroups
 
 
@@ -86,11 +86,11 @@ class LabContext:
             raise ValueError(f"cgroup_parent {cgroup_parent!r} and prefix {prefix!r} must be non-empty paths "
                              "without '..'")
         self.work_dir = work_root / lab_id
-        self.cgroup_layout = cgroups.detect_layout()
-        self._unified = cgroups.unified_root(self.cgroup_layout)
+        self.cgroup_layout = cgroup_layout.detect_layout()
+        self._unified = cgroup_layout.unified_root(self.cgroup_layout)
         self._v1 = v1_mounts() if self.cgroup_layout != "v2" else {}
-        self._v2_controllers = set(cgroups.cgroup_controllers(self._unified)) if self._unified else set()
-        self.own_ns = proctable.ns_inodes("self")
+        self._v2_controllers = set(cgroup_layout.cgroup_controllers(self._unified)) if self._unified else set()
+        self.own_ns = procfs.ns_inodes("self")
         self.owned_netns: set[int] = set()
 
     # -- names the lab text shows ------------------------------------------------------
@@ -182,7 +182,7 @@ class LabContext:
         except (OSError, ValueError):
             return []
         return [Holder(h["pid"], h["starttime"], tuple(h["argv"])) for h in data
-                if proctable.alive(h["pid"], h["starttime"])]
+                if procfs.alive(h["pid"], h["starttime"])]
 
     def _save_holders(self, holders: list[Holder]) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)
@@ -191,33 +191,33 @@ class LabContext:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, self._holders_file)
 
-    def processes(self, *, all_uids: bool = False) -> list[proctable.ProcInfo]:
+    def processes(self, *, all_uids: bool = False) -> list[procfs.ProcInfo]:
         """The lab's live processes: the attendee's, lab cgroup members and holders (everyone's if ``all_uids``)."""
         me = os.getpid()
         wanted = self.lab_cgroup_members() | {h.pid for h in self.holders()}
         out = []
-        for pid in proctable.pids():
+        for pid in procfs.pids():
             if pid == me:
                 continue
             # The /proc/<pid> owner comes from the kernel's inode, which no bind mount over
             # status can change: a forged status file does not hide a process from the checks.
-            owner = proctable.uid_of(pid)
+            owner = procfs.uid_of(pid)
             if not all_uids and pid not in wanted and owner != self.attendee.uid:
                 continue
-            info = proctable.read(pid)
+            info = procfs.read(pid)
             if info is None or info.state in ("Z", "X") or pid == 2 or info.ppid == 2:
                 continue
             if all_uids or owner == self.attendee.uid or info.uid == self.attendee.uid or pid in wanted:
                 out.append(info)
         return out
 
-    def in_new_ns(self, info: proctable.ProcInfo, ns_type: str) -> bool:
+    def in_new_ns(self, info: procfs.ProcInfo, ns_type: str) -> bool:
         return ns_type in info.ns and info.ns[ns_type] != self.own_ns.get(ns_type)
 
-    def is_lab_process(self, info: proctable.ProcInfo, members: set[int] | None = None) -> bool:
+    def is_lab_process(self, info: procfs.ProcInfo, members: set[int] | None = None) -> bool:
         if info.pid in system_cgroups.protected_pids() or info.ppid == 2 or info.pid == 2:
             return False
-        if info.uid == self.attendee.uid or proctable.uid_of(info.pid) == self.attendee.uid:
+        if info.uid == self.attendee.uid or procfs.uid_of(info.pid) == self.attendee.uid:
             return True
         members = self.lab_cgroup_members() if members is None else members
         if info.pid in members or info.key in {h.key for h in self.holders()}:
@@ -227,7 +227,7 @@ class LabContext:
         net = info.ns.get("net")
         return net is not None and net != self.own_ns.get("net") and net in self.owned_netns
 
-    def kill(self, procs: list[proctable.ProcInfo], *, timeout: float = 3.0) -> list[int]:
+    def kill(self, procs: list[procfs.ProcInfo], *, timeout: float = 3.0) -> list[int]:
         """SIGKILL the lab's processes among ``procs`` (others are refused), reap, wait until gone."""
         members = self.lab_cgroup_members()
         refused = [p.pid for p in procs if not self.is_lab_process(p, members)]
@@ -240,7 +240,7 @@ class LabContext:
             except ProcessLookupError:
                 continue
             try:
-                if proctable.alive(p.pid, p.starttime):  # the pidfd now pins this exact process
+                if procfs.alive(p.pid, p.starttime):  # the pidfd now pins this exact process
                     signal.pidfd_send_signal(fd, signal.SIGKILL)
                     killed.append(p.pid)
             except ProcessLookupError:
@@ -250,19 +250,19 @@ class LabContext:
         self.wait_gone([p for p in procs if p.pid in killed], timeout=timeout)
         return killed
 
-    def wait_gone(self, procs: list[proctable.ProcInfo], *, timeout: float = 3.0) -> list[int]:
+    def wait_gone(self, procs: list[procfs.ProcInfo], *, timeout: float = 3.0) -> list[int]:
         """Reap and wait until each process is gone (zombies included); returns the pids still there."""
         deadline = time.monotonic() + timeout
         pending = list(procs)
         while True:
             reaper.reap_orphans()
-            pending = [p for p in pending if proctable.starttime(p.pid) == p.starttime]
+            pending = [p for p in pending if procfs.starttime(p.pid) == p.starttime]
             if not pending or time.monotonic() > deadline:
                 return [p.pid for p in pending]
             time.sleep(0.001)
 
     def kill_holders(self) -> list[int]:
-        live = [info for info in (proctable.read(h.pid) for h in self.holders()) if info is not None]
+        live = [info for info in (procfs.read(h.pid) for h in self.holders()) if info is not None]
         killed = self.kill(live)
         self._save_holders([])
         return killed
@@ -296,7 +296,7 @@ class LabContext:
                                 cwd=str(self.attendee.home) if as_attendee else "/",
                                 env=env or holder_env(self.attendee if as_attendee else None))
         _KEEP[proc.pid] = proc  # an open stdin pipe must outlive this call
-        holder = Holder(proc.pid, proctable.starttime(proc.pid) or 0, tuple(argv))
+        holder = Holder(proc.pid, procfs.starttime(proc.pid) or 0, tuple(argv))
         self._save_holders([*self.holders(), holder])
         return holder
 

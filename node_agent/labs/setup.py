@@ -5,7 +5,7 @@ from __future__ import annotations
 from node_agent.config import AgentConfig
 from node_agent.errors import ConfigurationError
 from node_agent.identity import load_or_create_identity
-from node_agent.kernel import cgroups
+from node_agent.kernel import cgroup_layout
 from node_agent.labs import system_cgroups
 from node_agent.labs.attendee_files import excerpt
 from node_agent.labs.context import Attendee, LabContext, nonce_for, v1_mounts
@@ -36,7 +36,7 @@ def check_cgroup_parent(config: AgentConfig) -> None:
     reports them (``system_cgroups``), but a parent like that is a setup mistake to fix, not to run with.
     """
     v1 = v1_mounts()
-    unified = cgroups.unified_root(cgroups.detect_layout())
+    unified = cgroup_layout.unified_root(cgroup_layout.detect_layout())
     roots = sorted({root / config.lab_cgroup_parent for root in [*v1.values(), *([unified] if unified else [])]})
     found = system_cgroups.intrusions(roots, v1, unified)
     if found:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from node_agent.kernel import proctable
+from node_agent.kernel import procfs
 
 MAX_ANCESTORS = 64  # a parent chain longer than this is not one the agent was started by
 
@@ -26,7 +26,7 @@ def protected_pids() -> list[int]:
         if pid <= 1 or pid in found:
             break
         found.append(pid)
-        info = proctable.read(pid, full=False)
+        info = procfs.read(pid, full=False)
         if info is None:
             break
         pid = info.ppid
@@ -36,7 +36,7 @@ def protected_pids() -> list[int]:
 def cgroup_dirs(pid: int, v1: dict[str, Path], unified: Path | None) -> set[Path]:
     """Where ``pid`` sits, as directories of the hierarchies this VM mounts."""
     dirs = set()
-    for controller, path in proctable.read_cgroups(pid).items():
+    for controller, path in procfs.read_cgroups(pid).items():
         root = unified if controller == "" else v1.get(controller)
         if root is not None:
             dirs.add(root / path.lstrip("/"))
@@ -61,7 +61,7 @@ def intrusions(roots: list[Path], v1: dict[str, Path], unified: Path | None) -> 
     for pid in protected_pids():
         for directory in sorted(cgroup_dirs(pid, v1, unified)):
             if any(directory == r or r in directory.parents for r in roots):
-                info = proctable.read(pid, full=False)
+                info = procfs.read(pid, full=False)
                 comm = info.comm if info else "?"
                 out.append(f"pid {pid} ({comm}) in {directory}")
                 break

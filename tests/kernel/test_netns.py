@@ -10,7 +10,6 @@ import os
 import secrets
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -84,7 +83,7 @@ def listener_in(names: Names, ns: str, address: str, port: int) -> subprocess.Po
     return proc
 
 
-# --- names and entering --------------------------------------------------------------------------
+# --- names (entering one: tests/kernel/test_nsenter.py) --------------------------------------------------------------------------
 
 def test_named_netns_lists_the_inode_behind_each_name_and_delete_removes_it(names):
     name = names.netns("a")
@@ -95,36 +94,6 @@ def test_named_netns_lists_the_inode_behind_each_name_and_delete_removes_it(name
     assert netns.delete_named(name) is True
     assert name not in [e.name for e in netns.named_netns()]
     assert netns.delete_named(name) is False
-
-
-def test_a_forked_child_sees_the_namespace_and_the_caller_stays_where_it_was(names):
-    name = names.netns("a")
-    mine = netns.ns_inode("self")
-
-    inside = netns.run_in_netns(Path(f"/run/netns/{name}"), links.dev_names)
-    inode_inside = netns.run_in_netns(Path(f"/run/netns/{name}"), netns.ns_inode, "self")
-
-    assert inside == ["lo"]
-    assert inode_inside == netns.netns_inode_of(Path(f"/run/netns/{name}"))
-    assert netns.ns_inode("self") == mine
-    assert "lo" in links.dev_names() and len(links.dev_names()) >= 1
-
-
-def test_entering_a_missing_namespace_names_the_file(names):
-    with pytest.raises(netns.NetnsError, match=f"/run/netns/{names.prefix}nope"):
-        netns.run_in_netns(Path(f"/run/netns/{names.prefix}nope"), links.dev_names)
-
-
-def test_an_error_inside_the_child_comes_back_as_oserror(names):
-    name = names.netns("a")
-    with pytest.raises(OSError, match="No such file"):
-        netns.run_in_netns(Path(f"/run/netns/{name}"), os.stat, "/nonexistent/lf")
-
-
-def test_a_child_that_does_not_answer_is_killed_after_the_timeout(names):
-    name = names.netns("a")
-    with pytest.raises(TimeoutError, match="did not answer"):
-        netns.run_in_netns(Path(f"/run/netns/{name}"), time.sleep, 30, timeout=0.3)
 
 
 def test_bad_names_are_refused_before_touching_anything():

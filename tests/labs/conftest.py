@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from node_agent.kernel import proctable, reaper
+from node_agent.kernel import procfs, reaper
 from node_agent.labs import residue as residue_scan
 from node_agent.labs.context import Attendee, LabContext
 from node_agent.labs.engine import Engine
@@ -84,8 +84,8 @@ def attendee() -> Attendee:
 def _kill_uid(uid: int) -> None:
     # Fleet hosts' attendees can share this uid (each host has its own /etc/passwd); their
     # processes live under labfleet-fleet/ and belong to whichever suite started that fleet.
-    for pid in proctable.pids():
-        if proctable.uid_of(pid) == uid and not _in_fleet_host(pid):
+    for pid in procfs.pids():
+        if procfs.uid_of(pid) == uid and not _in_fleet_host(pid):
             kill_quietly(pid)
     reaper.reap_orphans()
 
@@ -172,7 +172,7 @@ class LabEnv:
         ctx = self.context("cleanup")
         found = residue_scan.scan(ctx)
         _kill_uid(self.attendee.uid)
-        members = [p for p in (proctable.read(pid) for pid in ctx.lab_cgroup_members()) if p]
+        members = [p for p in (procfs.read(pid) for pid in ctx.lab_cgroup_members()) if p]
         for p in members:
             kill_quietly(p.pid)
         ctx.wait_gone(members)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from node_agent.kernel import cgroup_control as cc
-from node_agent.kernel import proctable, reaper
+from node_agent.kernel import procfs, reaper
 from node_agent.labs.builtins.cgroups import lab_cgroup
 from node_agent.labs.engine import Engine
 from node_agent.labs.loader import load_catalog
@@ -128,7 +128,7 @@ def _attendee_sleeper(env: LabEnv, lab: str, cg: cc.LabCgroup) -> None:
     env.context(lab).spawn(["sleep", "600"], as_attendee=True, cgroup=[cg.path])
     uid = env.attendee.uid
     # the root stub joins the cgroup first, then drops to the attendee
-    wait_for(lambda: any(proctable.uid_of(pid) == uid for pid in cc.procs(cg)), "the attendee's sleep in the cgroup",
+    wait_for(lambda: any(procfs.uid_of(pid) == uid for pid in cc.procs(cg)), "the attendee's sleep in the cgroup",
              timeout=5)
 
 

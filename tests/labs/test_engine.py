@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.kernel import proctable
+from node_agent.kernel import procfs
 from node_agent.labs.loader import load_catalog
 from tests.labs.conftest import LabEnv
 from tests.processes import wait_until
@@ -133,7 +133,7 @@ def test_kill_refuses_a_process_that_is_not_the_labs(lab_env):
     ctx = lab_env.context("test")
     outsider = subprocess.Popen(["sleep", "30"])  # root's, in no lab cgroup: not the lab's
     try:
-        info = proctable.read(outsider.pid)
+        info = procfs.read(outsider.pid)
         with pytest.raises(PermissionError, match=str(outsider.pid)):
             ctx.kill([info])
         assert outsider.poll() is None
@@ -146,15 +146,15 @@ def test_holders_are_tracked_killed_on_reset_and_reaped(scripted):
     env, _marker = scripted
     ctx = env.context("scripted")
     holder = ctx.spawn(["unshare", "-Ur", "sleep", "300"])
-    assert proctable.alive(holder.pid, holder.starttime)
+    assert procfs.alive(holder.pid, holder.starttime)
     # setpriv drops to the attendee and execs; the pid and starttime stay those of the holder.
-    info = wait_until(lambda: (p := proctable.read(holder.pid)) and p.uid == env.attendee.uid and p,
+    info = wait_until(lambda: (p := procfs.read(holder.pid)) and p.uid == env.attendee.uid and p,
                       timeout=10, what="the holder running as the attendee")
     assert info.starttime == holder.starttime
     assert any("holder" in x or "new user" in x for x in env.residue("scripted"))
     report = env.engine.reset("scripted")
     assert report["clean"], report["leftovers"]
-    assert proctable.starttime(holder.pid) != holder.starttime  # gone, zombie included
+    assert procfs.starttime(holder.pid) != holder.starttime  # gone, zombie included
     assert env.residue("scripted") == []
 
 
@@ -181,9 +181,9 @@ def test_the_agents_own_network_namespace_never_makes_a_process_the_labs(lab_env
     outsider = subprocess.Popen(["sleep", "30"])
     try:
         with pytest.raises(PermissionError, match=str(outsider.pid)):
-            ctx.kill([proctable.read(outsider.pid)])
+            ctx.kill([procfs.read(outsider.pid)])
         assert outsider.poll() is None
-        assert not ctx.is_lab_process(proctable.read(1))
+        assert not ctx.is_lab_process(procfs.read(1))
     finally:
         outsider.kill()
         outsider.wait()
@@ -212,9 +212,9 @@ def test_a_junk_status_file_forged_over_procfs_does_not_break_the_process_scan(l
     forged.write_text("Name:\tsleep\nUid:\tnot-a-number\nNSpid:\t1 x 3\n")
     target = f"/proc/{holder.pid}/status"
     try:
-        wait_until(lambda: proctable.uid_of(holder.pid) == a.uid, timeout=10, what="the holder as the attendee")
+        wait_until(lambda: procfs.uid_of(holder.pid) == a.uid, timeout=10, what="the holder as the attendee")
         subprocess.run(["mount", "--bind", str(forged), target], check=True)
-        info = proctable.read(holder.pid)
+        info = procfs.read(holder.pid)
         assert info is not None and info.nspid == () and info.uid == -1
         assert any(p.pid == holder.pid for p in lab_env.context("test").processes())  # found by its /proc owner
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.kernel import nsinspect, procfs, rootfs
+from node_agent.kernel import namespaces, procfs, rootfs
 from node_agent.labs.builtins import namespaces as ns
 from node_agent.labs.loader import load_catalog
 from tests.labs.conftest import LABS_DIR, LabEnv
@@ -110,7 +110,7 @@ def test_evidence_names_processes_and_inodes(env: LabEnv) -> None:
     assert [len(level["nspid"]) for level in levels] == [2, 3, 4]
     assert len({level["ns"]["pid"] for level in levels}) == 3
     for level in levels:
-        assert nsinspect.ns_id(level["pid"], "pid").ino == level["ns"]["pid"]
+        assert namespaces.ns_id(level["pid"], "pid").ino == level["ns"]["pid"]
         assert level["starttime"] > 0
 
     env.engine.solve("ns-time")
@@ -255,7 +255,7 @@ def test_forgot_i_host_segment_is_reported_and_only_the_attendees_removed(env: L
 
         assert out["leftovers"] == [] and any("host SysV shm" in r for r in out["removed"])
         assert env.residue("ns-ipc") == []
-        assert int(root_shmid) in {s["shmid"] for s in nsinspect.sysvipc_shm()}
+        assert int(root_shmid) in {s["shmid"] for s in namespaces.sysvipc_shm()}
     finally:
         subprocess.run(["ipcrm", "-m", root_shmid], check=True)
 
@@ -278,7 +278,7 @@ def test_almost_right_gets_a_reason_that_says_what_is_missing(env: LabEnv, lab_i
 def test_reset_never_touches_a_namespace_that_is_not_the_attendees(env: LabEnv) -> None:
     stranger = subprocess.Popen(["unshare", "-u", "sleep", "60"], start_new_session=True)
     try:
-        _wait(lambda: nsinspect.ns_id(stranger.pid, "uts") != nsinspect.ns_id("self", "uts"))
+        _wait(lambda: namespaces.ns_id(stranger.pid, "uts") != namespaces.ns_id("self", "uts"))
         env.engine.solve("ns-uts")
         out = env.engine.reset("ns-uts")
         assert out["leftovers"] == []

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from node_agent.kernel import procfs, proctable
+from node_agent.kernel import procfs
 from tests import attendee_share
 from tests.labs.conftest import LabEnv
 from tests.labs.helpers import wait_for
@@ -45,8 +45,8 @@ def check(env: LabEnv, lab: str, step: str) -> dict:
 def confined(env: LabEnv) -> list[str]:
     """The attendee's processes under seccomp (mode 1 or 2), in words."""
     out = []
-    for pid in proctable.pids():
-        if proctable.uid_of(pid) != env.attendee.uid:
+    for pid in procfs.pids():
+        if procfs.uid_of(pid) != env.attendee.uid:
             continue
         try:
             mode = procfs.status(pid).get("Seccomp")
@@ -151,7 +151,7 @@ def test_a_program_named_filter_without_a_filter_fails(lab_env):
     as_attendee(lab_env, "mkdir -p ~/seccomp/filter && cp /bin/sleep ~/seccomp/filter/filter")
     holder = as_attendee(lab_env, "exec ~/seccomp/filter/filter 600", background=True)
     try:
-        wait_for(lambda: proctable.read(holder.pid) and proctable.read(holder.pid).comm == "filter", "filter")
+        wait_for(lambda: procfs.read(holder.pid) and procfs.read(holder.pid).comm == "filter", "filter")
         result = check(lab_env, "sc-filter", "allow")
         assert result["status"] == "failed"
         assert "never loaded a seccomp filter" in result["reason"], result
@@ -188,7 +188,7 @@ def test_a_traced_task_does_not_count(lab_env):
 
 def test_a_forged_status_file_is_detected(lab_env, tmp_path):
     holder = as_attendee(lab_env, "exec sleep 600", background=True)
-    wait_for(lambda: proctable.read(holder.pid) and proctable.read(holder.pid).comm == "sleep", "sleep")
+    wait_for(lambda: procfs.read(holder.pid) and procfs.read(holder.pid).comm == "sleep", "sleep")
     status = Path(f"/proc/{holder.pid}/status")
     fake = tmp_path / "status"
     fake.write_text(status.read_text().replace("Seccomp:\t0", "Seccomp:\t1"))

@@ -23,7 +23,7 @@ from pathlib import Path
 from node_agent.errors import ConfigurationError
 from node_agent.labs import residue
 from node_agent.labs.context import Attendee, LabContext
-from node_agent.kernel import proctable
+from node_agent.kernel import procfs
 from node_agent.labs.setup import check_cgroup_parent
 args = json.loads(sys.argv[1])
 Path(args["system"], "cgroup.procs").write_text(str(os.getpid()))
@@ -35,7 +35,7 @@ try:
                      cgroup_parent=args["parent"], work_root=Path(args["work"]))
     out = {"agent": os.getpid(), "shell": shell.pid, "sshd": sshd.pid, "scan": residue.scan(ctx)}
     try:
-        ctx.kill([proctable.read(sshd.pid)])
+        ctx.kill([procfs.read(sshd.pid)])
         out["killed_sshd"] = True
     except PermissionError as exc:
         out["killed_sshd"] = str(exc)

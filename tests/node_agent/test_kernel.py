@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from node_agent.kernel import cgroups, namespaces, procfs, seccomp
+from node_agent.kernel import cgroup_layout, namespaces, procfs, seccomp
 from node_agent.state import collect_state, state_digest
 
 
 def test_statfs_magic_tells_cgroup2_from_tmpfs() -> None:
-    assert cgroups.statfs_f_type(Path("/sys/fs/cgroup/unified")) == cgroups.CGROUP2_SUPER_MAGIC
-    assert cgroups.statfs_f_type(Path("/sys/fs/cgroup")) == cgroups.TMPFS_MAGIC
-    assert cgroups.statfs_f_type(Path("/sys/fs/cgroup/memory")) == cgroups.CGROUP_SUPER_MAGIC
+    assert cgroup_layout.statfs_f_type(Path("/sys/fs/cgroup/unified")) == cgroup_layout.CGROUP2_SUPER_MAGIC
+    assert cgroup_layout.statfs_f_type(Path("/sys/fs/cgroup")) == cgroup_layout.TMPFS_MAGIC
+    assert cgroup_layout.statfs_f_type(Path("/sys/fs/cgroup/memory")) == cgroup_layout.CGROUP_SUPER_MAGIC
 
 
 def test_mountinfo_finds_the_cgroup_mounts() -> None:

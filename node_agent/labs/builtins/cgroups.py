@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from node_agent.kernel import cgroup_control as cc
-from node_agent.kernel import forkbomb, proctable, reaper
+from node_agent.kernel import forkbomb, procfs, reaper
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
@@ -45,7 +45,7 @@ def _forged(cg: cc.LabCgroup, files: tuple[str, ...]) -> CheckResult | None:
 def _attendee_members(ctx: LabContext, cg: cc.LabCgroup) -> tuple[list[int], list[int]]:
     """(every member, the members running as the attendee)."""
     members = cc.procs(cg)
-    return members, [pid for pid in members if proctable.uid_of(pid) == ctx.attendee.uid]
+    return members, [pid for pid in members if procfs.uid_of(pid) == ctx.attendee.uid]
 
 
 def _base(cg: cc.LabCgroup) -> dict:
@@ -253,7 +253,7 @@ def solve_cpu(ctx: LabContext, p: CpuParams) -> dict:
     loop = "(timeout 10 sh -c 'while :; do :; done' &);"
     holder = ctx.spawn(["sh", "-c", f"{loop * 4} exec sleep 600"], as_attendee=True, cgroup=[cg.path])
     throttled = _wait_for(lambda: cc.cpu_stat(cg).nr_throttled > 0, timeout=2 * SOLVE_WAIT_S)
-    loops = [info for info in (proctable.read(pid) for pid in cc.procs(cg) if pid != holder.pid) if info]
+    loops = [info for info in (procfs.read(pid) for pid in cc.procs(cg) if pid != holder.pid) if info]
     ctx.kill(loops)
     cc.set_cpu_weight(cg, weight)
     stat = cc.cpu_stat(cg)

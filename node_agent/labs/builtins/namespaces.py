@@ -5,7 +5,7 @@ Every check looks at the kernel state of the attendee's live processes
 (``ctx.own_ns``), never at argv: a binary renamed ``unshare`` proves nothing.
 State that only exists inside a namespace (a hostname, SysV segments, cgroup
 paths relative to a cgroup namespace) is read by a forked child that setns(2)es
-(``nsinspect``). Evidence names the processes (pid, starttime) and the inodes
+(``kernel.namespaces``). Evidence names the processes (pid, starttime) and the inodes
 and values read; a reason says what to do next, in the attendee's words.
 
 Resets kill only the lab's processes (``ctx.kill`` refuses others) and remove
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import nsinspect, procfs, proctable
+from node_agent.kernel import namespaces as nsstate
+from node_agent.kernel import procfs
 from node_agent.kernel import rootfs as rootfs_tarball
-from node_agent.kernel.proctable import ProcInfo
+from node_agent.kernel.procfs import ProcInfo
 from node_agent.labs import attendee_files
 from node_agent.labs.attendee_files import AttendeeFileError, excerpt
 from node_agent.labs.context import LabContext
@@ -52,7 +53,7 @@ def _ev(p: ProcInfo, *types: str, **extra: Any) -> dict[str, Any]:
 
 def _same(p: ProcInfo) -> bool:
     """The pid still names the process that was listed (reads made in between are about it)."""
-    return proctable.alive(p.pid, p.starttime)
+    return procfs.alive(p.pid, p.starttime)
 
 
 def _forged(procs: list[ProcInfo], names: tuple[str, ...]) -> CheckResult | None:
@@ -60,7 +61,7 @@ def _forged(procs: list[ProcInfo], names: tuple[str, ...]) -> CheckResult | None
     mounts = procfs.mountinfo("self")
     for p in procs:
         try:
-            reasons = nsinspect.forged_proc_files(p.pid, names, mounts=mounts)
+            reasons = nsstate.forged_proc_files(p.pid, names, mounts=mounts)
         except FileNotFoundError:
             continue
         if reasons:
@@ -151,7 +152,7 @@ def check_user_map(ctx: LabContext, p: NoParams) -> CheckResult:
         return forged
     for q in candidates:
         try:
-            uid_map, groups = nsinspect.id_map(q.pid, "uid"), nsinspect.setgroups(q.pid)
+            uid_map, groups = nsstate.id_map(q.pid, "uid"), nsstate.setgroups(q.pid)
         except FileNotFoundError:
             continue
         if not _same(q):
@@ -203,7 +204,7 @@ def check_mount_private(ctx: LabContext, p: MountParams) -> CheckResult:
         return forged
     for q in candidates:
         try:
-            mine = _mounted(nsinspect.mountinfo(q.pid), p)
+            mine = _mounted(nsstate.mountinfo(q.pid), p)
         except FileNotFoundError:
             continue
         if mine and _same(q):
@@ -271,7 +272,7 @@ def check_rootfs(ctx: LabContext, p: RootfsParams) -> CheckResult:
     rooted: list[tuple[ProcInfo, str]] = []
     for q in ctx.processes():
         try:
-            link = nsinspect.root_link(q.pid)
+            link = nsstate.root_link(q.pid)
         except (FileNotFoundError, PermissionError):
             continue
         if link == str(root) and _same(q):
@@ -363,7 +364,7 @@ def check_pid_nested(ctx: LabContext, p: PidNestParams) -> CheckResult:
     best: list[dict[str, Any]] = []
     for deep in by_depth.get(p.levels, []):
         try:
-            chain = [n.ino for n in nsinspect.ns_ancestry(deep.pid)]  # deepest first, own last
+            chain = [n.ino for n in nsstate.ns_ancestry(deep.pid)]  # deepest first, own last
         except FileNotFoundError:
             continue
         if len(chain) != p.levels + 1 or chain[-1] != own or not _same(deep):
@@ -420,7 +421,7 @@ def _host_ipc(uid: int) -> list[tuple[str, int]]:
     out = []
     for kind, (id_col, _flag) in IPC_KINDS.items():
         try:
-            rows = nsinspect.parse_sysvipc_shm(Path(f"/proc/sysvipc/{kind}").read_text())
+            rows = nsstate.parse_sysvipc_shm(Path(f"/proc/sysvipc/{kind}").read_text())
         except OSError:
             continue
         out.extend((kind, r[id_col]) for r in rows if uid in (r.get("uid"), r.get("cuid")))
@@ -430,11 +431,11 @@ def _host_ipc(uid: int) -> list[tuple[str, int]]:
 @checker("ns.ipc_shm", NoParams)
 def check_ipc_shm(ctx: LabContext, p: NoParams) -> CheckResult:
     """A new IPC namespace holding a shared memory segment that the host's namespace does not have."""
-    forged = nsinspect.forged_paths((Path("/proc/sysvipc/shm"),))
+    forged = nsstate.forged_paths((Path("/proc/sysvipc/shm"),))
     if forged:
         return CheckResult.forged(f"/proc/sysvipc/shm is not the kernel's: {'; '.join(forged)}.",
                                   {"forged": forged})
-    host = {(s["key"], s["shmid"], s["cpid"], s["ctime"]) for s in nsinspect.sysvipc_shm()}
+    host = {(s["key"], s["shmid"], s["cpid"], s["ctime"]) for s in nsstate.sysvipc_shm()}
     leaked = [i for k, i in _host_ipc(ctx.attendee.uid) if k == "shm"]
     namespaces: dict[int, ProcInfo] = {}
     for q in ctx.processes():
@@ -443,8 +444,8 @@ def check_ipc_shm(ctx: LabContext, p: NoParams) -> CheckResult:
     looked = []
     for ino, q in namespaces.items():
         try:
-            inside = nsinspect.sysvipc_shm(q.pid, expect=nsinspect.NsId(nsinspect.ns_id(q.pid, "ipc").dev, ino))
-        except (FileNotFoundError, nsinspect.NamespaceReadError):
+            inside = nsstate.sysvipc_shm(q.pid, expect=nsstate.NsId(nsstate.ns_id(q.pid, "ipc").dev, ino))
+        except (FileNotFoundError, nsstate.NamespaceReadError):
             continue
         own = [s for s in inside if (s["key"], s["shmid"], s["cpid"], s["ctime"]) not in host]
         ev = _ev(q, "ipc", segments=[{"shmid": s["shmid"], "key": s["key"], "size": s["size"]} for s in own])
@@ -505,7 +506,7 @@ def check_uts_hostname(ctx: LabContext, p: UtsParams) -> CheckResult:
     "The host" is the UTS namespace this check runs in: the agent's own (asserted
     initial at start), or a test's private one, so a test never renames the machine.
     """
-    host_uts = nsinspect.ns_id("self", "uts")
+    host_uts = nsstate.ns_id("self", "uts")
     host_name, golden = os.uname().nodename, _golden_hostname(p)
     evidence: dict[str, Any] = {"host_uts_ns": host_uts.ino, "host_hostname": host_name, "golden": golden,
                                 "wanted": ctx.hostname}
@@ -522,8 +523,8 @@ def check_uts_hostname(ctx: LabContext, p: UtsParams) -> CheckResult:
     seen = []
     for ino, q in namespaces.items():
         try:
-            name = nsinspect.uts_nodename(q.pid, expect=nsinspect.NsId(host_uts.dev, ino))
-        except (FileNotFoundError, nsinspect.NamespaceReadError):
+            name = nsstate.uts_nodename(q.pid, expect=nsstate.NsId(host_uts.dev, ino))
+        except (FileNotFoundError, nsstate.NamespaceReadError):
             continue
         ev = _ev(q, "uts", hostname=name)
         ev["ns"]["uts"] = ino
@@ -574,7 +575,7 @@ def check_time_offset(ctx: LabContext, p: NoParams) -> CheckResult:
     seen = []
     for q in candidates:
         try:
-            offsets = nsinspect.timens_offsets(q.pid)
+            offsets = nsstate.timens_offsets(q.pid)
         except FileNotFoundError:
             continue
         if not _same(q):
@@ -630,9 +631,9 @@ def check_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> CheckResult:
             seen.append(_ev(q, "cgroup", cgroup=want, new_cgroup_ns=False))
             continue
         try:
-            view = nsinspect.cgroup_seen_from_ns(q.pid, expect=nsinspect.NsId(
-                nsinspect.ns_id(q.pid, "cgroup").dev, q.ns["cgroup"]))
-        except (FileNotFoundError, nsinspect.NamespaceReadError):
+            view = nsstate.cgroup_seen_from_ns(q.pid, expect=nsstate.NsId(
+                nsstate.ns_id(q.pid, "cgroup").dev, q.ns["cgroup"]))
+        except (FileNotFoundError, nsstate.NamespaceReadError):
             continue
         ev = _ev(q, "cgroup", cgroup=want, seen_inside=view.get(key))
         if view.get(key) == "/":

@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import links, netns, nsinspect, procfs, proctable
-from node_agent.kernel.proctable import ProcInfo
+from node_agent.kernel import links, namespaces, netns, procfs
+from node_agent.kernel.procfs import ProcInfo
 from node_agent.labs.attendee_files import excerpt
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
@@ -76,7 +76,7 @@ def check_isolated(ctx: LabContext, p: IsolatedParams) -> CheckResult:
             devices = links.dev_names(q.pid)
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if not proctable.alive(q.pid, q.starttime):
+        if not procfs.alive(q.pid, q.starttime):
             continue
         evidence = {"pid": q.pid, "starttime": q.starttime, "comm": q.comm, "net_ns": q.ns.get("net"),
                     "user_ns": q.ns.get("user"), "devices": devices}
@@ -96,7 +96,7 @@ def _forged_net_dev(procs: list[ProcInfo]) -> CheckResult | None:
     mounts = procfs.mountinfo("self")
     for q in procs:
         try:
-            reasons = nsinspect.forged_proc_files(q.pid, ("net", "net/dev"), mounts=mounts)
+            reasons = namespaces.forged_proc_files(q.pid, ("net", "net/dev"), mounts=mounts)
         except FileNotFoundError:
             continue
         if reasons:
@@ -367,7 +367,7 @@ def _listener(sockets: list[links.TcpSocket], server_inode: int) -> dict[str, An
     for s in sockets:
         if owners.get(s.inode):
             pid = owners[s.inode][0]
-            info = proctable.read(pid, full=False)
+            info = procfs.read(pid, full=False)
             return {**out, "pid": pid, "starttime": info.starttime if info else None,
                     "comm": info.comm if info else None, "socket_inode": s.inode,
                     "addresses": sorted({x.local_address for x in sockets})}
@@ -441,7 +441,7 @@ def _remove_links(pair: Pair) -> list[str]:
 
 
 def _kill(ctx: LabContext, pids: list[int], what: str, report: ResetReport) -> None:
-    infos = [i for i in (proctable.read(pid) for pid in sorted(set(pids))) if i is not None]
+    infos = [i for i in (procfs.read(pid) for pid in sorted(set(pids))) if i is not None]
     members = ctx.lab_cgroup_members()
     ours = [i for i in infos if _is_ours(ctx, i, members)]
     report.leftovers.extend(f"process {i.pid} ({excerpt(i.comm)}, uid {i.uid}) {what}, and it is not the lab's: "
@@ -568,7 +568,7 @@ def _unmount(ctx: LabContext, name: str, mounts: list[netns.MountHolder], report
             if mount.mnt_ns == ctx.own_ns.get("mnt"):
                 report.leftovers.append(f"nsfs mount of {name} at {mount.mount_point} on the host: {exc}")
                 continue
-            members = [pid for pid in proctable.pids() if netns.ns_inode(pid, "mnt") == mount.mnt_ns]
+            members = [pid for pid in procfs.pids() if netns.ns_inode(pid, "mnt") == mount.mnt_ns]
             _kill(ctx, members, f"kept an nsfs mount of {name} in mount namespace {mount.mnt_ns}", report)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import bpf, proctable, seccomp_filter, syscalls
+from node_agent.kernel import bpf, procfs, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
 from node_agent.kernel.bpf import SeccompData, Verdict
 from node_agent.labs import attendee_files
@@ -76,7 +76,7 @@ def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
     for pid in ctx.kill(targets):
         report.removed.append(f"process {pid} under seccomp")
     report.leftovers.extend(f"process {q.pid} ({excerpt(q.comm)}) is still under seccomp" for q in targets
-                            if proctable.alive(q.pid, q.starttime))
+                            if procfs.alive(q.pid, q.starttime))
     report.merge(attendee_files.remove(ctx, directory))
     return report
 

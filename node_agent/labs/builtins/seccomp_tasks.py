@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import nsinspect, procfs, proctable, reaper, seccomp_filter
-from node_agent.kernel.proctable import ProcInfo
+from node_agent.kernel import namespaces, procfs, reaper, seccomp_filter
+from node_agent.kernel.procfs import ProcInfo
 from node_agent.labs import attendee_files
 from node_agent.labs.context import LabContext, holder_env
 from node_agent.labs.model import CheckResult
@@ -52,7 +52,7 @@ def status_task(p: ProcInfo) -> SeccompTask | None:
         st = procfs.status(p.pid)
     except OSError:
         return None
-    if not proctable.alive(p.pid, p.starttime):
+    if not procfs.alive(p.pid, p.starttime):
         return None
     return SeccompTask(p, int(st.get("Seccomp", "0")), int(st.get("Seccomp_filters", "0")),
                        int(st.get("NoNewPrivs", "0")), int(st.get("TracerPid", "0")))
@@ -65,7 +65,7 @@ def confined_tasks(ctx: LabContext, mode: int) -> tuple[list[SeccompTask], Check
         mounts = procfs.mountinfo("self")
         for t in tasks:
             try:
-                reasons = nsinspect.forged_proc_files(t.proc.pid, ("status",), mounts=mounts)
+                reasons = namespaces.forged_proc_files(t.proc.pid, ("status",), mounts=mounts)
             except FileNotFoundError:
                 continue
             if reasons:
@@ -128,7 +128,7 @@ def run_watched(ctx: LabContext, program: Path, args: list[str], *, want_mode: i
     try:
         _watch(proc, run, want_mode, timeout)
         try:  # a mount raced over the new process's status file would have fed _watch its numbers
-            run.forged = nsinspect.forged_proc_files(proc.pid, ("status",))
+            run.forged = namespaces.forged_proc_files(proc.pid, ("status",))
         except FileNotFoundError:
             pass
         if dump and run.mode_seen == 2:
