@@ -66,8 +66,8 @@ def _lab(args: argparse.Namespace) -> int:
 
     from node_agent.kernel import reaper
     from node_agent.labs import render
+    from node_agent.labs.engine_setup import engine_from_config
     from node_agent.labs.service import Caller
-    from node_agent.labs.setup import engine_from_config
 
     try:
         config = AgentConfig.load(args.config, controller_url="https://offline.invalid", labs_dir=args.labs_dir,

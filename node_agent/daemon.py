@@ -123,7 +123,7 @@ class Agent:
     def _start_labs(self) -> None:
         """Subreaper, a namespace self-check, the lab engine, and the attendee socket."""
         from node_agent.kernel import namespaces, reaper
-        from node_agent.labs.setup import check_cgroup_parent, engine_from_config
+        from node_agent.labs.engine_setup import check_cgroup_parent, engine_from_config
 
         check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
         if not reaper.become_subreaper():

@@ -24,6 +24,7 @@ from typing import Any
 
 from node_agent.kernel import cgroup_layout, procfs, reaper
 from node_agent.labs import system_cgroups
+from node_agent.labs.model import ResetReport
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,17 @@ class LabContext:
         finally:
             reaper.disown(proc.pid)
         return subprocess.CompletedProcess(full, proc.returncode, out, err)
+
+    def remove_from_home(self, relpath: Path | str) -> ResetReport:
+        """Remove ~/``relpath`` (a tree or a file) the safe way, the only way a lab deletes in a home.
+
+        No link is followed and no mount crossed (every step opened O_NOFOLLOW from the home, the
+        tree removed through directory descriptors); only the attendee's own entry goes. What could
+        not be removed is in the report's leftovers. See ``attendee_files.remove``.
+        """
+        from node_agent.labs import attendee_files  # it builds on this module
+
+        return attendee_files.remove(self, relpath)
 
     def describe(self) -> dict[str, Any]:
         return {"lab": self.lab_id, "attendee": self.attendee.user, "nonce": self.nonce, "prefix": self.prefix,

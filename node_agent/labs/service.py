@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from node_agent.labs import inspect
+from node_agent.labs import state_view
 from node_agent.labs.engine import Engine
 from node_agent.labs.model import PASSED, SKIPPED
 
@@ -121,4 +121,4 @@ class LabService:
             ctx = self.engine.context(lab)
         except LookupError as exc:  # no attendee account (yet): say so instead of failing the report
             return {"error": str(exc), **known}
-        return {**inspect.snapshot(ctx), **known, "namespaces_initial": self.namespaces_initial}
+        return {**state_view.snapshot(ctx), **known, "namespaces_initial": self.namespaces_initial}

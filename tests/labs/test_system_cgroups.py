@@ -24,7 +24,7 @@ from node_agent.errors import ConfigurationError
 from node_agent.labs import residue
 from node_agent.labs.context import Attendee, LabContext
 from node_agent.kernel import procfs
-from node_agent.labs.setup import check_cgroup_parent
+from node_agent.labs.engine_setup import check_cgroup_parent
 args = json.loads(sys.argv[1])
 Path(args["system"], "cgroup.procs").write_text(str(os.getpid()))
 a = Attendee.lookup(args["user"])

@@ -128,7 +128,7 @@ class Host:
 PLACEHOLDERS = """
 import json
 from node_agent.config import AgentConfig
-from node_agent.labs.setup import engine_from_config
+from node_agent.labs.engine_setup import engine_from_config
 engine = engine_from_config(AgentConfig.load("/etc/labfleet-agent/agent.toml"))
 print(json.dumps({"parent": engine.context(next(iter(engine.catalog.labs.values()))).cgroup_parent,
                   "labs": {i: engine.context(lab).placeholders() for i, lab in engine.catalog.labs.items()}}))

@@ -74,7 +74,7 @@ def lab_env(vm, lab: str) -> dict[str, str]:
     """The LAB_* values the agent on the VM gives this lab (its own context: nonce, cgroup paths)."""
     script = ("import json, sys\n"
               "from node_agent.config import AgentConfig\n"
-              "from node_agent.labs.setup import engine_from_config\n"
+              "from node_agent.labs.engine_setup import engine_from_config\n"
               "engine = engine_from_config(AgentConfig.from_file('/etc/labfleet-agent/agent.toml'))\n"
               "ctx = engine._make_context(engine.catalog.get(sys.argv[1]))\n"
               "print(json.dumps({'LAB_' + k.upper(): v for k, v in ctx.placeholders().items()}))\n")

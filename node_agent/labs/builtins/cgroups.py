@@ -11,16 +11,14 @@ forged ``pids.max`` fails as forged.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from node_agent.kernel import cgroup_control as cc
 from node_agent.kernel import forkbomb, procfs, reaper
+from node_agent.labs import solve_wait
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
-
-SOLVE_WAIT_S = 5.0  # how long a solve waits for the kernel counter it needs (a refusal, a throttled period)
 
 
 def lab_cgroup(ctx: LabContext, controller: str, name: str) -> cc.LabCgroup | None:
@@ -113,7 +111,7 @@ def solve_pids(ctx: LabContext, p: PidsParams) -> dict:
     # Bounded: at most wanted + 5 sleepers, one every 5 ms, each gone after 10 minutes.
     spawner = f"i=0; while [ $i -lt {wanted + 5} ]; do sleep 600 & i=$((i+1)); sleep 0.005; done; wait"
     holder = ctx.spawn(["sh", "-c", spawner], as_attendee=True, cgroup=[cg.path])
-    refused = _wait_for(lambda: cc.pids_events(cg) > 0)
+    refused = solve_wait.until(lambda: cc.pids_events(cg) > 0)
     return {**_base(cg), "holder": holder.pid, "pids.max": wanted, "pids.events.max": cc.pids_events(cg),
             "refused": refused}
 
@@ -252,7 +250,7 @@ def solve_cpu(ctx: LabContext, p: CpuParams) -> dict:
     # reaps it when it is stopped; as a child of the sleeping holder it would stay a zombie.
     loop = "(timeout 10 sh -c 'while :; do :; done' &);"
     holder = ctx.spawn(["sh", "-c", f"{loop * 4} exec sleep 600"], as_attendee=True, cgroup=[cg.path])
-    throttled = _wait_for(lambda: cc.cpu_stat(cg).nr_throttled > 0, timeout=2 * SOLVE_WAIT_S)
+    throttled = solve_wait.until(lambda: cc.cpu_stat(cg).nr_throttled > 0, 2 * solve_wait.SOLVE_TIMEOUT)
     loops = [info for info in (procfs.read(pid) for pid in cc.procs(cg) if pid != holder.pid) if info]
     ctx.kill(loops)
     cc.set_cpu_weight(cg, weight)
@@ -303,12 +301,3 @@ def _require(ctx: LabContext, controller: str, name: str) -> cc.LabCgroup:
     if cg is None:
         raise cc.CgroupError(cc.unavailable_reason(controller))
     return cg
-
-
-def _wait_for(condition, timeout: float = SOLVE_WAIT_S) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True

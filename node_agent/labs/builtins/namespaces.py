@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the namespace labs (LABS.md, "Namespaces"), except the network ones.
+"""Checkers, solvers and resetters of the namespace labs (docs/labs.md, "Namespaces"), except the network ones.
 
 Every check looks at the kernel state of the attendee's live processes
 (``ctx.processes()``) and compares namespace inodes with the agent's own
@@ -9,7 +9,7 @@ paths relative to a cgroup namespace) is read by a forked child that setns(2)es
 and values read; a reason says what to do next, in the attendee's words.
 
 Resets kill only the lab's processes (``ctx.kill`` refuses others) and remove
-the leaks LABS.md lists: a tmpfs on the host's mount point, SysV IPC objects of
+the leaks docs/labs.md lists: a tmpfs on the host's mount point, SysV IPC objects of
 the attendee on the host, a renamed VM.
 """
 
@@ -28,14 +28,13 @@ from node_agent.kernel import namespaces as nsstate
 from node_agent.kernel import procfs
 from node_agent.kernel import rootfs as rootfs_tarball
 from node_agent.kernel.procfs import ProcInfo
-from node_agent.labs import attendee_files
+from node_agent.labs import attendee_files, solve_wait
 from node_agent.labs.attendee_files import AttendeeFileError, excerpt
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
 
 HOLD = ["sleep", "infinity"]
-SOLVE_TIMEOUT = 5.0
 SECONDS_PER_DAY = 86400
 
 
@@ -70,16 +69,6 @@ def _forged(procs: list[ProcInfo], names: tuple[str, ...]) -> CheckResult | None
                 "The check reads the kernel, so a bind mount over procfs cannot pass it.",
                 {"pid": p.pid, "starttime": p.starttime, "forged": reasons})
     return None
-
-
-def _wait_passing(check: Callable[[], CheckResult]) -> CheckResult:
-    """Poll a check until it passes (a solve's holder needs a moment to set itself up), bounded."""
-    deadline = time.monotonic() + SOLVE_TIMEOUT
-    while True:
-        result = check()
-        if result.passed or time.monotonic() > deadline:
-            return result
-        time.sleep(0.005)
 
 
 def _solved(holder, result: CheckResult) -> dict[str, Any]:
@@ -178,7 +167,7 @@ def check_user_map(ctx: LabContext, p: NoParams) -> CheckResult:
 @solver("ns.user_map", NoParams)
 def solve_user_map(ctx: LabContext, p: NoParams) -> dict[str, Any]:
     holder = ctx.spawn(["unshare", "-Ur", *HOLD])
-    return _solved(holder, _wait_passing(lambda: check_user_map(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_user_map(ctx, p)))
 
 
 # --- ns-mount-1 ------------------------------------------------------------------------------------
@@ -227,7 +216,7 @@ def check_mount_private(ctx: LabContext, p: MountParams) -> CheckResult:
 def solve_mount_private(ctx: LabContext, p: MountParams) -> dict[str, Any]:
     script = f"mount -t {p.fstype} {p.fstype} {p.mount_point} && exec {' '.join(HOLD)}"
     holder = ctx.spawn(["unshare", "-Urm", "sh", "-c", script])
-    return _solved(holder, _wait_passing(lambda: check_mount_private(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_mount_private(ctx, p)))
 
 
 @resetter("ns.mount_private", MountParams)
@@ -326,7 +315,7 @@ def solve_rootfs(ctx: LabContext, p: RootfsParams) -> dict[str, Any]:
                                f"unpacking the root fs into {root}", stdin=tarball.fileno(), timeout=120)
         unpacked = True
     holder = ctx.spawn(["unshare", "-Ufmrp", "--mount-proc", f"--root={root}", "--wd=/", *HOLD])
-    return {"unpacked": unpacked, **_solved(holder, _wait_passing(lambda: check_rootfs(ctx, p)))}
+    return {"unpacked": unpacked, **_solved(holder, solve_wait.passing(lambda: check_rootfs(ctx, p)))}
 
 
 @resetter("ns.rootfs", RootfsParams)
@@ -335,7 +324,7 @@ def reset_rootfs(ctx: LabContext, p: RootfsParams) -> ResetReport:
     report = ResetReport()
     _kill_in_new(ctx, ["pid", "mnt", "user"], report)
     if p.remove_tree:  # a planted link goes, not what it points to; nothing across a mount
-        report.merge(attendee_files.remove(ctx, p.rootfs))
+        report.merge(ctx.remove_from_home(p.rootfs))
     return report
 
 
@@ -408,7 +397,7 @@ def _nested_script(levels: int) -> str:
 @solver("ns.pid_nested", PidNestParams)
 def solve_pid_nested(ctx: LabContext, p: PidNestParams) -> dict[str, Any]:
     holder = ctx.spawn(["unshare", "-Urfp", "--mount-proc", "sh", "-c", _nested_script(p.levels)])
-    return _solved(holder, _wait_passing(lambda: check_pid_nested(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_pid_nested(ctx, p)))
 
 
 # --- ns-ipc ----------------------------------------------------------------------------------------
@@ -468,7 +457,7 @@ def check_ipc_shm(ctx: LabContext, p: NoParams) -> CheckResult:
 @solver("ns.ipc_shm", NoParams)
 def solve_ipc_shm(ctx: LabContext, p: NoParams) -> dict[str, Any]:
     holder = ctx.spawn(["unshare", "-Uri", "sh", "-c", f"ipcmk -M 4096 >/dev/null && exec {' '.join(HOLD)}"])
-    return _solved(holder, _wait_passing(lambda: check_ipc_shm(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_ipc_shm(ctx, p)))
 
 
 @resetter("ns.ipc_shm", NoParams)
@@ -542,7 +531,7 @@ def check_uts_hostname(ctx: LabContext, p: UtsParams) -> CheckResult:
 @solver("ns.uts_hostname", UtsParams)
 def solve_uts_hostname(ctx: LabContext, p: UtsParams) -> dict[str, Any]:
     holder = ctx.spawn(["unshare", "-Urnu", "sh", "-c", f"hostname {ctx.hostname} && exec {' '.join(HOLD)}"])
-    return _solved(holder, _wait_passing(lambda: check_uts_hostname(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_uts_hostname(ctx, p)))
 
 
 @resetter("ns.uts_hostname", UtsParams)
@@ -598,7 +587,7 @@ def check_time_offset(ctx: LabContext, p: NoParams) -> CheckResult:
 @solver("ns.time_offset", NoParams)
 def solve_time_offset(ctx: LabContext, p: NoParams) -> dict[str, Any]:
     holder = ctx.spawn(["unshare", "-UrT", f"--monotonic={ctx.nonce * SECONDS_PER_DAY}", *HOLD])
-    return _solved(holder, _wait_passing(lambda: check_time_offset(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_time_offset(ctx, p)))
 
 
 # --- ns-cgroup -------------------------------------------------------------------------------------
@@ -659,7 +648,7 @@ def solve_cgroup_root(ctx: LabContext, p: CgroupNsParams) -> dict[str, Any]:
     cg_dir.mkdir(parents=True, exist_ok=True)
     # spawn joins the cgroup before exec, so unshare -C roots the new namespace in it.
     holder = ctx.spawn(["unshare", "-UrC", *HOLD], cgroup=[cg_dir])
-    return _solved(holder, _wait_passing(lambda: check_cgroup_root(ctx, p)))
+    return _solved(holder, solve_wait.passing(lambda: check_cgroup_root(ctx, p)))
 
 
 @resetter("ns.cgroup_root", CgroupNsParams)

@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the network namespace labs, ns-net-1 and ns-net-2 (LABS.md).
+"""Checkers, solvers and resetters of the network namespace labs, ns-net-1 and ns-net-2 (docs/labs.md).
 
 ns-net-1: an attendee process in a new network namespace (made with a user namespace, no sudo)
 whose ``/proc/<pid>/net/dev`` lists only ``lo``.
@@ -21,20 +21,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from node_agent.kernel import links, namespaces, netns, procfs
 from node_agent.kernel.procfs import ProcInfo
+from node_agent.labs import solve_wait
 from node_agent.labs.attendee_files import excerpt
 from node_agent.labs.context import LabContext
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
 
 IFNAMSIZ = 16  # including the NUL: 15 characters at most
-SOLVE_TIMEOUT = 5.0
 
 
 # --- ns-net-1: a fresh network namespace --------------------------------------------------------
@@ -110,7 +109,7 @@ def _forged_net_dev(procs: list[ProcInfo]) -> CheckResult | None:
 def solve_isolated(ctx: LabContext, p: IsolatedParams) -> dict[str, Any]:
     """What the attendee does, kept running as a tracked holder: ``unshare -U -r -n -u -m sleep``."""
     holder = ctx.spawn(["unshare", "--user", "--map-root-user", "--net", "--uts", "--mount", "sleep", "infinity"])
-    result = _wait_passing(lambda: check_isolated(ctx, p))
+    result = solve_wait.passing(lambda: check_isolated(ctx, p))
     return {"holder": {"pid": holder.pid, "starttime": holder.starttime}, "check": result.status,
             **({"reason": result.reason} if not result.passed else {})}
 
@@ -125,16 +124,6 @@ def reset_isolated(ctx: LabContext, p: IsolatedParams) -> ResetReport:
     report.leftovers.extend(f"process {q.pid} ({excerpt(q.comm)}) is still in a new network namespace"
                             for q in _isolated_candidates(ctx, p))
     return report
-
-
-def _wait_passing(check) -> CheckResult:
-    """Poll a check until it passes (a holder needs a moment to set itself up), bounded."""
-    deadline = time.monotonic() + SOLVE_TIMEOUT
-    while True:
-        result = check()
-        if result.passed or time.monotonic() > deadline:
-            return result
-        time.sleep(0.005)
 
 
 # --- ns-net-2: two named namespaces, a veth, a server, a probe ----------------------------------
@@ -421,7 +410,7 @@ def solve_service(ctx: LabContext, p: PairParams) -> dict[str, Any]:
     else:
         argv = ["python3", "-m", "http.server", str(pair.port), "--bind", str(pair.server_if.ip)]
     holder = ctx.spawn(argv, netns=pair.server_ns)
-    result = _wait_passing(lambda: check_service(ctx, p))
+    result = solve_wait.passing(lambda: check_service(ctx, p))
     return {"holder": {"pid": holder.pid, "starttime": holder.starttime, "argv": argv}, "check": result.status,
             **({"reason": result.reason} if not result.passed else {})}
 

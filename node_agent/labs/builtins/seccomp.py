@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the seccomp labs (LABS.md, "seccomp"): sc-profile, sc-strict,
+"""Checkers, solvers and resetters of the seccomp labs (docs/labs.md, "seccomp"): sc-profile, sc-strict,
 sc-filter, sc-docker.
 
 A check believes the kernel, not the attendee's source file: the ``Seccomp``, ``Seccomp_filters``,
@@ -24,7 +24,6 @@ import shutil
 import stat
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from typing import Any
 from node_agent.kernel import bpf, procfs, seccomp_filter, syscalls
 from node_agent.kernel import seccomp_profile as profiles
 from node_agent.kernel.bpf import SeccompData, Verdict
-from node_agent.labs import attendee_files
+from node_agent.labs import attendee_files, solve_wait
 from node_agent.labs.attendee_files import AttendeeFileError, excerpt
 from node_agent.labs.builtins.seccomp_tasks import (
     compile_in_home,
@@ -48,9 +47,6 @@ from node_agent.labs.builtins.seccomp_tasks import (
 from node_agent.labs.context import LabContext, holder_env
 from node_agent.labs.model import CheckResult, ResetReport
 from node_agent.labs.registry import checker, resetter, solver
-
-SOLVE_TIMEOUT = 5.0
-
 
 # --- shared by the four labs -----------------------------------------------------------------------------
 
@@ -77,7 +73,7 @@ def reset_clean(ctx: LabContext, p: CleanParams) -> ResetReport:
         report.removed.append(f"process {pid} under seccomp")
     report.leftovers.extend(f"process {q.pid} ({excerpt(q.comm)}) is still under seccomp" for q in targets
                             if procfs.alive(q.pid, q.starttime))
-    report.merge(attendee_files.remove(ctx, directory))
+    report.merge(ctx.remove_from_home(p.directory))
     return report
 
 
@@ -85,15 +81,6 @@ def _spawn_waiting(ctx: LabContext, program: Path) -> dict[str, Any]:
     """A holder running the attendee's program with stdin held open: it waits at its read(2)."""
     holder = ctx.spawn([str(program)], as_attendee=True, stdin_open=True)
     return {"holder": {"pid": holder.pid, "starttime": holder.starttime, "argv": list(holder.argv)}}
-
-
-def _wait_for(check, ctx: LabContext, p: Any) -> CheckResult:
-    deadline = time.monotonic() + SOLVE_TIMEOUT
-    while True:
-        result = check(ctx, p)
-        if result.passed or time.monotonic() > deadline:
-            return result
-        time.sleep(0.005)
 
 
 # --- sc-strict --------------------------------------------------------------------------------------------
@@ -150,7 +137,7 @@ def solve_strict(ctx: LabContext, p: StrictParams) -> dict[str, Any]:
     binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
                       program.name, [])
     out = _spawn_waiting(ctx, binary)
-    out["check"] = _wait_for(check_strict, ctx, p).status
+    out["check"] = solve_wait.passing(lambda: check_strict(ctx, p)).status
     return out
 
 
@@ -252,7 +239,7 @@ def solve_filter(ctx: LabContext, p: FilterParams) -> dict[str, Any]:
     binary = compile_in_home(ctx, ctx.lab_dir / p.source, str(program.parent.relative_to(ctx.attendee.home)),
                       program.name, ["-lseccomp"])
     out = _spawn_waiting(ctx, binary)
-    out["check"] = _wait_for(check_filter, ctx, p).status
+    out["check"] = solve_wait.passing(lambda: check_filter(ctx, p)).status
     return out
 
 
@@ -391,7 +378,7 @@ def solve_docker_profile(ctx: LabContext, p: DockerParams) -> dict[str, Any]:
     holder = ctx.spawn([_python(), "-m", "node_agent.kernel.seccomp_profile", path, "--", "sleep", "infinity"],
                        as_attendee=True, env=env)
     return {"holder": {"pid": holder.pid, "starttime": holder.starttime}, "profile": path,
-            "check": _wait_for(check_docker_profile, ctx, p).status}
+            "check": solve_wait.passing(lambda: check_docker_profile(ctx, p)).status}
 
 
 def custom_profile(p: DockerParams) -> dict[str, Any]:

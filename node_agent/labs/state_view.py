@@ -7,9 +7,9 @@ the attendee's processes and the lab parent's cgroup directories.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
+from node_agent.kernel import procfs
 from node_agent.labs.context import LabContext
 
 # Control files worth showing per lab cgroup, the ones the labs set or read.
@@ -34,17 +34,16 @@ def processes(ctx: LabContext) -> list[dict[str, Any]]:
     return out
 
 
+SECCOMP_FIELDS = {"Seccomp": "mode", "Seccomp_filters": "filters", "NoNewPrivs": "no_new_privs"}
+
+
 def _seccomp(pid: int) -> dict[str, Any]:
-    fields = {}
+    """Seccomp mode, filter count and no_new_privs of ``pid`` from its status; {} when gone or unreadable."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("Seccomp", "Seccomp_filters", "NoNewPrivs"):
-                fields[key] = int(value.strip())
+        status = procfs.status(pid)
+        return {name: int(status.get(key, "0")) for key, name in SECCOMP_FIELDS.items()}
     except (OSError, ValueError):
         return {}
-    return {"mode": fields.get("Seccomp", 0), "filters": fields.get("Seccomp_filters", 0),
-            "no_new_privs": fields.get("NoNewPrivs", 0)}
 
 
 def cgroups(ctx: LabContext) -> list[dict[str, Any]]:
