@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node_agent.kernel import links, namespaces, netns, procfs
+from node_agent.kernel import links, namespaces, netns, nsenter, procfs
 from node_agent.kernel.procfs import ProcInfo
 from node_agent.labs import solve_wait
 from node_agent.labs.attendee_files import excerpt
@@ -551,7 +551,7 @@ def _unmount(ctx: LabContext, name: str, mounts: list[netns.MountHolder], report
         try:
             netns.umount_in_mount_ns(mount.pid, mount.mount_point)
             report.removed.append(f"nsfs mount of {name} at {mount.mount_point} (mount namespace {mount.mnt_ns})")
-        except (OSError, netns.NetnsError, TimeoutError) as exc:
+        except (OSError, netns.NetnsError, nsenter.NsEnterError) as exc:  # TimeoutError is an OSError
             # Locked in a mount namespace of a less privileged user namespace: end that mount
             # namespace if (and only if) every process in it is the lab's; never the agent's own.
             if mount.mnt_ns == ctx.own_ns.get("mnt"):
