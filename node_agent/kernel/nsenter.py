@@ -88,6 +88,8 @@ def call(entries: Sequence[Entry], fn: Callable[..., Any], *args: Any, timeout: 
       encode included);
     - NsEnterTimeout (a TimeoutError) when the child did not answer within ``timeout`` seconds.
     """
+    if expect is not None and len(expect) != len(entries):
+        raise ValueError(f"expect holds {len(expect)} namespaces for {len(entries)} entries")
     for _path, nstype in entries:
         if nstype not in CLONE_FLAGS:
             raise ValueError(f"unknown namespace type {nstype!r}; one of {', '.join(sorted(CLONE_FLAGS))}")
