@@ -10,18 +10,18 @@ from flask.sessions import SecureCookieSessionInterface
 from controller import commands as _commands
 from controller import db as db_module
 from controller import nodes as _nodes
-from controller.app_state import AppState
 from controller.enroll_guard import EnrollGuard
 from controller.errors import register_error_handlers
-from controller.heartbeats import HeartbeatRecorder
-from controller.metrics import DatabaseCollector, Metrics, queue_depth_reader
-from controller.node_cache import NodeTokenCache
-from controller.notify import CommandNotifier
 from controller.proxies import TrustedProxies
 from controller.ratelimit import ConcurrencyLimiter
+from controller.runtime.app_state import AppState
+from controller.runtime.group_commit import GroupCommit
+from controller.runtime.heartbeats import HeartbeatRecorder
+from controller.runtime.metrics import DatabaseCollector, Metrics, queue_depth_reader
+from controller.runtime.node_cache import NodeTokenCache
+from controller.runtime.notifier import NodeNotifier
 from controller.settings import Settings
 from controller.validation import check_request_text
-from controller.writer import WriteBatcher
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -41,13 +41,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     node_cache = NodeTokenCache()
     state = AppState(
         settings=settings, db=database,
-        notifier=CommandNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
+        notifier=NodeNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
         heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
         metrics=Metrics(),
         enroll_guard=EnrollGuard.from_settings(settings),
         polls=ConcurrencyLimiter(per_key=2),
         node_cache=node_cache,
-        writer=WriteBatcher(database),
+        group_commit=GroupCommit(database),
     )
     state.metrics.add_collector(DatabaseCollector(
         read_nodes=lambda: _read(database, _nodes.count_by_state),

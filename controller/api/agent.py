@@ -9,10 +9,10 @@ from flask import Blueprint, jsonify, request
 
 from controller import commands, enrollment, nodes
 from controller.api.query_args import seconds_arg
-from controller.app_state import app_state
 from controller.auth import node_changed, require_node
 from controller.db import get_session, release_session
 from controller.errors import Conflict, Unauthenticated
+from controller.runtime.app_state import app_state
 from controller.validation import parse_body
 from node_agent.protocol import (
     AGENT_API,
@@ -111,7 +111,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
         # Woken for a command: it is there, go straight to the writer; else look read-only first.
         if notified or commands.has_deliverable(get_session(), node_id, **options):
             release_session()
-            taken = state.writer.submit(partial(commands.take_for_delivery, node_id=node_id, **options))
+            taken = state.group_commit.submit(partial(commands.take_for_delivery, node_id=node_id, **options))
         batch = CommandBatch(commands=taken)
         remaining = give_up - time.monotonic()
         if taken or remaining <= 0:
@@ -126,7 +126,7 @@ def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
     max_rows = app_state().settings.max_progress_rows_per_node
-    stored = app_state().writer.submit(
+    stored = app_state().group_commit.submit(
         lambda session: commands.store_result(session, node, message, max_progress_rows=max_rows))
     if not stored.duplicate:
         metrics = app_state().metrics

@@ -9,9 +9,9 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 from sqlalchemy import text
 
-from controller.app_state import app_state
 from controller.auth import require_metrics_scraper
 from controller.openapi import openapi_document
+from controller.runtime.app_state import app_state
 from node_agent import __version__
 
 bp = Blueprint("health", __name__)

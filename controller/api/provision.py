@@ -11,7 +11,6 @@ from flask import Blueprint, g, jsonify, request
 from controller import attendees
 from controller.api.pagination import Key, page
 from controller.api.query_args import int_arg
-from controller.app_state import app_state
 from controller.auth import require_instructor
 from controller.db import get_session
 from controller.errors import ApiError, ValidationFailed
@@ -25,6 +24,7 @@ from controller.provision.schemas import (
     ImportAttendeesRequest,
     StartRunRequest,
 )
+from controller.runtime.app_state import app_state
 from controller.validation import parse_body
 
 bp = Blueprint("provision_api", __name__, url_prefix="/api/v1")

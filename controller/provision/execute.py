@@ -22,7 +22,6 @@ from sqlalchemy import select
 
 from controller import audit, enrollment
 from controller import states as node_states
-from controller.app_state import AppState
 from controller.models import Event, Node, ProvisionHostStatus, ProvisionRun, utcnow
 from controller.provision import states
 from controller.provision.inventory import ansible_inventory, hosts_from_dicts
@@ -37,6 +36,7 @@ from controller.provision.runner import (
     run_playbook,
 )
 from controller.provision.wheel import agent_wheel
+from controller.runtime.app_state import AppState
 from controller.settings import Settings
 
 REPO_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"

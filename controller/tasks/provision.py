@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from controller.app_state import app_state
 from controller.provision.execute import execute
+from controller.runtime.app_state import app_state
 
 
 @shared_task(name="labfleet.provision", ignore_result=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 
 from controller import sweep as sweep_service
-from controller.app_state import app_state
+from controller.runtime.app_state import app_state
 
 
 @shared_task(name="labfleet.sweep", ignore_result=True)

@@ -95,7 +95,7 @@ def test_a_lab_result_of_the_wrong_shape_is_a_400_before_anything_is_stored(
                                                    "nodes": ["vm"]}, headers=seed.auth).json
     (command,) = client.get(f"/api/agent/v1/nodes/{node.id}/commands", headers=node.auth).json["commands"]
     before = counts(app)
-    with caplog.at_level(logging.WARNING, logger="controller.writer"):
+    with caplog.at_level(logging.WARNING, logger="controller.runtime.group_commit"):
         response = client.post(f"/api/agent/v1/nodes/{node.id}/results",
                                json={"command_id": command["id"], "ok": True, "output": output}, headers=node.auth)
     assert response.status_code == 400, response.data[:300]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from controller import audit, states
 from controller.db import Database
 from controller.models import Node, utcnow
-from controller.per_process import PerProcessThread
+from controller.runtime.per_process import PerProcessThread
 
 log = logging.getLogger(__name__)
 

@@ -8,26 +8,26 @@ from flask import current_app
 
 from controller.db import Database
 from controller.enroll_guard import EnrollGuard
-from controller.heartbeats import HeartbeatRecorder
-from controller.metrics import Metrics
-from controller.node_cache import NodeTokenCache
-from controller.notify import CommandNotifier
 from controller.ratelimit import ConcurrencyLimiter
+from controller.runtime.group_commit import GroupCommit
+from controller.runtime.heartbeats import HeartbeatRecorder
+from controller.runtime.metrics import Metrics
+from controller.runtime.node_cache import NodeTokenCache
+from controller.runtime.notifier import NodeNotifier
 from controller.settings import Settings
-from controller.writer import WriteBatcher
 
 
 @dataclass
 class AppState:
     settings: Settings
     db: Database
-    notifier: CommandNotifier
+    notifier: NodeNotifier
     heartbeats: HeartbeatRecorder
     metrics: Metrics
     enroll_guard: EnrollGuard
     polls: ConcurrencyLimiter
     node_cache: NodeTokenCache
-    writer: WriteBatcher
+    group_commit: GroupCommit
 
 
 def app_state() -> AppState:

@@ -1,10 +1,17 @@
-"""Wake a node's long-poll the moment a command for it is committed.
+"""News about a node, for every web process: the one place polls are woken and caches dropped.
+
+``NodeNotifier`` carries three kinds of news about a node:
+
+- commands for it were committed (``notify``): its waiting long-polls wake;
+- its agent reconnected (``supersede_polls``): its older polls end empty;
+- its token, state or digest changed (``node_changed``): every process drops
+  the identity it cached for it (``on_node_changed``).
 
 Within one web process a version counter per node and a ``threading.Event``
 per waiting poll do it without polling the database. With Redis configured,
 every process also publishes the node ids on a channel and bumps its own
 counters from it, so a command issued through one web process wakes a poll
-held by another (ARCHITECTURE.md: "more web processes join the same Redis").
+held by another (docs/architecture.md: "more web processes join the same Redis").
 Polls still re-check the database every few seconds, so a lost message costs
 latency, never a command.
 """
@@ -17,14 +24,14 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 
-from controller.per_process import PerProcessThread
+from controller.runtime.per_process import PerProcessThread
 
 log = logging.getLogger(__name__)
 CHANNEL = "labfleet:commands"
 NODE_CHANNEL = "labfleet:node-changed"
 
 
-class CommandNotifier:
+class NodeNotifier:
     def __init__(self, redis_url: str = "", *, on_node_changed: Callable[[str], None] | None = None) -> None:
         self._on_node_changed = on_node_changed
         self._lock = threading.Lock()
@@ -56,6 +63,11 @@ class CommandNotifier:
     def poll_generation(self, node_id: str) -> int:
         with self._lock:
             return self._superseded.get(node_id, 0)
+
+    def waiter_count(self, node_id: str) -> int:
+        """How many polls are waiting for news of ``node_id`` right now (tests wait on it)."""
+        with self._lock:
+            return len(self._waiters.get(node_id, ()))
 
     def wait(self, node_id: str, seen_version: int, timeout: float) -> bool:
         """Block until ``node_id`` is notified after ``seen_version``, or ``timeout``."""

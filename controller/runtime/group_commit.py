@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from controller.db import Database
 from controller.errors import ApiError
-from controller.per_process import PerProcessThread
+from controller.runtime.per_process import PerProcessThread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,7 +30,7 @@ MAX_BATCH = 256
 WAIT_SECONDS = 30.0
 
 
-class WriteBatcher:
+class GroupCommit:
     def __init__(self, database: Database) -> None:
         self._db = database
         self._queue: queue.SimpleQueue[tuple[Callable[[Session], object], Future]] = queue.SimpleQueue()
