@@ -4,7 +4,7 @@ Within one web process a version counter per node and a ``threading.Event``
 per waiting poll do it without polling the database. With Redis configured,
 every process also publishes the node ids on a channel and bumps its own
 counters from it, so a command issued through one web process wakes a poll
-held by another (ARCHITECTURE.md: "more web processes join the same Redis").
+held by another (docs/architecture.md: "more web processes join the same Redis").
 Polls still re-check the database every few seconds, so a lost message costs
 latency, never a command.
 """

@@ -3,7 +3,7 @@
 One keep-alive connection per thread: the long-poll holds its connection for
 up to ``wait`` seconds, so heartbeats and results must not queue behind it.
 Every socket gets TCP_NODELAY: without it a request whose headers and body
-leave in separate segments waits ~40 ms for a delayed ACK (BASELINES.md).
+leave in separate segments waits ~40 ms for a delayed ACK (docs/benchmarks.md).
 
 Errors become the agent's exceptions here and nowhere else:
 network errors, 408, 429, 5xx and garbled answers → ControllerUnavailable (retry);

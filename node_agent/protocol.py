@@ -7,7 +7,7 @@ very same classes with pydantic (``controller/validation.py``), which gives it
 strict typing, field-level error locations and the JSON schemas of the OpenAPI
 document.
 
-All requests are initiated by the agent (ARCHITECTURE.md: "agents never
+All requests are initiated by the agent (docs/architecture.md: "agents never
 listen"). Paths, relative to the controller's base URL:
 
 =======  ===========================================  ==================  =================

@@ -7,7 +7,7 @@ back-ends. Everything is confined to ``<hierarchy>/<parent>/<name>``: the names
 are checked to be plain path components, so a lab file cannot reach outside
 the agent's parent.
 
-Emptying a cgroup follows what LABS.md measured: stop forks first
+Emptying a cgroup follows what docs/labs.md measured: stop forks first
 (``pids.max`` 0), then kill every member at once (v2 ``cgroup.kill``; v1 the
 freezer, SIGKILL, thaw), then wait until the dying tasks are reaped, because
 rmdir(2) answers EBUSY while a zombie still belongs to the cgroup.

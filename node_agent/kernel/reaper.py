@@ -1,7 +1,7 @@
 """Child subreaper: lab processes the agent kills are reaped at once, not by PID 1.
 
 A zombie keeps its pids-controller charge and its cgroup populated until it is
-reaped (LABS.md measured cleanup waiting on PID 1: 1.77 s instead of 2 ms). As
+reaped (docs/labs.md measured cleanup waiting on PID 1: 1.77 s instead of 2 ms). As
 a subreaper (PR_SET_CHILD_SUBREAPER) the agent inherits every orphaned
 descendant, and ``reap_orphans`` waits for the zombies among its children —
 except the ones a ``spawn``/``run`` caller still owns, whose exit status that

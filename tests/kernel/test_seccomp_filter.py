@@ -88,7 +88,7 @@ def test_a_task_without_a_filter_is_refused_with_a_reason() -> None:
 
 
 def test_a_task_traced_by_someone_else_cannot_be_dumped() -> None:
-    """A filtered task under another tracer (the ptrace bypass LABS.md warns about) shows TracerPid."""
+    """A filtered task under another tracer (the ptrace bypass docs/labs.md warns about) shows TracerPid."""
     tracer = subprocess.Popen(["strace", "-f", "-o", "/dev/null", sys.executable, "-c", SMALL_FILTER],
                               stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True, cwd=REPO)
     try:

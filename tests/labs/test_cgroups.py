@@ -3,7 +3,7 @@
 Every step's fail / pass / reset cycle is test_catalog.py's; here, after the
 walkthrough and after solve, what it does not assert for these labs (the
 reason names the missing cgroup, the evidence the back-end, reset removes the
-lab's cgroup), the evidence of each lab, then the cheats LABS.md lists for these labs,
+lab's cgroup), the evidence of each lab, then the cheats docs/labs.md lists for these labs,
 a lab whose controller this machine lacks, and repeated solve/reset cycles.
 
 The labs run on the back-end the machine offers for each controller. On this

@@ -2,7 +2,7 @@
 
 Every step's fail / pass / reset cycle (walkthrough and solve) is test_catalog.py's;
 here the root fs tarball staged elsewhere and missing, the evidence, then the cheats
-and leaks LABS.md names for these labs.
+and leaks docs/labs.md names for these labs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the namespace labs (LABS.md, "Namespaces"), except the network ones.
+"""Checkers, solvers and resetters of the namespace labs (docs/labs.md, "Namespaces"), except the network ones.
 
 Every check looks at the kernel state of the attendee's live processes
 (``ctx.processes()``) and compares namespace inodes with the agent's own
@@ -9,7 +9,7 @@ paths relative to a cgroup namespace) is read by a forked child that setns(2)es
 and values read; a reason says what to do next, in the attendee's words.
 
 Resets kill only the lab's processes (``ctx.kill`` refuses others) and remove
-the leaks LABS.md lists: a tmpfs on the host's mount point, SysV IPC objects of
+the leaks docs/labs.md lists: a tmpfs on the host's mount point, SysV IPC objects of
 the attendee on the host, a renamed VM.
 """
 

@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the network namespace labs, ns-net-1 and ns-net-2 (LABS.md).
+"""Checkers, solvers and resetters of the network namespace labs, ns-net-1 and ns-net-2 (docs/labs.md).
 
 ns-net-1: an attendee process in a new network namespace (made with a user namespace, no sudo)
 whose ``/proc/<pid>/net/dev`` lists only ``lo``.

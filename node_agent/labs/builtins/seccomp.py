@@ -1,4 +1,4 @@
-"""Checkers, solvers and resetters of the seccomp labs (LABS.md, "seccomp"): sc-profile, sc-strict,
+"""Checkers, solvers and resetters of the seccomp labs (docs/labs.md, "seccomp"): sc-profile, sc-strict,
 sc-filter, sc-docker.
 
 A check believes the kernel, not the attendee's source file: the ``Seccomp``, ``Seccomp_filters``,
