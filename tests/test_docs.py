@@ -46,3 +46,16 @@ def test_relative_links_in_readme_and_docs_lead_to_existing_files():
                 if not (page.parent / path).exists():
                     broken.append(f"{page.relative_to(ROOT)}:{lineno}: {target}")
     assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+def test_readme_cli_table_matches_the_click_commands():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("cli_table", ROOT / "scripts" / "cli_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    current = readme.split(mod.START, 1)[1].split(mod.END, 1)[0].strip("\n")
+    assert current == mod.table().strip("\n"), (
+        "README.md's CLI table differs from the click commands: run `python scripts/cli_table.py --update`"
+    )
