@@ -232,7 +232,7 @@ def report(out: dict[str, Any]) -> None:
     ratio = out["total_s"] / base["total_s"]
     print(f"labfleet fan-out time vs sequential loop: {ratio:.2f}x "
           f"({out['total_s'] * 1000:.0f} ms vs {base['total_s'] * 1000:.0f} ms)")
-    print("  (for scale, BASELINES.md: a sequential `ssh host true` loop costs 0.29 s/host -> "
+    print("  (for scale, docs/benchmarks.md: a sequential `ssh host true` loop costs 0.29 s/host -> "
           f"~{0.29 * out['nodes']:.0f} s for {out['nodes']} hosts, extrapolated, not measured here)")
     met = out["p95_s"] <= GOAL_P95_S and out["all_ok"]
     print(f"goal: p95 issue -> result stored <= {GOAL_P95_S:.0f} s: {out['p95_s'] * 1000:.0f} ms -> "

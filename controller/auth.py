@@ -1,6 +1,6 @@
 """Who is calling, and what they may do to which node: decided here, nowhere else.
 
-A node token speaks only for its own node (ARCHITECTURE.md: attendees are root
+A node token speaks only for its own node (docs/architecture.md: attendees are root
 on their VM, so whatever the agent holds is theirs). An instructor token may act
 on every node of the controller.
 """

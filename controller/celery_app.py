@@ -1,6 +1,6 @@
 """Celery, bound to the Flask app the way Flask's own Celery example does it.
 
-JSON only (ARCHITECTURE.md: a pickle message from anyone who can reach the
+JSON only (docs/architecture.md: a pickle message from anyone who can reach the
 broker would be code execution on the worker). Redis when ``redis_url`` is
 set; otherwise kombu's filesystem transport in the data directory, which needs
 no service at all, so a one-box demo runs on a bare machine.

@@ -3,7 +3,7 @@
 ``python -m benchmarks.labs.catalog_bench [--rounds N]`` as root. A real
 attendee account is created for the run and removed afterwards; each step is
 measured where an attendee would be (earlier steps solved). Goals (issue 3,
-from docs/labs.md's floor): check ≤ 5 ms median per step (≤ 80 ms for sc-docker),
+from docs/benchmarks.md's floor): check ≤ 5 ms median per step (≤ 80 ms for sc-docker),
 reset ≤ 10 ms. The topic benchmarks (cgroups_bench, namespaces_bench, ...)
 add the fork-bomb figures and the ratio against shell-script checks.
 """

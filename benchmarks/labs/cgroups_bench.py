@@ -17,7 +17,7 @@
   script of ``cat`` and ``grep`` over the same control files (it checks less:
   no forged-file detection, no attendee ownership, no probe).
 
-Goals (docs/labs.md floor): first refused fork 1.6 ms, cleanup 1.9–2.5 ms; goals
+Goals (docs/benchmarks.md floor): first refused fork 1.6 ms, cleanup 1.9–2.5 ms; goals
 check ≤ 5 ms, reset ≤ 10 ms, fork-bomb cleanup ≤ 10 ms.
 """
 

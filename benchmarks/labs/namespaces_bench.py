@@ -14,7 +14,7 @@ only visible inside the namespace). It checks less than the engine: one
 process per namespace (what ``lsns`` lists), no forged-file detection, no PID
 reuse guard.
 
-Goals (issue 3, from docs/labs.md's floor of 0.06–3 ms per namespace check):
+Goals (issue 3, from docs/benchmarks.md's floor of 0.06–3 ms per namespace check):
 check ≤ 5 ms median per step, reset ≤ 10 ms.
 """
 

@@ -12,7 +12,7 @@
   ``nc -z`` instead of a probe the agent owns).
 
 The only traffic is between the lab's own two namespaces (10.11.12.0/24 and 10.11.13.0/24).
-Goals (issue 3, docs/labs.md floor: solve ≈ 10 ms, check with probe 12 ms, reset 7 ms): check ≤ 5 ms
+Goals (issue 3, docs/benchmarks.md floor: solve ≈ 10 ms, check with probe 12 ms, reset 7 ms): check ≤ 5 ms
 (the step with the probe is compared with the 12 ms floor), reset ≤ 10 ms.
 """
 

@@ -10,7 +10,7 @@
 - Baseline: the check the way lab platforms usually write it, a shell script of ``pgrep`` and ``grep``
   over /proc/<pid>/status (it checks far less: the Seccomp field only, no filter, no forgery test).
 
-Goals (issue 3, docs/labs.md floor: profile build+load 11–13 ms): check ≤ 5 ms per step, ≤ 80 ms for
+Goals (issue 3, docs/benchmarks.md floor: profile build+load 11–13 ms): check ≤ 5 ms per step, ≤ 80 ms for
 sc-docker; reset ≤ 10 ms.
 """
 
@@ -119,7 +119,7 @@ def print_report(out: dict[str, Any]) -> None:
     print("\n## sc-docker, the kernel work (medians)")
     print(f"containers-common profile: {d['blocked']} of {d['syscalls']} x86_64 syscalls blocked "
           f"(default capabilities); filter of {d['instructions']} BPF instructions (x86_64, x86, x32)")
-    print(f"compile + load with libseccomp: {fmt_ms(d['build_load_ms'])} (docs/labs.md floor 11–13 ms); "
+    print(f"compile + load with libseccomp: {fmt_ms(d['build_load_ms'])} (docs/benchmarks.md floor 11–13 ms); "
           f"dump: {fmt_ms(d['dump_ms'])}; evaluate all syscalls: {fmt_ms(d['evaluate_all_ms'])}")
     print("\n## per step (medians)")
     print("| step | check | shell pgrep/grep check | ratio | solve | reset | goals | all passed / clean |")
