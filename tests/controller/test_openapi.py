@@ -178,3 +178,22 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
                       for method in ops}
     answered_ok = {(method, path) for method, path, status in checker.seen if status < 300}
     assert documented_ops - answered_ok == set()
+
+
+def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_without_one(app, client):
+    """The documented security is the real one: no token, a 401 in the documented error shape."""
+    checker: ResponseChecker = app.extensions["response_checker"]
+    doc = client.get("/api/openapi.json").json
+    guarded = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            schemes = {name for requirement in operation["security"] for name in requirement}
+            if not schemes & {"node", "instructor"}:
+                continue
+            url = path.replace("{", "").replace("}", "")  # every path parameter becomes its own name
+            response = client.open(url, method=method.upper(), json={} if "requestBody" in operation else None)
+            assert response.status_code == 401, (method, path, response.json)
+            assert response.json["error"] == "unauthenticated"
+            guarded += 1
+    assert not checker.take_problems()
+    assert guarded == 25  # all but health, the document, metrics (its own scheme) and enroll
