@@ -19,7 +19,8 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/api/health")
-@documented("Liveness and database check", responses={200: r.Health}, security=None, common_errors=False)
+@documented("Liveness and database check", responses={200: r.Health}, security=None, errors=(400,),
+            common_errors=False)
 def health():
     with app_state().db.session() as session:
         session.execute(text("SELECT 1"))
@@ -28,13 +29,14 @@ def health():
 
 @bp.get("/metrics")
 @documented("Prometheus metrics (the scrape token, or an allowed address)", responses={200: TEXT},
-            security="metrics", errors=(401, 403), common_errors=False)
+            security="metrics", errors=(400, 401, 403), common_errors=False)
 def metrics():
     require_metrics_scraper()
     return Response(app_state().metrics.render(), mimetype="text/plain; version=0.0.4")
 
 
 @bp.get("/api/openapi.json")
-@documented("This document", responses={200: r.OpenAPIDocument}, security=None, common_errors=False)
+@documented("This document", responses={200: r.OpenAPIDocument}, security=None, errors=(400,),
+            common_errors=False)
 def openapi():
     return jsonify(openapi_document(current_app))

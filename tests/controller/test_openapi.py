@@ -124,6 +124,7 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
     call("GET", "/api/health", 200)
     call("GET", "/metrics", 200)
     call("GET", "/api/openapi.json", 200)
+    assert call("GET", "/api/health?probe=%00", 400).json["field"] == "probe"  # NUL: refused before any view
 
     # A node joins, reports and runs a command.
     node = enroll("walk-1")
