@@ -5,6 +5,8 @@ app (tests/conftest.py does it for every ``app`` fixture): an answer whose
 status the document does not list for that operation, or whose JSON does not
 match the documented schema, is recorded as a problem, and the test fails.
 Requests no route matched (404/405 from routing) are no operation's.
+While a route lacks ``@documented`` the document cannot be built: then only
+tests/controller/test_openapi.py fails (naming the route), the other tests run unchecked.
 """
 
 from __future__ import annotations
@@ -15,19 +17,25 @@ from typing import Any
 from flask import Flask, request
 from jsonschema import Draft202012Validator
 
-from controller.api.openapi import openapi_document, openapi_path
+from controller.api.openapi import Undocumented, openapi_document, openapi_path
 
 
 @dataclass
 class ResponseChecker:
     document: dict[str, Any]
+    active: bool = True
     problems: list[str] = field(default_factory=list)
     seen: set[tuple[str, str, int]] = field(default_factory=set)  # (METHOD, path, status)
     _validators: dict[str, Draft202012Validator] = field(default_factory=dict)
 
     @classmethod
     def install(cls, app: Flask) -> ResponseChecker:
-        checker = cls(openapi_document(app))
+        try:
+            checker = cls(openapi_document(app))
+        except Undocumented:
+            # A route without @documented: tests/controller/test_openapi.py fails naming it; the other
+            # tests still test their feature instead of all failing on the same missing declaration.
+            return cls({"paths": {}, "components": {}}, active=False)
 
         @app.after_request
         def _check(response):
