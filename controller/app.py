@@ -58,19 +58,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     register_error_handlers(app)
     app.before_request(check_request_text)
 
-    from controller.api import agent, health, instructor
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(agent.bp)
-    app.register_blueprint(instructor.bp)
-
-    from controller.api import provision as provision_api
-
-    app.register_blueprint(provision_api.bp)
+    register_api(app)
 
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)
+    return app
+
+
+def register_api(app: Flask) -> Flask:
+    """Every blueprint of the HTTP API (also what /api/openapi.json is generated from)."""
+    from controller.api import agent, health, instructor
+    from controller.api import provision as provision_api
+
+    for blueprint in (health.bp, agent.bp, instructor.bp, provision_api.bp):
+        app.register_blueprint(blueprint)
     return app
 
 

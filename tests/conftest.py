@@ -20,6 +20,7 @@ from controller.app import create_app
 from controller.db import Database
 from controller.settings import Settings, settings_for_tests
 from tests import attendee_share
+from tests.openapi_check import ResponseChecker
 
 PG_ADMIN_URL = os.environ.get("LABFLEET_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 TEST_REDIS_URL = os.environ.get("LABFLEET_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
@@ -107,11 +108,15 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 @pytest.fixture
 def app(settings: Settings):
+    """The controller; every answer it gives in the test must match /api/openapi.json (tests/openapi_check.py)."""
     app = create_app(settings)
+    checker = app.extensions["response_checker"] = ResponseChecker.install(app)
     yield app
     state = app.extensions["labfleet"]
     state.heartbeats.close()
     state.db.dispose()
+    problems = checker.take_problems()
+    assert not problems, "answers off /api/openapi.json:\n" + "\n".join(problems)
 
 
 @pytest.fixture

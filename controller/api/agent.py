@@ -8,6 +8,7 @@ from functools import partial
 from flask import Blueprint, jsonify, request
 
 from controller import commands, enrollment, nodes
+from controller.api.openapi import Param, documented
 from controller.api.query_args import seconds_arg
 from controller.auth import node_changed, require_node
 from controller.db import get_session, release_session
@@ -32,9 +33,14 @@ bp = Blueprint("agent_api", __name__, url_prefix=AGENT_API)
 # Between database checks a long-poll sleeps at most this long, so a lost
 # cross-process notification delays a command by seconds, never loses it.
 RECHECK_SECONDS = 5.0
+WAIT = Param("wait", {"type": "number", "minimum": 0}, "seconds to hold the request open when no command is waiting")
+RESYNC = Param("resync", {"type": "integer", "enum": [0, 1]},
+               "1 after a lost connection: offer every command without a result again")
 
 
 @bp.post("/enroll")
+@documented("Trade a one-time enrollment token for a node token", request=EnrollRequest,
+            responses={200: EnrollResponse}, security=None, errors=(400, 401, 409, 413, 429), common_errors=False)
 def enroll():
     state = app_state()
     address = request.remote_addr or ""
@@ -61,6 +67,8 @@ def enroll():
 
 
 @bp.post("/nodes/<node_id>/heartbeat")
+@documented("Heartbeat with the state digest", request=Heartbeat, responses={200: HeartbeatResponse},
+            security="node")
 def heartbeat(node_id: str):
     started = time.perf_counter()
     node = require_node(node_id)
@@ -74,6 +82,7 @@ def heartbeat(node_id: str):
 
 
 @bp.put("/nodes/<node_id>/state")
+@documented("Full state snapshot", request=StateReport, responses={200: Ack}, security="node")
 def put_state(node_id: str):
     node = require_node(node_id)
     report = parse_body(StateReport)
@@ -86,6 +95,8 @@ def put_state(node_id: str):
 
 
 @bp.get("/nodes/<node_id>/commands")
+@documented("Long-poll for commands", responses={200: CommandBatch}, query=[WAIT, RESYNC], security="node",
+            errors=(429,))
 def poll_commands(node_id: str):
     """Long-poll: answer as soon as there is a command for this node, or after ``wait`` seconds."""
     node_id = require_node(node_id).id
@@ -122,6 +133,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
 
 
 @bp.post("/nodes/<node_id>/results")
+@documented("Post a command's result (idempotent)", request=CommandResult, responses={200: Ack}, security="node")
 def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)

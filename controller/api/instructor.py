@@ -6,6 +6,8 @@ from flask import Blueprint, g, jsonify, request
 
 from controller import audit, commands, enrollment, events, nodes, states
 from controller import lab_progress as lab_progress_module
+from controller.api import responses as r
+from controller.api.openapi import TEXT64, Param, documented
 from controller.api.pagination import Key, page
 from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
 from controller.auth import node_changed, require_instructor
@@ -24,23 +26,27 @@ def _authenticate():
 
 
 @bp.get("/whoami")
+@documented("The caller's instructor name", responses={200: r.WhoAmI})
 def whoami():
     return jsonify({"kind": g.principal.kind, "name": g.principal.name})
 
 
 @bp.get("/nodes")
+@documented("List nodes, by name", responses={200: r.NodePage}, paged=True)
 def list_nodes():
     found = page(get_session(), nodes.list_query(), [Key(Node.name), Key(Node.id)])
     return jsonify({"nodes": [nodes.to_dict(n) for n in found.items], "next": found.next})
 
 
 @bp.get("/nodes/<node_ref>")
+@documented("One node (by name or id) with its state snapshot", responses={200: r.NodeDetail})
 def get_node(node_ref: str):
     (node,) = nodes.resolve(get_session(), names=[node_ref], all_nodes=False)
     return jsonify(nodes.to_dict(node, with_state=True))
 
 
 @bp.post("/nodes/<node_ref>/revoke")
+@documented("Revoke a node's token", responses={200: r.NodeView}, errors=(409,))
 def revoke_node(node_ref: str):
     session = get_session()
     (node,) = nodes.resolve(session, names=[node_ref], all_nodes=False)
@@ -51,6 +57,7 @@ def revoke_node(node_ref: str):
 
 
 @bp.post("/commands")
+@documented("Issue a command to nodes", request=IssueCommandRequest, responses={201: r.IssuedBatch})
 def issue_command():
     body = parse_body(IssueCommandRequest)
     settings = app_state().settings
@@ -72,6 +79,8 @@ def issue_command():
 
 
 @bp.get("/batches/<batch_id>")
+@documented("A command batch's counts and a page of its commands", responses={200: r.Batch}, paged=True,
+            query=[Param("summary", {"type": "integer", "enum": [0, 1]}, "1: only the counts")])
 def get_batch(batch_id: str):
     """A batch's counts and a page of its commands with their results; ``?summary=1`` gives only the counts."""
     counts = commands.batch_progress(get_session(), batch_id)
@@ -84,11 +93,13 @@ def get_batch(batch_id: str):
 
 
 @bp.get("/commands/<command_id>")
+@documented("One command and its result", responses={200: r.CommandView})
 def get_command(command_id: str):
     return jsonify(commands.to_dict(commands.get_or_404(get_session(), command_id)))
 
 
 @bp.get("/enroll-tokens")
+@documented("List enrollment tokens, newest first", responses={200: r.EnrollTokenPage}, paged=True)
 def list_enroll_tokens():
     found = page(get_session(), enrollment.list_query(),
                  [Key(EnrollmentToken.created_at, descending=True), Key(EnrollmentToken.id, descending=True)])
@@ -96,6 +107,8 @@ def list_enroll_tokens():
 
 
 @bp.post("/enroll-tokens")
+@documented("Create an enrollment token", request=CreateEnrollmentTokenRequest,
+            responses={201: r.CreatedEnrollToken})
 def create_enroll_token():
     body = parse_body(CreateEnrollmentTokenRequest)
     session = get_session()
@@ -108,6 +121,7 @@ def create_enroll_token():
 
 
 @bp.post("/enroll-tokens/<token_id>/revoke")
+@documented("Revoke an enrollment token", responses={200: r.EnrollTokenView})
 def revoke_enroll_token(token_id: str):
     session = get_session()
     row = enrollment.revoke_token(session, token_id=token_id, actor=g.principal.actor)
@@ -116,6 +130,8 @@ def revoke_enroll_token(token_id: str):
 
 
 @bp.get("/audit")
+@documented("Audit entries, newest first", responses={200: r.AuditPage}, paged=True,
+            query=[Param("action", {"type": "string", "minLength": 1, "maxLength": 64}, "only this action, e.g. command.issue")])
 def list_audit():
     """Audit entries, newest first."""
     found = page(get_session(), audit.list_query(action=request.args.get("action")),
@@ -124,6 +140,8 @@ def list_audit():
 
 
 @bp.get("/progress")
+@documented("Lab progress per node and step", responses={200: r.ProgressPage}, paged=True,
+            query=[Param("lab", TEXT64, "only this lab"), Param("node", TEXT64, "only this node (name or id)")])
 def lab_progress_table():
     """Lab progress per node and step; ``?lab=`` and ``?node=`` narrow it."""
     lab, node = request.args.get("lab"), request.args.get("node")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, request
 
 from controller import attendees
+from controller.api import responses as r
+from controller.api.openapi import TEXT64, Param, documented
 from controller.api.pagination import Key, page
 from controller.api.query_args import int_arg
 from controller.auth import require_instructor
@@ -43,6 +45,8 @@ def _authenticate():
 
 
 @bp.post("/provision-runs")
+@documented("Start a provisioning run", request=StartRunRequest, responses={201: r.RunDetail},
+            errors=(409, 503))
 def start_run():
     body = parse_body(StartRunRequest)
     settings = app_state().settings
@@ -72,6 +76,7 @@ def start_run():
 
 
 @bp.get("/provision-runs")
+@documented("Provisioning runs, newest first", responses={200: r.RunPage}, paged=True)
 def list_runs():
     found = page(get_session(), runs.list_query(),
                  [Key(ProvisionRun.created_at, descending=True), Key(ProvisionRun.id, descending=True)],
@@ -80,6 +85,7 @@ def list_runs():
 
 
 @bp.get("/provision-runs/<run_id>")
+@documented("One run with its hosts", responses={200: r.RunDetail})
 def get_run(run_id: str):
     session = get_session()
     run = runs.get_or_404(session, run_id)
@@ -87,6 +93,9 @@ def get_run(run_id: str):
 
 
 @bp.get("/provision-runs/<run_id>/events")
+@documented("A run's events in order", responses={200: r.RunEvents}, paged=True, query=[
+    Param("after", {"type": "integer", "minimum": 0, "maximum": 2**31}, "events after this seq"),
+    Param("host", TEXT64, "only this host")])
 def run_events(run_id: str):
     session = get_session()
     runs.get_or_404(session, run_id)
@@ -96,6 +105,7 @@ def run_events(run_id: str):
 
 
 @bp.post("/provision-runs/<run_id>/cancel")
+@documented("Cancel a run", responses={200: r.RunDetail}, errors=(409,))
 def cancel_run(run_id: str):
     session = get_session()
     run = runs.request_cancel(session, run_id=run_id, actor=g.principal.actor,
@@ -105,6 +115,8 @@ def cancel_run(run_id: str):
 
 
 @bp.post("/attendees/import")
+@documented("Import attendees from CSV", request=ImportAttendeesRequest, responses={201: r.ImportReport},
+            errors=(409,))
 def import_attendees():
     body = parse_body(ImportAttendeesRequest)
     session = get_session()
@@ -114,6 +126,7 @@ def import_attendees():
 
 
 @bp.get("/attendees")
+@documented("Attendees, by name", responses={200: r.AttendeePage}, paged=True)
 def list_attendees():
     session = get_session()
     found = page(session, attendees.list_query(), [Key(Attendee.name), Key(Attendee.email), Key(Attendee.id)])
@@ -123,6 +136,7 @@ def list_attendees():
 
 
 @bp.post("/attendees/assign")
+@documented("Assign attendees to nodes", request=AssignRequest, responses={200: r.Assignments}, errors=(409,))
 def assign():
     body = parse_body(AssignRequest)
     session = get_session()
@@ -141,6 +155,7 @@ def assign():
 
 
 @bp.post("/attendees/credentials")
+@documented("Issue attendee access codes", request=CredentialsRequest, responses={200: r.Credentials})
 def credentials():
     body = parse_body(CredentialsRequest)
     session = get_session()

@@ -1,20 +1,202 @@
-"""The OpenAPI document describes what the server really accepts."""
+"""/api/openapi.json is generated from the routes, is a valid OpenAPI 3.1 document, and says what the server answers.
+
+Every ``app`` fixture checks each answer against it (tests/openapi_check.py);
+the walkthrough here makes every operation answer at least once, as a room
+would use them, so no documented route goes unchecked.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
 
-def test_openapi_lists_agent_and_instructor_paths_with_schemas(client):
+import pytest
+from flask import Blueprint, Flask, Response, jsonify
+from openapi_spec_validator import validate
+
+from controller.api.openapi import Undocumented, api_routes, build_document, documented, openapi_path
+from controller.api.responses import WhoAmI
+from controller.app import register_api
+from tests.openapi_check import ResponseChecker
+
+
+@pytest.fixture(scope="module")
+def ssh_key(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("key") / "room.key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "labfleet-test", "-f", str(path)],
+                   check=True, capture_output=True, timeout=30)
+    return path.read_text()
+
+
+def test_the_served_document_is_valid_openapi(client):
     doc = client.get("/api/openapi.json").json
-    assert doc["openapi"].startswith("3.")
-    assert "/api/agent/v1/enroll" in doc["paths"]
-    assert "/api/agent/v1/nodes/{node_id}/commands" in doc["paths"]
-    assert "/api/v1/commands" in doc["paths"]
-    heartbeat = doc["components"]["schemas"]["Heartbeat"]
+    validate(doc)  # openapi-spec-validator: raises, saying where, on an invalid document
+    assert doc["openapi"] == "3.1.0"
+
+
+def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameters(app, client):
+    build_document(app)  # raises Undocumented naming every route without @documented
+    assert app.extensions["response_checker"].active
+    doc = client.get("/api/openapi.json").json
+    routes = list(api_routes(app))
+    operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
+    assert len(operations) == len(routes) == 29
+    for rule, method in routes:
+        operation = doc["paths"][openapi_path(rule)][method.lower()]
+        declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+        assert declared == set(rule.arguments), rule.rule
+        assert operation["responses"], rule.rule
+
+
+def test_request_and_response_schemas_come_from_the_models(client):
+    doc = client.get("/api/openapi.json").json
+    schemas = doc["components"]["schemas"]
+    heartbeat = schemas["Heartbeat"]
     assert heartbeat["properties"]["seq"]["minimum"] == 0
     assert set(heartbeat["required"]) == {"seq", "digest"}
-    assert doc["components"]["schemas"]["Args_ping"]["properties"]["delay_ms"]["maximum"] == 60000
+    assert schemas["Args_ping"]["properties"]["delay_ms"]["maximum"] == 60000
+    poll = doc["paths"]["/api/agent/v1/nodes/{node_id}/commands"]["get"]
+    assert poll["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/CommandBatch"}
+    assert {p["name"] for p in poll["parameters"]} == {"node_id", "wait", "resync"}
+    nodes = doc["paths"]["/api/v1/nodes"]["get"]
+    assert {p["name"] for p in nodes["parameters"]} == {"limit", "cursor"}
+    assert schemas["NodePage"]["properties"]["nodes"]["items"] == {"$ref": "#/components/schemas/NodeView"}
+    error = schemas["ErrorResponse"]
+    assert set(error["required"]) == {"error", "detail", "field"} and error["additionalProperties"] is False
+    assert doc["paths"]["/api/v1/audit"]["get"]["responses"]["401"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorResponse"}
 
 
-def test_health_is_public(client):
-    response = client.get("/api/health")
-    assert response.status_code == 200 and response.json["status"] == "ok"
+def test_a_route_without_a_declaration_fails_the_build_naming_it():
+    app = register_api(Flask(__name__))
+    extra = Blueprint("extra", __name__)
+    extra.add_url_rule("/api/v1/forgotten/<int:n>", "forgotten", lambda n: jsonify({}), methods=["GET", "DELETE"])
+    app.register_blueprint(extra)
+    with pytest.raises(Undocumented) as raised:
+        build_document(app)
+    assert "DELETE /api/v1/forgotten/<int:n> (extra.forgotten)" in str(raised.value)
+    assert "GET /api/v1/forgotten/<int:n> (extra.forgotten)" in str(raised.value)
+
+
+def test_a_documented_route_builds_with_its_converter_as_a_typed_path_parameter():
+    app = register_api(Flask(__name__))
+    extra = Blueprint("extra", __name__)
+
+    @extra.get("/api/v1/things/<int:n>")
+    @documented("A thing", responses={200: WhoAmI})
+    def thing(n: int):
+        return jsonify({})
+
+    app.register_blueprint(extra)
+    operation = build_document(app)["paths"]["/api/v1/things/{n}"]["get"]
+    assert operation["parameters"][0] == {"name": "n", "in": "path", "required": True,
+                                          "schema": {"type": "integer", "minimum": 0}}
+
+
+def test_the_checker_fails_an_answer_off_its_schema_or_with_an_undocumented_status(client):
+    doc = client.get("/api/openapi.json").json
+    checker = ResponseChecker(doc)
+
+    def answer(body, status=200):
+        return Response(json.dumps(body), status=status, mimetype="application/json")
+
+    checker.check("GET", "/api/v1/whoami", answer({"kind": "instructor", "name": "a"}))
+    assert checker.take_problems() == []
+    checker.check("GET", "/api/v1/whoami", answer({"kind": "instructor", "name": "a", "secret": "x"}))
+    assert "additional properties" in checker.take_problems()[0].lower()
+    checker.check("GET", "/api/v1/whoami", answer({"error": "teapot", "detail": "", "field": None}, 418))
+    assert "GET /api/v1/whoami -> 418: status not documented" in checker.take_problems()[0]
+    checker.check("GET", "/api/v1/whoami", answer({"error": "bad_request", "detail": "x"}, 400))
+    assert "'field' is a required property" in checker.take_problems()[0]
+
+
+def test_every_operation_answers_what_the_document_says(app, client, seed, enroll, ssh_key):
+    """A room's day through every route: each answer must match the schema of its route and status."""
+    checker: ResponseChecker = app.extensions["response_checker"]
+    admin = seed.auth
+
+    def call(method: str, path: str, status: int, **kwargs):
+        response = client.open(path, method=method, **kwargs)
+        assert response.status_code == status, (method, path, response.get_data(as_text=True)[:500])
+        problems = checker.take_problems()
+        assert not problems, problems
+        return response
+
+    call("GET", "/api/health", 200)
+    call("GET", "/metrics", 200)
+    call("GET", "/api/openapi.json", 200)
+    assert call("GET", "/api/health?probe=%00", 400).json["field"] == "probe"  # NUL: refused before any view
+
+    # A node joins, reports and runs a command.
+    node = enroll("walk-1")
+    agent = "/api/agent/v1/nodes/" + node.id
+    call("POST", "/api/agent/v1/enroll", 401, json={"enrollment_token": "lf_et_nothing", "machine_id": "m",
+                                                     "machine_secret": "s", "name": "walk-2"})
+    assert call("POST", f"{agent}/heartbeat", 200, json={"seq": 1, "digest": "d1"}, headers=node.auth
+                ).json["send_state"] is True
+    call("PUT", f"{agent}/state", 200, json={"digest": "d1", "state": {"hostname": "walk-1"}}, headers=node.auth)
+    call("GET", "/api/v1/whoami", 200, headers=admin)
+    call("GET", "/api/v1/nodes", 200, headers=admin)
+    call("GET", "/api/v1/nodes/walk-1", 200, headers=admin)
+    issued = call("POST", "/api/v1/commands", 201, json={"kind": "ping", "nodes": ["walk-1"]}, headers=admin).json
+    (command,) = call("GET", f"{agent}/commands?wait=0", 200, headers=node.auth).json["commands"]
+    call("POST", f"{agent}/results", 200, json={"command_id": command["id"], "ok": True, "output": {"pong": True},
+                                                "duration_ms": 3.5}, headers=node.auth)
+    assert call("GET", f"/api/v1/commands/{command['id']}", 200, headers=admin).json["result"]["ok"] is True
+    assert call("GET", f"/api/v1/batches/{issued['batch_id']}", 200, headers=admin).json["done"] == 1
+    call("GET", f"/api/v1/batches/{issued['batch_id']}?summary=1", 200, headers=admin)
+
+    # Enrollment tokens, the audit trail, lab progress.
+    token = call("POST", "/api/v1/enroll-tokens", 201, json={"label": "spare", "uses": 2}, headers=admin).json
+    call("GET", "/api/v1/enroll-tokens", 200, headers=admin)
+    call("POST", f"/api/v1/enroll-tokens/{token['id']}/revoke", 200, headers=admin)
+    call("GET", "/api/v1/audit?action=command.issue", 200, headers=admin)
+    call("GET", "/api/v1/progress", 200, headers=admin)
+
+    # Provisioning (the run stays pending: no worker here) and attendees.
+    inventory = {"path": "room.yml", "content": "defaults: {user: root, private_key: keys/room.key}\n"
+                 "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n", "keys": {"keys/room.key": ssh_key}}
+    run = call("POST", "/api/v1/provision-runs", 201, json={"driver": "static", "inventory": inventory},
+               headers=admin).json
+    call("GET", "/api/v1/provision-runs", 200, headers=admin)
+    call("GET", f"/api/v1/provision-runs/{run['id']}", 200, headers=admin)
+    call("GET", f"/api/v1/provision-runs/{run['id']}/events", 200, headers=admin)
+    call("POST", f"/api/v1/provision-runs/{run['id']}/cancel", 200, headers=admin)
+    csv = "name,email\nAda,ada@example.org\nBob,bob@example.org\nAda,ada@example.org\n"
+    assert call("POST", "/api/v1/attendees/import", 201, json={"csv": csv}, headers=admin).json["created"] == 2
+    call("GET", "/api/v1/attendees", 200, headers=admin)
+    call("POST", "/api/v1/attendees/assign", 200, json={}, headers=admin)
+    call("POST", "/api/v1/attendees/credentials", 200, json={}, headers=admin)
+    call("POST", "/api/v1/nodes/walk-1/revoke", 200, headers=admin)
+
+    # Errors: each body names what is wrong, in the documented shape.
+    assert call("POST", "/api/v1/commands", 400, json={"kind": 5}, headers=admin).json["field"] == "kind"
+    assert call("GET", "/api/v1/nodes?limit=0", 400, headers=admin).json["field"] == "limit"
+    call("GET", "/api/v1/nodes", 401)
+    call("GET", "/api/v1/nodes/nobody", 404, headers=admin)
+    call("POST", "/api/v1/provision-runs", 409, json={"retry_failed": True, "playbook": "teardown"}, headers=admin)
+
+    documented_ops = {(method.upper(), path) for path, ops in app.extensions["openapi_document"]["paths"].items()
+                      for method in ops}
+    answered_ok = {(method, path) for method, path, status in checker.seen if status < 300}
+    assert documented_ops - answered_ok == set()
+
+
+def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_without_one(app, client):
+    """The documented security is the real one: no token, a 401 in the documented error shape."""
+    checker: ResponseChecker = app.extensions["response_checker"]
+    doc = client.get("/api/openapi.json").json
+    guarded = 0
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            schemes = {name for requirement in operation["security"] for name in requirement}
+            if not schemes & {"node", "instructor"}:
+                continue
+            url = path.replace("{", "").replace("}", "")  # every path parameter becomes its own name
+            response = client.open(url, method=method.upper(), json={} if "requestBody" in operation else None)
+            assert response.status_code == 401, (method, path, response.json)
+            assert response.json["error"] == "unauthenticated"
+            guarded += 1
+    assert not checker.take_problems()
+    assert guarded == 25  # all but health, the document, metrics (its own scheme) and enroll

@@ -1,0 +1,279 @@
+"""The JSON bodies the HTTP API answers with, one pydantic model per shape (the agent's are in node_agent/protocol.py).
+
+The OpenAPI document (controller/api/openapi.py) takes its response schemas
+from these; ``extra="forbid"`` makes a field a view adds without saying so
+here a failing test (tests/controller/test_openapi.py), not a silent drift.
+Times are ISO 8601 text, as the services write them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Time = Annotated[str, Field(description="ISO 8601 time")]
+Cursor = Annotated[str | None, Field(description="pass as ?cursor= for the next page; null on the last")]
+
+
+class Answer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorResponse(Answer):
+    """Every 4xx/5xx answer: a machine-readable code, a sentence, and the field (body key or parameter) at fault."""
+
+    error: str = Field(description="e.g. validation_failed, unauthenticated, not_found")
+    detail: str
+    field: str | None = Field(description="the body field or parameter at fault, dotted for nested ones")
+
+
+class OpenAPIDocument(BaseModel):
+    """/api/openapi.json itself (its full schema is the OpenAPI 3.1 specification's)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    openapi: str
+    info: dict[str, Any]
+    paths: dict[str, Any]
+    components: dict[str, Any]
+
+
+class Health(Answer):
+    status: str
+    version: str
+
+
+class WhoAmI(Answer):
+    kind: str
+    name: str
+
+
+class NodeView(Answer):
+    id: str
+    name: str
+    state: str
+    address: str
+    hostname: str
+    agent_version: str
+    provision_host: str | None
+    last_seen_at: Time | None
+    enrolled_at: Time
+    heartbeat_interval: float
+
+
+class NodeDetail(NodeView):
+    state_snapshot: dict[str, Any] | None
+    state_digest: str
+
+
+class NodePage(Answer):
+    nodes: list[NodeView]
+    next: Cursor
+
+
+class IssuedCommand(Answer):
+    id: str
+    node: str
+    node_id: str
+
+
+class IssuedBatch(Answer):
+    batch_id: str
+    commands: list[IssuedCommand]
+
+
+class CommandResultView(Answer):
+    ok: bool
+    output: dict[str, Any]
+    error: str | None
+    duration_ms: float
+    received_at: Time
+
+
+class CommandView(Answer):
+    id: str
+    batch_id: str
+    node_id: str
+    node: str
+    kind: str
+    args: dict[str, Any]
+    state: str
+    issued_by: str
+    issued_at: Time
+    deadline: Time
+    delivery_count: int
+    result: CommandResultView | None
+
+
+class Batch(Answer):
+    """A batch's counts; without ``?summary=1`` also a page of its commands."""
+
+    batch_id: str
+    total: int
+    done: int
+    states: dict[str, int]
+    commands: list[CommandView] = Field(default_factory=list, description="absent with ?summary=1")
+    next: Cursor = Field(default=None, description="absent with ?summary=1")
+
+
+class EnrollTokenView(Answer):
+    id: str
+    prefix: str
+    label: str
+    status: str
+    uses_left: int
+    bound_host: str | None
+    provision_run: str | None
+    created_by: str
+    created_at: Time
+    expires_at: Time
+
+
+class CreatedEnrollToken(EnrollTokenView):
+    token: str = Field(description="the clear token, shown once")
+
+
+class EnrollTokenPage(Answer):
+    tokens: list[EnrollTokenView]
+    next: Cursor
+
+
+class AuditEntryView(Answer):
+    id: int
+    at: Time
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+
+
+class AuditPage(Answer):
+    entries: list[AuditEntryView]
+    next: Cursor
+
+
+class ProgressRow(Answer):
+    node: str
+    attendee: str | None
+    lab: str
+    step: str
+    status: str
+    reason: str
+    updated_at: Time
+
+
+class ProgressPage(Answer):
+    progress: list[ProgressRow]
+    next: Cursor
+
+
+class ProvisionHostView(Answer):
+    host: str
+    address: str
+    state: str
+    ok: int
+    changed: int
+    failed: int
+    unreachable: int
+    skipped: int
+    tasks_done: int
+    current_task: str
+    failed_task: str
+    message: str
+
+
+class RunView(Answer):
+    """A provisioning run as listed."""
+
+    id: str
+    playbook: str
+    driver: str
+    state: str
+    retry_of: str | None
+    requested_by: str
+    tuning: dict[str, Any]
+    limit: list[str]
+    controller_url: str
+    tasks_total: int
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
+    cancel_requested: bool
+    error: str | None
+
+
+class RunDetail(RunView):
+    """A run with its hosts and how many are in each state."""
+
+    hosts: list[ProvisionHostView]
+    summary: dict[str, int]
+
+
+class RunPage(Answer):
+    runs: list[RunView]
+    next: Cursor
+
+
+class ProvisionEventView(Answer):
+    seq: int
+    at: Time
+    host: str
+    task: str
+    status: str
+    message: str
+
+
+class RunEvents(Answer):
+    run_id: str
+    events: list[ProvisionEventView]
+    next: Cursor
+
+
+class DuplicateAttendee(Answer):
+    line: int
+    email: str
+    reason: str
+
+
+class ImportReport(Answer):
+    created: int
+    emails: list[str]
+    duplicates: list[DuplicateAttendee]
+
+
+class AttendeeView(Answer):
+    id: str
+    name: str
+    email: str
+    node: str | None
+    has_access_code: bool
+
+
+class AttendeePage(Answer):
+    attendees: list[AttendeeView]
+    next: Cursor
+
+
+class Assignment(Answer):
+    attendee: str
+    node: str
+
+
+class Assignments(Answer):
+    assigned: list[Assignment]
+    unassigned: list[str] = Field(description="emails left without a node")
+
+
+class CredentialRow(Answer):
+    name: str
+    email: str
+    node: str | None
+    host: str | None
+    login: str
+    access_code: str | None = Field(description="only when issued by this call; afterwards null")
+    issued_at: Time | None
+
+
+class Credentials(Answer):
+    credentials: list[CredentialRow]
