@@ -28,7 +28,7 @@ ROOM_STATES = {
     "provisioning": "◌",
     "online": "●",
     "offline": "○",
-    "needs-help": "✋",
+    "needs-help": "⚑",
     "stuck": "⚠",
     "done": "✓",
 }
