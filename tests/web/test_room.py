@@ -107,3 +107,42 @@ def test_node_text_is_shown_literally(page, live_server, instructor, agents):
     expect(tile.locator("[data-f=check_reason]")).to_have_text("<img src=x onerror=alert(1)> not yet", timeout=1000)
     assert page.locator("#tiles img").count() == 0
     shot(page, "room-escaped")
+
+
+def test_a_room_of_200_stays_one_screen_of_tiles_and_filters(page, live_server, instructor, app):
+    import random
+
+    from sqlalchemy import insert
+
+    from controller import events
+    from controller.models import Attendee, LabProgress, Node, new_id
+
+    rng = random.Random(11)
+    with app.extensions["labfleet"].db.session() as session:
+        event = events.get_or_create(session)
+        now = utcnow()
+        nodes = [{"id": new_id(), "event_id": event.id, "name": f"lab-{i:03d}", "machine_id": f"m{i}",
+                  "hostname": f"lab-{i:03d}.room.example", "machine_secret_hash": "x", "heartbeat_interval": 5.0,
+                  "state": "offline" if i % 17 == 0 else "online", "enrolled_at": now} for i in range(200)]
+        session.execute(insert(Node), nodes)
+        session.execute(insert(Attendee), [{"id": new_id(), "event_id": event.id, "name": f"Attendee {i:03d}",
+                                            "email": f"a{i}@example.org", "node_id": n["id"], "created_at": now}
+                                           for i, n in enumerate(nodes)])
+        passed = [rng.random() < 0.5 for _ in nodes[::2]]
+        session.execute(insert(LabProgress), [
+            {"id": new_id(), "node_id": n["id"], "lab": "ns-pid", "step": "new-namespace",
+             "status": "passed" if ok else "failed", "updated_at": now - timedelta(seconds=rng.randint(0, 900)),
+             "evidence": {} if ok else {"reason": "no process in a new PID namespace"}}
+            for n, ok in zip(nodes[::2], passed, strict=True)])
+    login(page, live_server)
+    expect(page.locator("#tiles > li.tile")).to_have_count(200)
+    expect(page.locator("#live")).to_have_text("live")
+    shot(page, "room-200-laptop")
+    page.get_by_label("State").select_option("offline")
+    expect(page.locator("#tiles > li.tile:visible")).to_have_count(12)
+    page.get_by_label("State").select_option("")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{live_server}/room?large=1")
+    expect(page.locator("#tiles > li.tile")).to_have_count(200)
+    page.screenshot(path=str(shot(page, "room-200-projector").with_name("room-200-projector-top.png")))
+    assert page.console_errors == []
