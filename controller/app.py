@@ -60,6 +60,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     register_api(app)
 
+    from controller.pages import init_pages
+
+    init_pages(app)  # the instructor's pages: login, the room (docs/web.md)
+
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from controller import db as db_module
-from controller import enrollment, events, instructors, tls
+from controller import enrollment, events, instructors, tls, web_accounts
 from controller.cli.client import Credentials
 from controller.settings import Settings
 
@@ -21,6 +21,8 @@ class Initialized:
     credentials_path: Path
     # None: no certificate was made (--no-tls, or the operator's own LABFLEET_TLS_CERT / LABFLEET_TLS_CA).
     tls: tls.Issued | None = None
+    # The first instructor's one-time password for the web pages; None when they have one already.
+    web_password: str | None = None
 
 
 def initialize(settings: Settings, *, instructor: str, enroll_uses: int, make_tls: bool = True,
@@ -41,6 +43,7 @@ def initialize(settings: Settings, *, instructor: str, enroll_uses: int, make_tl
         with database.session() as session:
             event = events.get_or_create(session)
             _, api_token = instructors.create_with_token(session, name=instructor)
+            web_password = web_accounts.ensure_first(session, instructor)
             _, enroll_token = enrollment.create_token(
                 session, event=event, created_by=f"instructor:{instructor}", ttl=settings.enrollment_token_ttl,
                 label="init", uses=enroll_uses,
@@ -49,7 +52,7 @@ def initialize(settings: Settings, *, instructor: str, enroll_uses: int, make_tl
         database.dispose()
     path = Credentials(url=_cli_url(settings), token=api_token).save(settings.data_dir)
     shown_url = database.engine.url.render_as_string(hide_password=True)
-    return Initialized(settings, shown_url, api_token, enroll_token, path, issued)
+    return Initialized(settings, shown_url, api_token, enroll_token, path, issued, web_password)
 
 
 def _cli_url(settings: Settings) -> str:

@@ -72,6 +72,10 @@ class Instructor(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The web pages' login (controller/web_accounts.py): an argon2id hash; None: no page login.
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # Removed with `labfleet instructor remove`: no login, no API token; `add` brings the name back.
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ApiToken(Base):

@@ -177,6 +177,10 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
 def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool) -> None:
     render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {render.safe(settings.base_url)}")
     render.console.print(f"instructor API token: {render.safe(init.api_token)}", soft_wrap=True)
+    login = (f"password {render.safe(init.web_password)}" if init.web_password
+             else "the password set earlier (new one: labfleet instructor passwd instructor)")
+    render.console.print(f"the room: {render.safe(settings.base_url)}/room, log in as instructor with {login}",
+                         soft_wrap=True)
     render.console.print(f"credentials saved in {render.safe(init.credentials_path)}; in another terminal try:")
     render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet check ns-uts --all"
                          "\n  labfleet audit")

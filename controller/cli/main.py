@@ -12,6 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.cli import attendees as attendees_cli
+from controller.cli import instructors as instructors_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient, Credentials
@@ -99,6 +100,10 @@ def init(ctx: Context, instructor: str, enroll_uses: int, tls_names: tuple[str, 
                          f"(saved to {safe(result.credentials_path)}):")
     render.console.print(f"  {safe(result.api_token)}", soft_wrap=True)
     render.console.print(f"Enrollment token ({enroll_uses} uses): {safe(result.enrollment_token)}", soft_wrap=True)
+    if result.web_password:
+        render.console.print(f"Web login: {safe(result.settings.base_url)}/login as [bold]{safe(instructor)}[/bold], "
+                             f"one-time password (change it with `labfleet instructor passwd`): "
+                             f"{safe(result.web_password)}", soft_wrap=True)
 
 
 @cli.command()
@@ -314,6 +319,7 @@ cli.add_command(provision_cli.teardown)
 cli.add_command(attendees_cli.attendees)  # labfleet attendees import|list
 cli.add_command(attendees_cli.assign)
 cli.add_command(attendees_cli.credentials)
+cli.add_command(instructors_cli.instructor)  # labfleet instructor add|passwd|remove|list
 register_lab_commands(cli, pass_ctx)  # labfleet check|solve|reset|progress
 
 

@@ -1,0 +1,148 @@
+"""The instructor's pages in real headless Chromium: login, CSRF, the room's tiles, live updates, escaping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from playwright.sync_api import expect
+
+from controller import sweep
+from controller.models import utcnow
+from tests.web.conftest import login, shot
+
+CATALOG = {"ns-pid": ["new-namespace", "pid-one"]}
+
+
+def test_wrong_password_is_refused_and_the_sixth_try_is_rate_limited(page, live_server, instructor):
+    for _ in range(5):
+        login(page, live_server, password="not the password")
+        expect(page.get_by_role("alert")).to_have_text("Wrong name or password.")
+    login(page, live_server)  # even the right password: the name is locked for this address for a minute
+    expect(page.get_by_role("alert")).to_contain_text("Too many wrong passwords")
+    shot(page, "login-rate-limited")
+    assert "/room" not in page.url
+
+
+def test_login_opens_the_room_with_a_tile_per_node(page, live_server, instructor, agents):
+    agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing"), ("lab-03", "Barbara Liskov")])
+    page.goto(f"{live_server}/room")
+    expect(page).to_have_url(f"{live_server}/login?next=%2Froom")
+    login(page, live_server)
+    expect(page).to_have_url(f"{live_server}/room")
+    tiles = page.locator("#tiles > li.tile")
+    expect(tiles).to_have_count(3)
+    for attendee, node in (("Grace Hopper", "lab-01"), ("Alan Turing", "lab-02"), ("Barbara Liskov", "lab-03")):
+        tile = tiles.filter(has_text=attendee)
+        expect(tile).to_contain_text(node)
+        expect(tile).to_contain_text("online")
+    expect(page.locator("#live")).to_have_text("live")
+    page.get_by_label("Search attendees, nodes, labs").fill("turing")
+    expect(page.locator("#tiles > li.tile:visible")).to_have_count(1)
+    shot(page, "room-search")
+    page.get_by_label("Search attendees, nodes, labs").fill("")
+    shot(page, "room-laptop")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{live_server}/room?large=1")
+    expect(tiles).to_have_count(3)
+    shot(page, "room-projector")
+    page.get_by_role("button", name="Log out").click()
+    expect(page).to_have_url(f"{live_server}/login")
+    assert page.console_errors == []
+
+
+def test_a_post_without_the_csrf_token_is_refused(page, live_server, instructor):
+    login(page, live_server)
+    expect(page).to_have_url(f"{live_server}/room")
+    response = page.request.post(f"{live_server}/logout", form={}, max_redirects=0)
+    assert response.status == 403
+    assert "not sent from a labfleet page" in response.text()
+    page.goto(f"{live_server}/room")
+    expect(page).to_have_url(f"{live_server}/room")  # still logged in: the forged logout did nothing
+
+
+def test_agent_changes_reach_the_open_page_without_reload(page, live_server, instructor, agents, app):
+    first, second = agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing")])
+    login(page, live_server)
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("window.__not_reloaded = true")
+    tile = page.locator("#tiles > li.tile").filter(has_text="Grace Hopper")
+
+    # The attendee ran `lab check` on the VM: the agent reports it in its state snapshot.
+    first.report("d1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+        "new-namespace": {"status": "failed", "reason": "no process in a new PID namespace"}}}}})
+    expect(tile.locator("[data-f=check_reason]")).to_have_text("no process in a new PID namespace", timeout=1000)
+    expect(tile.locator("[data-f=lab]")).to_have_text("ns-pid")
+    expect(tile.locator("[data-f=step]")).to_have_text("new-namespace")
+    expect(tile.locator("[data-f=check_status]")).to_have_text("failed")
+    shot(page, "room-check-failed")
+
+    # Silent nodes go offline (the sweep), and a heartbeat brings one back.
+    with app.extensions["labfleet"].db.session() as session:
+        sweep.mark_silent_offline(session, missed_heartbeats=3, now=utcnow() + timedelta(minutes=5))
+    expect(tile.locator("[data-f=state]")).to_have_text("offline", timeout=1000)
+    second_tile = page.locator("#tiles > li.tile").filter(has_text="Alan Turing")
+    expect(second_tile.locator("[data-f=state]")).to_have_text("offline", timeout=1000)
+    first.heartbeat(1)
+    # A heartbeat reaches the database at the next flush (0.5 s), then the page within 1 s.
+    expect(tile.locator("[data-f=state]")).to_have_text("online", timeout=1500)
+    expect(second_tile.locator("[data-f=state]")).to_have_text("offline")
+
+    first.report("d2", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+        "new-namespace": {"status": "passed"}, "pid-one": {"status": "passed"}}}}})
+    expect(tile.locator("[data-f=state]")).to_have_text("done", timeout=1000)
+    assert page.evaluate("window.__not_reloaded") is True
+    shot(page, "room-live")
+    assert page.console_errors == []
+
+
+def test_node_text_is_shown_literally(page, live_server, instructor, agents):
+    hostile = "<script>alert('x')</script><b>bold</b>"
+    (agent,) = agents([("lab-01", hostile)])
+    login(page, live_server)
+    tile = page.locator("#tiles > li.tile")
+    expect(tile.locator("[data-f=attendee]")).to_have_text(hostile)
+    assert page.locator("#tiles b").count() == 0
+    agent.report("d1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+        "new-namespace": {"status": "failed", "reason": "<img src=x onerror=alert(1)> not yet"}}}}})
+    expect(tile.locator("[data-f=check_reason]")).to_have_text("<img src=x onerror=alert(1)> not yet", timeout=1000)
+    assert page.locator("#tiles img").count() == 0
+    shot(page, "room-escaped")
+
+
+def test_a_room_of_200_stays_one_screen_of_tiles_and_filters(page, live_server, instructor, app):
+    import random
+
+    from sqlalchemy import insert
+
+    from controller import events
+    from controller.models import Attendee, LabProgress, Node, new_id
+
+    rng = random.Random(11)
+    with app.extensions["labfleet"].db.session() as session:
+        event = events.get_or_create(session)
+        now = utcnow()
+        nodes = [{"id": new_id(), "event_id": event.id, "name": f"lab-{i:03d}", "machine_id": f"m{i}",
+                  "hostname": f"lab-{i:03d}.room.example", "machine_secret_hash": "x", "heartbeat_interval": 5.0,
+                  "state": "offline" if i % 17 == 0 else "online", "enrolled_at": now} for i in range(200)]
+        session.execute(insert(Node), nodes)
+        session.execute(insert(Attendee), [{"id": new_id(), "event_id": event.id, "name": f"Attendee {i:03d}",
+                                            "email": f"a{i}@example.org", "node_id": n["id"], "created_at": now}
+                                           for i, n in enumerate(nodes)])
+        passed = [rng.random() < 0.5 for _ in nodes[::2]]
+        session.execute(insert(LabProgress), [
+            {"id": new_id(), "node_id": n["id"], "lab": "ns-pid", "step": "new-namespace",
+             "status": "passed" if ok else "failed", "updated_at": now - timedelta(seconds=rng.randint(0, 900)),
+             "evidence": {} if ok else {"reason": "no process in a new PID namespace"}}
+            for n, ok in zip(nodes[::2], passed, strict=True)])
+    login(page, live_server)
+    expect(page.locator("#tiles > li.tile")).to_have_count(200)
+    expect(page.locator("#live")).to_have_text("live")
+    shot(page, "room-200-laptop")
+    page.get_by_label("State").select_option("offline")
+    expect(page.locator("#tiles > li.tile:visible")).to_have_count(12)
+    page.get_by_label("State").select_option("")
+    page.set_viewport_size({"width": 1920, "height": 1080})
+    page.goto(f"{live_server}/room?large=1")
+    expect(page.locator("#tiles > li.tile")).to_have_count(200)
+    page.screenshot(path=str(shot(page, "room-200-projector").with_name("room-200-projector-top.png")))
+    assert page.console_errors == []
