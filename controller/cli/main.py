@@ -12,6 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.cli import attendees as attendees_cli
+from controller.cli import help as help_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
 from controller.cli.client import ClientError, ControllerClient, Credentials
@@ -189,6 +190,7 @@ def status(ctx: Context, as_json: bool) -> None:
     render.console.print(render.nodes_table(nodes))
     online = sum(1 for n in nodes if n["state"] == "online")
     render.console.print(f"{online}/{len(nodes)} online")
+    help_cli.print_stuck(ctx.client())
 
 
 @cli.group()
@@ -315,6 +317,7 @@ cli.add_command(attendees_cli.attendees)  # labfleet attendees import|list
 cli.add_command(attendees_cli.assign)
 cli.add_command(attendees_cli.credentials)
 register_lab_commands(cli, pass_ctx)  # labfleet check|solve|reset|progress
+help_cli.register(cli, pass_ctx)  # labfleet help list|claim|reply|resolve|raise
 
 
 def main() -> None:  # pragma: no cover - console entry point
