@@ -64,6 +64,11 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     init_pages(app)  # the instructor's pages: login, the room (docs/web.md)
 
+    from controller.api import help as help_api
+
+    app.register_blueprint(help_api.agent_bp)
+    app.register_blueprint(help_api.bp)
+
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)

@@ -34,6 +34,8 @@ def celery_config(settings: Settings) -> dict:
         "beat_schedule": {
             "sweep": {"task": "labfleet.sweep", "schedule": timedelta(seconds=settings.sweep_interval),
                       "options": {"expires": settings.sweep_interval * 2}},
+            "stuck": {"task": "labfleet.stuck", "schedule": timedelta(seconds=settings.stuck_interval),
+                      "options": {"expires": settings.stuck_interval * 2}},
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
@@ -62,6 +64,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     import controller.tasks.provision  # noqa: F401
+    import controller.tasks.stuck  # noqa: F401
     import controller.tasks.sweep  # noqa: F401  (registers the shared tasks)
 
     return celery_app

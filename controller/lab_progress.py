@@ -63,7 +63,8 @@ def from_result(session: Session, node_id: str, kind: str, outcome: LabOutcome, 
         return 0
     if kind == "lab.reset":
         session.execute(delete(LabProgress).where(LabProgress.node_id == node_id, LabProgress.lab == outcome.lab))
-    entries = {(outcome.lab, step.step): (step.status, step.evidence, step.reason) for step in outcome.steps}
+    checked = utcnow().isoformat()
+    entries = {(outcome.lab, step.step): (step.status, step.evidence, step.reason, checked) for step in outcome.steps}
     return _upsert(session, node_id, entries, catalog=node_catalog(session, node_id), max_rows=max_rows)
 
 
@@ -79,7 +80,7 @@ def from_snapshot(session: Session, node_id: str, snapshot: dict[str, Any], *, m
         if lab in catalog and isinstance(steps, dict):
             for step, info in steps.items():
                 if step in catalog[lab] and isinstance(info, dict):
-                    entries[(lab, step)] = (info.get("status"), None, info.get("reason"))
+                    entries[(lab, step)] = (info.get("status"), None, info.get("reason"), info.get("at"))
     return _upsert(session, node_id, entries, catalog=catalog, max_rows=max_rows, keep_evidence=True)
 
 
@@ -97,16 +98,25 @@ def _upsert(session: Session, node_id: str, entries: dict, *, catalog: Catalog, 
                                      .where(LabProgress.node_id == node_id))
     now = utcnow()
     changed = dropped = 0
-    for (lab, step), (status, evidence, reason) in valid.items():
+    for (lab, step), (status, evidence, reason, checked_at) in valid.items():
         row = existing.get((lab, step))
         record = _evidence(evidence, reason)
+        checked_at = checked_at[:40] if isinstance(checked_at, str) else ""
+        if row is not None and checked_at and checked_at != row.checked_at:
+            # A new check (stuck detection counts failures in a row with the same reason).
+            same = status == row.status == "failed" and record.get("reason") == (row.evidence or {}).get("reason")
+            row.fail_streak = row.fail_streak + 1 if same else int(status == "failed")
+            row.checked_at = checked_at
+            if record.get("reason") != (row.evidence or {}).get("reason"):
+                row.evidence = record  # a newer check's reason: the older evidence no longer explains it
         if row is None:
             if room <= 0:
                 dropped += 1
                 continue
             room -= 1
             session.add(LabProgress(node_id=node_id, attendee_id=attendee_id, lab=lab, step=step, status=status,
-                                    evidence=record, updated_at=now))
+                                    evidence=record, updated_at=now, fail_streak=int(status == "failed"),
+                                    checked_at=checked_at))
             changed += 1
         elif row.status != status or (not keep_evidence and row.evidence != record):
             # A state report carries no evidence: it keeps the last result's evidence unless the status moved.

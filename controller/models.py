@@ -209,6 +209,9 @@ class LabProgress(Base):
     status: Mapped[str] = mapped_column(String(16))
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Checks in a row that failed with the same reason (stuck detection), and when the last one ran.
+    fail_streak: Mapped[int] = mapped_column(Integer, default=0)
+    checked_at: Mapped[str] = mapped_column(String(40), default="")
 
 
 class AuditEntry(Base):
@@ -287,3 +290,41 @@ class ProvisionEvent(Base):
     status: Mapped[str] = mapped_column(String(16))
     message: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HelpRequest(Base):
+    """A raised hand: from the attendee (``lab help``) or an instructor turning a stuck flag into one."""
+
+    __tablename__ = "help_requests"
+    __table_args__ = (Index("ix_help_requests_state_created", "state", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    attendee_id: Mapped[str | None] = mapped_column(ForeignKey("attendees.id"), nullable=True)
+    source: Mapped[str] = mapped_column(String(16), default="attendee")  # attendee | stuck
+    lab: Mapped[str] = mapped_column(String(64), default="")
+    step: Mapped[str] = mapped_column(String(64), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16), default="open")  # open | claimed | resolved
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reply: Mapped[str] = mapped_column(Text, default="")
+    replied_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    resolved_by: Mapped[str | None] = mapped_column(String(160), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    node: Mapped[Node] = relationship()
+
+
+class StuckFlag(Base):
+    """A node the stuck rules flag now (one row per node; removed when the rules no longer flag it)."""
+
+    __tablename__ = "stuck_flags"
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), primary_key=True)
+    lab: Mapped[str] = mapped_column(String(64), default="")
+    step: Mapped[str] = mapped_column(String(64), default="")
+    reasons: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    hint: Mapped[str] = mapped_column(Text, default="")
+    since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -106,12 +106,17 @@ class Settings:
     # Reverse proxies whose X-Forwarded-For/-Proto are believed, comma-separated addresses or CIDRs; from
     # any other peer those headers are dropped (rate limits and node addresses see the real client).
     trusted_proxies: str = ""
+    # Stuck detection (controller/stuck/, docs/help.md): seconds between passes, and rule overrides as a
+    # JSON object ('{"grace_seconds": 600}'); labs_dir: the lab catalog whose hints it suggests (empty: labs/).
+    stuck_interval: float = 30.0
+    stuck_rules: str = ""
+    labs_dir: str = ""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         for name in ("heartbeat_interval", "poll_wait_max", "sweep_interval", "command_timeout",
                      "command_deadline", "redeliver_after", "enrollment_token_ttl",
-                     "heartbeat_flush_interval"):
+                     "heartbeat_flush_interval", "stuck_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
@@ -131,6 +136,10 @@ class Settings:
         if self.provision_extra_vars:
             self.provision_extra_vars_dict()
         self.metrics_networks()
+        if self.stuck_rules:
+            from controller.stuck.rules import Rules  # here: the rules module imports this one
+
+            Rules.from_setting(self.stuck_rules)
         if self.redis_url and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigurationError(f"{ENV_PREFIX}REDIS_URL must be a redis:// URL")
         if bool(self.tls_cert) != bool(self.tls_key):

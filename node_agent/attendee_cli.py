@@ -8,6 +8,8 @@
     lab hint [STEP] [-n N]   a hint; -n 2, 3 are more explicit
     lab reset [--to-step S]  start the lab again from a clean state; with --to-step, the steps
                              before S are marked skipped (not done for you: only root may solve)
+    lab help [MESSAGE]       raise your hand: your instructor sees where you are and your message;
+                             their answer shows in `lab status` and on your next prompt
 
 Exit status: 0 passed/done, 1 not passed, 2 usage or agent error.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from node_agent.config import DEFAULT_ATTENDEE_SOCKET
+from node_agent.help_desk import help_lines
 from node_agent.labs import render
 
 TIMEOUT = 120.0  # a reset of a big lab (network, fork bomb) is still well under this
@@ -69,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("-n", "--level", type=int, default=1, help="1 gentle ... 3 explicit")
     reset = sub.add_parser("reset", help="start again from a clean state")
     reset.add_argument("--to-step", metavar="STEP", help="start at STEP; the steps before it are marked skipped")
+    raise_hand = sub.add_parser("help", help="ask your instructor for help (what you are stuck on, in a few words)")
+    raise_hand.add_argument("message", nargs="*", metavar="MESSAGE")
     return parser
 
 
@@ -85,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         payload.update(step=args.step, level=args.level)
     elif args.action == "reset":
         payload["to_step"] = args.to_step
+    elif args.action == "help":
+        payload["message"] = " ".join(args.message)
     try:
         answer = request(args.socket, payload)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -113,7 +120,9 @@ def _human(args: argparse.Namespace, result: dict[str, Any]) -> str:
     if args.action == "list":
         return render.lab_list(result)
     if args.action in ("use", "status"):
-        return render.lab_list({"labs": [result["current"]]})
+        return render.lab_list({"labs": [result["current"]]}) + help_lines(result.get("help"))
+    if args.action == "help":
+        return help_lines(result, raised=True)
     if args.action == "show":
         return render.instructions(result)
     if args.action == "check":

@@ -28,13 +28,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from node_agent.help_desk import HelpUnavailable, raise_hand
 from node_agent.labs.service import Caller, Forbidden
 from node_agent.logs import get_logger
 
 log = get_logger(__name__)
 
 MAX_REQUEST_BYTES = 4096
-ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve"})
+ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help"})
 DEFAULT_MAX_CLIENTS = 16
 DEFAULT_CLIENT_TIMEOUT = 5.0
 LISTEN_BACKLOG = 64  # connections the kernel holds until the accept loop answers them (at once: serve or refuse)
@@ -194,7 +195,7 @@ def handle_request(labs: Any, uid: int, line: bytes) -> dict[str, Any]:
     if refusal is not None:
         log.warning("attendee_socket.refused", uid=uid, action=action)
         return refusal
-    for key in ("lab", "step", "to_step"):
+    for key in ("lab", "step", "to_step", "message"):
         if request.get(key) is not None and not isinstance(request[key], str):
             return _error(key, "a string")
     try:
@@ -204,6 +205,8 @@ def handle_request(labs: Any, uid: int, line: bytes) -> dict[str, Any]:
         return {"ok": False, "error": "forbidden", "detail": str(exc)}
     except (LookupError, KeyError) as exc:
         return {"ok": False, "error": "not_found", "detail": str(exc).strip("'\"")}
+    except HelpUnavailable as exc:
+        return {"ok": False, "error": "unavailable", "detail": str(exc)}
     except ValueError as exc:
         return _error("request", str(exc))
     log.info("attendee_socket.served", uid=uid, action=action, lab=request.get("lab"))
@@ -225,9 +228,11 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         return labs.list()
     if action == "use":
         return labs.use(_lab(labs, request, required=True))
+    if action == "help":
+        return raise_hand(labs, request.get("message") or "")
     lab = _lab(labs, request)
     if action == "status":
-        return {"lab": lab, "current": labs.list_one(lab)}
+        return {"lab": lab, "current": labs.list_one(lab), "help": labs.help_desk and labs.help_desk.view()}
     if action == "check":
         return labs.check(lab, request.get("step"))
     if action == "solve":

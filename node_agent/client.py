@@ -38,6 +38,8 @@ from node_agent.protocol import (
     EnrollResponse,
     Heartbeat,
     HeartbeatResponse,
+    HelpRaised,
+    HelpRequest,
     ProtocolError,
     StateReport,
     commands_path,
@@ -45,6 +47,7 @@ from node_agent.protocol import (
     encode,
     enroll_path,
     heartbeat_path,
+    help_path,
     results_path,
     state_path,
 )
@@ -123,6 +126,9 @@ class ControllerClient:
 
     def post_result(self, node_id: str, result: CommandResult) -> Ack:
         return _decode(Ack, self._request("POST", results_path(node_id), encode(result)))
+
+    def raise_hand(self, node_id: str, request: HelpRequest) -> HelpRaised:
+        return _decode(HelpRaised, self._request("POST", help_path(node_id), encode(request)))
 
     def close(self) -> None:
         """Shut every connection down, waking any thread blocked on one (its call raises ControllerUnavailable).

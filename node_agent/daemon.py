@@ -40,6 +40,7 @@ from node_agent.errors import (
     RequestRejected,
     Unauthorized,
 )
+from node_agent.help_desk import NOTICE_FILE, HelpDesk, HelpUnavailable
 from node_agent.identity import (
     Credentials,
     Identity,
@@ -51,7 +52,14 @@ from node_agent.journal import InvalidCommandId, Journal, check_command_id
 from node_agent.kernel import procfs
 from node_agent.labs.service import LabService
 from node_agent.logs import get_logger
-from node_agent.protocol import CommandMessage, CommandResult, EnrollRequest, Heartbeat, StateReport
+from node_agent.protocol import (
+    CommandMessage,
+    CommandResult,
+    EnrollRequest,
+    Heartbeat,
+    HelpRequest,
+    StateReport,
+)
 from node_agent.state import collect_state, state_digest
 from node_agent.token_file import forget_token
 
@@ -140,6 +148,8 @@ class Agent:
             log.warning("labs.not_initial_namespaces", error=str(exc))
         self._ctx.labs = self._labs = LabService(engine_from_config(self.config))
         self._labs.namespaces_initial = self.namespaces_initial
+        self._labs.help_desk = HelpDesk(self.config.state_dir, self.config.attendee_socket.parent / NOTICE_FILE,
+                                        send=self._raise_hand)
         for error in self._labs.engine.catalog.errors:
             log.warning("labs.broken_lab", error=str(error))
         self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs,
@@ -384,6 +394,21 @@ class Agent:
                 log.warning("heartbeat.failed", seq=seq, error=str(exc))
         except RequestRejected as exc:
             log.error("heartbeat.rejected", seq=seq, status=exc.status, error=exc.error, detail=exc.detail)
+
+    def _raise_hand(self, body: dict) -> dict:
+        """``lab help``: sent with this node's token (its own connection: the socket's threads come and go)."""
+        if not self.enrolled.is_set():
+            raise HelpUnavailable("this VM is not connected to the instructor's controller yet: try again soon")
+        client = ControllerClient(self.config.controller_url, token=self._client.token, ca_file=self.config.ca_file)
+        try:
+            raised = client.raise_hand(self._node_id(), HelpRequest(**body))
+        except (ControllerUnavailable, Unauthorized, RequestRejected) as exc:
+            log.warning("help.not_sent", error=str(exc))
+            raise HelpUnavailable(f"the instructor's controller did not take it ({exc}): try again") from None
+        finally:
+            client.close()
+        log.info("help.raised", help_id=raised.id)
+        return {"id": raised.id, "state": raised.state}
 
     # -- stopping --------------------------------------------------------------------
 

@@ -56,6 +56,10 @@ def results_path(node_id: str) -> str:
     return f"{AGENT_API}/nodes/{node_id}/results"
 
 
+def help_path(node_id: str) -> str:
+    return f"{AGENT_API}/nodes/{node_id}/help"
+
+
 # Pydantic reads this attribute on standard dataclasses: no silent coercion of
 # "5" into 5, unknown keys from a newer agent are ignored.
 _STRICT = {"strict": True, "extra": "ignore"}
@@ -241,6 +245,41 @@ class LabResetArgs:
     to_step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
 
 
+HELP_MESSAGE_MAX = 500  # what an attendee may type with `lab help` (and an instructor's reply)
+
+
+@dataclass
+class HelpRequest:
+    """The attendee's raised hand (``lab help``), sent by their node's agent; the node is the token's."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    lab: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+    step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+    reason: str = field(default="", metadata={"max_length": 500})
+    message: str = field(default="", metadata={"max_length": HELP_MESSAGE_MAX})
+
+
+@dataclass
+class HelpRaised:
+    __pydantic_config__ = _STRICT
+
+    id: str
+    state: str
+
+
+@dataclass
+class HelpNoticeArgs:
+    """What the instructor did about a raised hand: shown in ``lab status`` and on the next prompt."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    help_id: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
+    event: str = field(metadata={"pattern": r"^(claimed|reply|resolved)$"})
+    by: str = field(default="", metadata={"max_length": 120})
+    text: str = field(default="", metadata={"max_length": HELP_MESSAGE_MAX})
+
+
 COMMAND_KINDS: dict[str, type] = {
     "ping": PingArgs,
     "collect-state": NoArgs,
@@ -250,6 +289,7 @@ COMMAND_KINDS: dict[str, type] = {
     "lab.solve": LabArgs,
     "lab.reset": LabResetArgs,
     "inspect": NoArgs,
+    "help.notice": HelpNoticeArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")
 

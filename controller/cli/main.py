@@ -12,6 +12,7 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.cli import attendees as attendees_cli
+from controller.cli import help as help_cli
 from controller.cli import instructors as instructors_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
@@ -194,6 +195,7 @@ def status(ctx: Context, as_json: bool) -> None:
     render.console.print(render.nodes_table(nodes))
     online = sum(1 for n in nodes if n["state"] == "online")
     render.console.print(f"{online}/{len(nodes)} online")
+    help_cli.print_stuck(ctx.client())
 
 
 @cli.group()
@@ -321,6 +323,7 @@ cli.add_command(attendees_cli.assign)
 cli.add_command(attendees_cli.credentials)
 cli.add_command(instructors_cli.instructor)  # labfleet instructor add|passwd|remove|list
 register_lab_commands(cli, pass_ctx)  # labfleet check|solve|reset|progress
+help_cli.register(cli, pass_ctx)  # labfleet help list|claim|reply|resolve|raise
 
 
 def main() -> None:  # pragma: no cover - console entry point

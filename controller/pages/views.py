@@ -25,11 +25,11 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from controller import audit, web_accounts
-from controller.app_state import app_state
 from controller.models import Instructor
 from controller.pages import EXTENSION, WEB_DIR, csrf
 from controller.pages.live import TooManyStreams
 from controller.pages.room import CHECK_GLYPHS, ROOM_STATES, sort_key
+from controller.runtime.app_state import app_state
 
 log = logging.getLogger(__name__)
 

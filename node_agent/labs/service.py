@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from node_agent.activity import ActivityStore
 from node_agent.labs import state_view
 from node_agent.labs.engine import Engine
 from node_agent.labs.model import PASSED, SKIPPED
@@ -43,6 +44,8 @@ class LabService:
         self.engine = engine
         self._lock = threading.Lock()
         self.namespaces_initial: bool | None = None  # set by the daemon's self-check at start
+        self.help_desk: Any = None  # node_agent.help_desk.HelpDesk, set by the daemon (`lab help`)
+        self.activity = ActivityStore(engine.progress.path.parent / "activity.json") if engine.progress else None
 
     def list(self) -> dict[str, Any]:
         return self.engine.list()
@@ -58,11 +61,16 @@ class LabService:
             return self.engine.solve(lab, step)
 
     def reset(self, lab: str, to_step: str | None = None, *, caller: Caller) -> dict[str, Any]:
+        if self.activity is not None:
+            self.activity.reset(lab, self.current_step(lab))
         with self._lock:
             return self.engine.reset(lab, to_step, solve_earlier=caller.may_solve)
 
     def hint(self, lab: str, step: str, level: int) -> dict[str, Any]:
-        return self.engine.hint(lab, step, level)
+        answer = self.engine.hint(lab, step, level)
+        if self.activity is not None and answer.get("level"):
+            self.activity.hint(lab, step, answer["level"])
+        return answer
 
     def instructions(self, lab: str, step: str | None = None) -> dict[str, Any]:
         return self.engine.instructions(lab, step)
@@ -113,7 +121,8 @@ class LabService:
 
     def inspect(self) -> dict[str, Any]:
         """The live view of the attendee's lab state, over every lab's names at once."""
-        known = {"progress": self.progress(), "catalog": self.catalog_ids()}
+        known = {"progress": self.progress(), "catalog": self.catalog_ids(),
+                 "activity": self.activity.load() if self.activity else {}}
         lab = next(iter(self.engine.catalog.labs.values()), None)
         if lab is None:
             return {"processes": [], "cgroups": [], **known}
