@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from flask import Blueprint, g, jsonify, request
 
 from controller import help_requests
+from controller.api import responses as r
+from controller.api.openapi import Param, documented
 from controller.auth import require_instructor, require_node
 from controller.db import get_session
 from controller.errors import ValidationFailed
@@ -36,6 +38,8 @@ class ReplyBody:
 
 
 @agent_bp.post("/nodes/<node_id>/help")
+@documented("Raise the node's hand (again: update its message)", request=HelpRequest,
+            responses={201: HelpRaised, 200: HelpRaised}, security="node")
 def raise_hand(node_id: str):
     identity = require_node(node_id)
     body = parse_body(HelpRequest)
@@ -53,6 +57,9 @@ def _authenticate():
 
 
 @bp.get("/help")
+@documented("The help queue and the stuck attendees", responses={200: r.HelpQueue},
+            query=[Param("state", {"type": "string", "enum": ["up", "all", *help_requests.STATES]},
+                         "up (default): open and claimed; or one state; or all")])
 def list_help():
     """Raised hands (``?state=open|claimed|resolved|all``; default: the ones still up) and stuck nodes."""
     wanted = request.args.get("state", "up")
@@ -66,11 +73,13 @@ def list_help():
 
 
 @bp.get("/stuck")
+@documented("Attendees the stuck rules flag", responses={200: r.StuckList})
 def list_stuck():
     return jsonify({"stuck": stuck_store.listing(get_session())})
 
 
 @bp.post("/stuck/<node_ref>/raise")
+@documented("Raise a hand for a stuck attendee", responses={201: r.HelpView}, errors=(409,))
 def raise_for_stuck(node_ref: str):
     session = get_session()
     row = help_requests.raise_for_stuck(session, node_ref, actor=g.principal.actor)
@@ -79,17 +88,21 @@ def raise_for_stuck(node_ref: str):
 
 
 @bp.post("/help/<help_id>/claim")
+@documented("Claim a raised hand: the attendee sees who is coming", responses={200: r.HelpView}, errors=(409,))
 def claim(help_id: str):
     return _act(help_id, help_requests.claim)
 
 
 @bp.post("/help/<help_id>/reply")
+@documented("Reply: shown in the attendee's lab status and on their next prompt", request=ReplyBody,
+            responses={200: r.HelpView}, errors=(409,))
 def reply(help_id: str):
     body = parse_body(ReplyBody)
     return _act(help_id, lambda session, row, **who: help_requests.reply(session, row, body.text, **who))
 
 
 @bp.post("/help/<help_id>/resolve")
+@documented("Resolve a raised hand", responses={200: r.HelpView}, errors=(409,))
 def resolve(help_id: str):
     return _act(help_id, help_requests.resolve)
 

@@ -34,6 +34,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # resource, no such thing, too large a body. ``errors=`` adds an operation's own.
 COMMON_ERRORS = (400, 401, 403, 404, 413)
 TEXT64 = {"type": "string", "minLength": 1, "maxLength": 64}  # a name-like query parameter
+HTML_BLUEPRINT = "pages"  # the web pages' blueprint: not part of the API document
 TEXT = "text/plain"  # a response model for a plain-text answer (the metrics scrape)
 SECURITY_SCHEMES = {
     "node": {"type": "http", "scheme": "bearer", "description": "per-node token from enroll"},
@@ -109,10 +110,12 @@ def openapi_document(app: Flask) -> dict[str, Any]:
 
 
 def api_routes(app: Flask):
-    """(rule, method) for every operation the app serves: every rule but ``static``, every method but HEAD/OPTIONS."""
+    """(rule, method) for every API operation: every rule but ``static`` and the HTML pages, every method but HEAD/OPTIONS."""
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static":
-            continue  # the app has no static folder; were one added, its files are not API operations
+        if rule.endpoint == "static" or rule.endpoint.startswith(HTML_BLUEPRINT + "."):
+            # The instructor's pages (controller/pages/) answer HTML to a browser session, not JSON:
+            # they are not operations of the HTTP API (docs/web.md describes them).
+            continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             yield rule, method
 

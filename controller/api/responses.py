@@ -277,3 +277,50 @@ class CredentialRow(Answer):
 
 class Credentials(Answer):
     credentials: list[CredentialRow]
+
+
+class HelpView(Answer):
+    """A raised hand in the help queue, with how long it has waited (to its resolution, once resolved)."""
+
+    id: str
+    node: str
+    attendee: str | None
+    source: str = Field(description="attendee (lab help) or instructor (raised from a stuck flag)")
+    state: str = Field(description="open, claimed or resolved")
+    lab: str | None
+    step: str | None
+    reason: str | None
+    message: str | None
+    created_at: Time
+    waited_s: int
+    claimed_by: str | None
+    claimed_at: Time | None
+    reply: str | None
+    replied_by: str | None
+    replied_at: Time | None
+    resolved_by: str | None
+    resolved_at: Time | None
+
+
+class StuckView(Answer):
+    """An attendee the stuck rules flag, with the reasons in words and the lab's suggested hint."""
+
+    node: str
+    attendee: str | None
+    lab: str
+    step: str
+    reasons: list[dict[str, Any]]
+    reason: str
+    hint: str | None
+    since: Time
+    stuck_s: int
+    hand_raised: bool
+
+
+class StuckList(Answer):
+    stuck: list[StuckView]
+
+
+class HelpQueue(Answer):
+    requests: list[HelpView]
+    stuck: list[StuckView]

@@ -17,6 +17,7 @@ from openapi_spec_validator import validate
 from controller.api.openapi import Undocumented, api_routes, build_document, documented, openapi_path
 from controller.api.responses import WhoAmI
 from controller.app import register_api
+from controller.models import StuckFlag, utcnow
 from tests.openapi_check import ResponseChecker
 
 
@@ -40,7 +41,10 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 29
+    assert len(operations) == len(routes) == 36
+    # Only the HTML pages (and a static folder, if any) stay out of the API document.
+    left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
+    assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
     for rule, method in routes:
         operation = doc["paths"][openapi_path(rule)][method.lower()]
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
@@ -154,6 +158,22 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
     call("GET", "/api/v1/audit?action=command.issue", 200, headers=admin)
     call("GET", "/api/v1/progress", 200, headers=admin)
 
+    # The help queue: the node raises its hand (again: an update), an instructor claims, replies, resolves;
+    # a stuck flag (written as the stuck pass would) becomes a raised hand.
+    hand = call("POST", f"{agent}/help", 201, json={"message": "no PID 1 in my namespace"}, headers=node.auth).json
+    call("POST", f"{agent}/help", 200, json={"message": "still no PID 1"}, headers=node.auth)
+    call("GET", "/api/v1/help", 200, headers=admin)
+    call("POST", f"/api/v1/help/{hand['id']}/claim", 200, headers=admin)
+    call("POST", f"/api/v1/help/{hand['id']}/reply", 200, json={"text": "coming to you"}, headers=admin)
+    call("POST", f"/api/v1/help/{hand['id']}/resolve", 200, headers=admin)
+    with app.extensions["labfleet"].db.session() as session:
+        session.add(StuckFlag(node_id=node.id, lab="ns-pid", step="ns-pid-1",
+                              reasons=[{"rule": "same_failure", "text": "failed 3 times in a row"}],
+                              hint=None, since=utcnow(), evaluated_at=utcnow()))
+        session.commit()
+    call("GET", "/api/v1/stuck", 200, headers=admin)
+    assert call("POST", "/api/v1/stuck/walk-1/raise", 201, headers=admin).json["source"] == "stuck"
+
     # Provisioning (the run stays pending: no worker here) and attendees.
     inventory = {"path": "room.yml", "content": "defaults: {user: root, private_key: keys/room.key}\n"
                  "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n", "keys": {"keys/room.key": ssh_key}}
@@ -199,4 +219,4 @@ def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_withou
             assert response.json["error"] == "unauthenticated"
             guarded += 1
     assert not checker.take_problems()
-    assert guarded == 25  # all but health, the document, metrics (its own scheme) and enroll
+    assert guarded == 32  # all but health, the document, metrics (its own scheme) and enroll
