@@ -115,9 +115,17 @@ def list_attendees(session: Session) -> list[Attendee]:
     return list(session.scalars(select(Attendee).order_by(Attendee.name, Attendee.email)))
 
 
+def _with_nodes(session: Session) -> list[tuple[Attendee, Node | None]]:
+    """Every attendee with their node, by name, in one query."""
+    rows = session.execute(select(Attendee, Node).outerjoin(Node, Attendee.node_id == Node.id)
+                           .order_by(Attendee.name, Attendee.email))
+    return [(attendee, node) for attendee, node in rows]
+
+
 def assign_round_robin(session: Session, *, actor: str) -> tuple[list[tuple[Attendee, Node]], list[Attendee]]:
     """Give every unassigned attendee a node that has nobody yet, in name order; returns who is still without."""
-    free = [n for n in _usable_nodes(session) if n.id not in _taken(session)]
+    taken = _taken(session)
+    free = [n for n in _usable_nodes(session) if n.id not in taken]
     waiting = [a for a in list_attendees(session) if a.node_id is None]
     pairs = list(zip(waiting, free, strict=False))
     for attendee, node in pairs:
@@ -156,8 +164,7 @@ def issue_credentials(session: Session, *, actor: str, reissue: bool = False) ->
     """
     addresses = _provisioned_addresses(session)
     rows, issued = [], []
-    for attendee in list_attendees(session):
-        node = session.get(Node, attendee.node_id) if attendee.node_id else None
+    for attendee, node in _with_nodes(session):
         code = None
         if reissue or attendee.access_code_hash is None:
             code = new_access_code()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from dataclasses import dataclass
 
 from flask import current_app, g, request
 from sqlalchemy import select
@@ -18,22 +17,8 @@ from controller import states
 from controller.db import get_session
 from controller.errors import Forbidden, Unauthenticated
 from controller.models import ApiToken, Node
+from controller.principals import NodeIdentity, Principal
 from controller.tokens import hash_token
-
-
-@dataclass(frozen=True)
-class Principal:
-    kind: str  # "instructor" | "node" | "system"
-    id: str
-    name: str
-
-    @property
-    def actor(self) -> str:
-        """How this principal appears in the audit log."""
-        return f"{self.kind}:{self.name}"
-
-
-SYSTEM = Principal("system", "system", "sweep")
 
 
 def bearer_token() -> str:
@@ -42,17 +27,6 @@ def bearer_token() -> str:
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer token (Authorization: Bearer <token>)")
     return token.strip()
-
-
-@dataclass(frozen=True)
-class NodeIdentity:
-    """What a request needs to know about the calling node (not the whole row: heartbeats are hot)."""
-
-    id: str
-    name: str
-    state: str
-    state_digest: str
-    heartbeat_interval: float
 
 
 _NODE_IDENTITY = select(Node.id, Node.name, Node.state, Node.state_digest, Node.heartbeat_interval)

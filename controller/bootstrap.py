@@ -8,7 +8,7 @@ from pathlib import Path
 
 from controller import db as db_module
 from controller import enrollment, events, instructors, tls, web_accounts
-from controller.cli.client import Credentials
+from controller.credentials import Credentials
 from controller.settings import Settings
 
 

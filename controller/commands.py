@@ -17,9 +17,9 @@ from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from controller import audit, lab_progress, states
-from controller.auth import NodeIdentity
 from controller.errors import NotFound, ValidationFailed
 from controller.models import Command, CommandResult, Node, new_id, utcnow
+from controller.principals import NodeIdentity
 from controller.validation import parse
 from node_agent.protocol import COMMAND_KINDS, LAB_COMMAND_KINDS, CommandMessage, LabOutcome
 from node_agent.protocol import CommandResult as ResultMessage

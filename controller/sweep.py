@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from controller import audit, commands, states
 from controller.models import Node, utcnow
+from controller.principals import SYSTEM
 
 
 @dataclass
@@ -37,7 +38,7 @@ def mark_silent_offline(session: Session, *, missed_heartbeats: int, now: dateti
         if node.last_seen_at is None or now - node.last_seen_at > limit:
             states.check_node_move(node.state, states.NODE_OFFLINE)
             node.state = states.NODE_OFFLINE
-            audit.record(session, actor="system:sweep", action="node.offline", target=node.id,
+            audit.record(session, actor=SYSTEM.actor, action="node.offline", target=node.id,
                          node=node.name, last_seen_at=node.last_seen_at.isoformat() if node.last_seen_at else None)
             went_offline.append(node.name)
     return went_offline

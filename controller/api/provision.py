@@ -52,7 +52,7 @@ def start_run():
     settings = app_state().settings
     session = get_session()
     tuning = Tuning.from_settings(settings, forks=body.forks, tune=body.tune)
-    stale_after = settings.provision_time_limit + 600
+    stale_after = settings.provision_time_limit + runs.RUN_GRACE
     if body.retry_failed:
         run = runs.retry_failed(session, actor=g.principal.actor, playbook=body.playbook, tuning=tuning,
                                 stale_after=stale_after)
@@ -109,7 +109,7 @@ def run_events(run_id: str):
 def cancel_run(run_id: str):
     session = get_session()
     run = runs.request_cancel(session, run_id=run_id, actor=g.principal.actor,
-                              stale_after=app_state().settings.provision_time_limit + 600)
+                              stale_after=app_state().settings.provision_time_limit + runs.RUN_GRACE)
     session.commit()
     return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id)))
 

@@ -27,7 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from controller import bootstrap
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient, Credentials, verifying_context
+from controller.cli.client import ClientError, ControllerClient, verifying_context
+from controller.credentials import Credentials
 from controller.settings import Settings
 
 

@@ -16,9 +16,10 @@ from controller.cli import help as help_cli
 from controller.cli import instructors as instructors_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient, Credentials
+from controller.cli.client import ClientError, ControllerClient
 from controller.cli.fleet import fleet as fleet_group
 from controller.cli.labs import register as register_lab_commands
+from controller.credentials import Credentials, MissingCredentials
 from controller.settings import ConfigurationError, Settings
 
 
@@ -39,7 +40,7 @@ class Context:
         try:
             return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
                                                         data_dir=settings.data_dir, ca_file=settings.tls_ca_file))
-        except ClientError as exc:
+        except MissingCredentials as exc:
             raise click.ClickException(render.clean(exc)) from None
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from controller import audit, enrollment
 from controller import states as node_states
 from controller.models import Event, Node, ProvisionHostStatus, ProvisionRun, utcnow
-from controller.provision import states
+from controller.provision import runs, states
 from controller.provision.inventory import ansible_inventory, hosts_from_dicts
 from controller.provision.recorder import EventRecorder
 from controller.provision.redact import Redactor
@@ -81,7 +81,7 @@ def execute(app: AppState, run_id: str) -> Report:
         if playbook == "site":
             host_tokens = enrollment.mint_for_run(
                 session, event=session.get(Event, run.event_id), run_id=run.id, hosts=names, created_by=actor,
-                ttl=settings.provision_time_limit + 600.0)
+                ttl=settings.provision_time_limit + runs.RUN_GRACE)
     redact = Redactor(list(host_tokens.values()))
     recorder = EventRecorder(app.db, run_id, names, redact)
     private_dir = settings.data_dir / "provision" / run_id

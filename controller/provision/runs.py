@@ -21,6 +21,12 @@ from controller.provision.inventory import InventoryError, InventoryHost, hosts_
 from controller.provision.inventory.request import InventorySettings, open_requested
 from controller.provision.runner import Tuning
 
+# Seconds past LABFLEET_PROVISION_TIME_LIMIT after which no worker can still be running a run:
+# ansible-runner stops at the limit, Celery kills the task 300 s later (controller/tasks/provision.py),
+# and the other 300 s cover the queue wait and settling. Past limit + RUN_GRACE an open run is stale
+# (it can be cancelled or replaced) and the host tokens minted for it have no use left.
+RUN_GRACE = 600.0
+
 
 def start(session: Session, *, actor: str, playbook: str, driver: str, inventory: dict[str, Any],
           tuning: Tuning, default_controller_url: str, stale_after: float,

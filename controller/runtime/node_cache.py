@@ -18,7 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from controller.auth import NodeIdentity
+    from controller.principals import NodeIdentity
 
 
 class NodeTokenCache:
