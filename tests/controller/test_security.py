@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from controller.models import Command, CommandResult, EnrollmentToken, Node, utcnow
+from tests.processes import wait_until
 
 
 def issue_ping(client, seed, node_name):
@@ -158,9 +159,8 @@ def test_a_node_cannot_hold_more_than_two_long_polls(app, enroll):
     holders = [threading.Thread(target=hold) for _ in range(2)]
     for t in holders:
         t.start()
-    import time
-
-    time.sleep(0.5)
+    notifier = app.extensions["labfleet"].notifier
+    wait_until(lambda: notifier.waiter_count(node.id) == 2, timeout=10, interval=0.01, what="both polls to wait")
     third = app.test_client().get(f"/api/agent/v1/nodes/{node.id}/commands?wait=1", headers=node.auth)
     for t in holders:
         t.join()
