@@ -180,6 +180,7 @@ class MisbehavingServer:
         self.answers: dict[str, tuple[int, Any]] = {}
         self.hold_polls = False
         self.release = threading.Event()
+        self.holding = threading.Event()  # set once a poll is being held
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -192,6 +193,7 @@ class MisbehavingServer:
                 path = self.path.partition("?")[0]
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if path.endswith("/commands") and server.hold_polls:
+                    server.holding.set()
                     server.release.wait(30)
                 status, body = server.answers.get(path, (404, {"error": "not_found", "detail": path}))
                 data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -261,7 +263,7 @@ def test_close_wakes_a_blocked_long_poll(odd_server: MisbehavingServer) -> None:
 
     thread = threading.Thread(target=poll)
     thread.start()
-    time.sleep(0.3)
+    assert odd_server.holding.wait(10), "the poll never reached the server"
     started = time.monotonic()
     client.close()
     thread.join(5)
