@@ -10,10 +10,12 @@ from flask.sessions import SecureCookieSessionInterface
 from controller import commands as _commands
 from controller import db as db_module
 from controller import nodes as _nodes
-from controller.enroll_guard import EnrollGuard
-from controller.errors import register_error_handlers
-from controller.proxies import TrustedProxies
-from controller.ratelimit import ConcurrencyLimiter
+from controller.api import db_session
+from controller.api.enroll_guard import EnrollGuard
+from controller.api.errors import register_error_handlers
+from controller.api.proxies import TrustedProxies
+from controller.api.ratelimit import ConcurrencyLimiter
+from controller.api.validation import check_request_text
 from controller.runtime.app_state import AppState
 from controller.runtime.group_commit import GroupCommit
 from controller.runtime.heartbeats import HeartbeatRecorder
@@ -21,7 +23,6 @@ from controller.runtime.metrics import DatabaseCollector, Metrics, queue_depth_r
 from controller.runtime.node_cache import NodeTokenCache
 from controller.runtime.notifier import NodeNotifier
 from controller.settings import Settings
-from controller.validation import check_request_text
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -37,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.wsgi_app = TrustedProxies(app.wsgi_app, settings.trusted_proxy_networks)  # type: ignore[method-assign]
     logging.basicConfig(level=settings.log_level)
     database = db_module.database_for(settings)
-    db_module.init_app(app, database)
+    db_session.init_app(app, database)
     node_cache = NodeTokenCache()
     state = AppState(
         settings=settings, db=database,
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 def register_api(app: Flask) -> Flask:
     """Every blueprint of the HTTP API (also what /api/openapi.json is generated from)."""
     from controller.api import agent, health, instructor
+    from controller.api import attendees as _attendee_routes  # noqa: F401  (adds its routes to provision_api.bp)
     from controller.api import provision as provision_api
 
     for blueprint in (health.bp, agent.bp, instructor.bp, provision_api.bp):

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
-from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -89,35 +88,3 @@ def database_for(settings: Settings) -> Database:
         settings.ensure_data_dir()
     return Database(settings.sqlalchemy_url, pool_size=settings.db_pool_size,
                     max_overflow=settings.db_max_overflow, sqlite_pool=settings.web_threads)
-
-
-def init_app(app: Flask, database: Database) -> None:
-    app.extensions["labfleet.db"] = database
-    app.teardown_appcontext(_close_request_session)
-
-
-def get_db() -> Database:
-    return current_app.extensions["labfleet.db"]
-
-
-def get_session() -> Session:
-    """The request's session, opened on first use and closed at teardown."""
-    if "db_session" not in g:
-        g.db_session = get_db().sessions()
-    return g.db_session
-
-
-def release_session() -> None:
-    """Close the request's session early (before a long-poll wait holds the thread)."""
-    session = g.pop("db_session", None)
-    if session is not None:
-        session.close()
-
-
-def _close_request_session(exc: BaseException | None) -> None:
-    session = g.pop("db_session", None)
-    if session is None:
-        return
-    if exc is not None:
-        session.rollback()
-    session.close()

@@ -1,13 +1,10 @@
-"""The API's errors, and their translation to JSON at the edge, in one place.
+"""The errors services and views raise, each with the HTTP status it stands for.
 
-Views and services raise these; ``register_error_handlers`` turns every one of
-them (and Flask's own HTTP errors) into ``{"error", "detail", "field"}``.
+controller/api/errors.py turns every one of them (and Flask's own HTTP errors) into
+``{"error", "detail", "field"}`` at the edge.
 """
 
 from __future__ import annotations
-
-from flask import Flask, jsonify
-from werkzeug.exceptions import HTTPException
 
 
 class ApiError(Exception):
@@ -69,27 +66,3 @@ class PayloadTooLarge(ApiError):
 class TooManyRequests(ApiError):
     status = 429
     error = "too_many_requests"
-
-
-_HTTP_NAMES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
-
-
-def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError):
-        response = jsonify(exc.body())
-        response.status_code = exc.status
-        if exc.status == 401:
-            response.headers["WWW-Authenticate"] = 'Bearer realm="labfleet"'
-        return response
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException):
-        code = exc.code or 500
-        detail = exc.description or exc.name
-        if code == 413:
-            detail = f"request body is larger than {app.config['MAX_CONTENT_LENGTH']} bytes"
-        response = jsonify({"error": _HTTP_NAMES.get(code, exc.name.lower().replace(" ", "_")),
-                            "detail": detail, "field": None})
-        response.status_code = code
-        return response

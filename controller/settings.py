@@ -50,7 +50,7 @@ class Settings:
     redeliver_after: float = 30.0
     enrollment_token_ttl: float = 24 * 3600.0
     # Failed enrollments allowed per client address and minute (guessing tokens); successes are free, and
-    # a token prefix that belongs to a live enrollment token passes (controller/enroll_guard.py).
+    # a token prefix that belongs to a live enrollment token passes (controller/api/enroll_guard.py).
     enroll_failures_per_minute: int = 20
     # Failed enrollments allowed per token prefix (its first 10 characters) and minute, from all addresses.
     enroll_failures_per_prefix: int = 10

@@ -15,7 +15,6 @@ import typing
 from typing import Annotated, Any, TypeVar
 
 import pydantic
-from flask import request
 
 from controller.errors import MalformedBody, ValidationFailed
 
@@ -77,13 +76,6 @@ def _as_dataclass(cls: type[T], model: pydantic.BaseModel) -> T:
             value = [_as_dataclass(typing.get_args(hint)[0], item) for item in value]
         values[name] = value
     return cls(**values)
-
-
-def parse_body(cls: type[T]) -> T:
-    """The request's JSON body as ``cls``, or a 400 that says what is wrong."""
-    if not request.is_json:
-        raise MalformedBody("body must be JSON (Content-Type: application/json)")
-    return parse(cls, decode_json(request.get_data(cache=True)))
 
 
 def decode_json(raw: bytes) -> Any:
@@ -159,17 +151,6 @@ def _unstorable(path: tuple, why: str) -> ValidationFailed:
     shown = path[:4]
     field = ".".join(str(part) for part in shown) or None
     return ValidationFailed(f"{field or 'body'}: {why}", field=field)
-
-
-def check_request_text() -> None:
-    """Path and query parameters go into SQL as text: a NUL is a 500 on PostgreSQL, so it is a 400 here.
-
-    Installed as a ``before_request`` hook, so no view can forget it.
-    """
-    params = [*(request.view_args or {}).items(), *request.args.items(multi=True)]
-    for name, value in params:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValidationFailed(f"{name}: may not hold a NUL character", field=name)
 
 
 def _failure(exc: pydantic.ValidationError, prefix: str) -> ValidationFailed:

@@ -19,9 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from controller import audit
+from controller.counters import FailureCounter, LocalCounter, RedisCounter
 from controller.errors import Conflict, NotFound, ValidationFailed
 from controller.models import ApiToken, Instructor, utcnow
-from controller.ratelimit import FailureCounter, LocalCounter, RedisCounter
 
 _HASHER = PasswordHasher()
 # Verified when the name is unknown, so a wrong name costs the same time as a wrong password.

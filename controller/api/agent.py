@@ -8,13 +8,13 @@ from functools import partial
 from flask import Blueprint, jsonify, request
 
 from controller import commands, enrollment, nodes
+from controller.api.auth import node_changed, require_node
+from controller.api.db_session import get_session, release_session
 from controller.api.openapi import Param, documented
 from controller.api.query_args import seconds_arg
-from controller.auth import node_changed, require_node
-from controller.db import get_session, release_session
+from controller.api.validation import parse_body
 from controller.errors import Conflict, Unauthenticated
 from controller.runtime.app_state import app_state
-from controller.validation import parse_body
 from node_agent.protocol import (
     AGENT_API,
     Ack,

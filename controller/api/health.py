@@ -10,8 +10,8 @@ from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
 
 from controller.api import responses as r
+from controller.api.auth import require_metrics_scraper
 from controller.api.openapi import TEXT, documented, openapi_document
-from controller.auth import require_metrics_scraper
 from controller.runtime.app_state import app_state
 from node_agent import __version__
 

@@ -13,15 +13,15 @@ from flask import Blueprint, g, jsonify, request
 
 from controller import help_requests
 from controller.api import responses as r
+from controller.api.auth import require_instructor, require_node
+from controller.api.db_session import get_session
 from controller.api.openapi import Param, documented
-from controller.auth import require_instructor, require_node
-from controller.db import get_session
+from controller.api.validation import parse_body
 from controller.errors import ValidationFailed
 from controller.models import HelpRequest as HelpRow
 from controller.models import Node
 from controller.runtime.app_state import app_state
 from controller.stuck import store as stuck_store
-from controller.validation import parse_body
 from node_agent.protocol import AGENT_API, HELP_MESSAGE_MAX, HelpRaised, HelpRequest, encode
 
 agent_bp = Blueprint("agent_help_api", __name__, url_prefix=AGENT_API)

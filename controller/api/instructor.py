@@ -7,15 +7,15 @@ from flask import Blueprint, g, jsonify, request
 from controller import audit, commands, enrollment, events, nodes, states
 from controller import lab_progress as lab_progress_module
 from controller.api import responses as r
+from controller.api.auth import node_changed, require_instructor
+from controller.api.db_session import get_session
 from controller.api.openapi import TEXT64, Param, documented
 from controller.api.pagination import Key, page
 from controller.api.schemas import CreateEnrollmentTokenRequest, IssueCommandRequest
-from controller.auth import node_changed, require_instructor
-from controller.db import get_session
+from controller.api.validation import parse_body
 from controller.errors import ValidationFailed
 from controller.models import AuditEntry, Command, EnrollmentToken, LabProgress, Node
 from controller.runtime.app_state import app_state
-from controller.validation import parse_body
 
 bp = Blueprint("instructor_api", __name__, url_prefix="/api/v1")
 

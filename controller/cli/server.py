@@ -39,7 +39,7 @@ class GunicornServer(BaseApplication):
             # One controller per data dir, several per machine in tests: no shared control socket.
             "control_socket_disable": True,
             # gunicorn's own X-Forwarded-Proto trust (127.0.0.1 by default) follows LABFLEET_TRUSTED_PROXIES
-            # too: one rule for every forwarding header (controller/proxies.py).
+            # too: one rule for every forwarding header (controller/api/proxies.py).
             "forwarded_allow_ips": ",".join(str(n) for n in s.trusted_proxy_networks),
         }
         if s.serves_tls:

@@ -179,7 +179,7 @@ def retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
     A node is a host's when a run's bound token made it that host (``Node.provision_host``): a
     node that merely calls itself by a host's name, or shares its address (one NAT), is not.
     """
-    from controller.auth import node_changed
+    from controller.api.auth import node_changed
 
     retired = []
     with app.db.session() as session:

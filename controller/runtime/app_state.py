@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from flask import current_app
 
+from controller.api.enroll_guard import EnrollGuard
+from controller.api.ratelimit import ConcurrencyLimiter
 from controller.db import Database
-from controller.enroll_guard import EnrollGuard
-from controller.ratelimit import ConcurrencyLimiter
 from controller.runtime.group_commit import GroupCommit
 from controller.runtime.heartbeats import HeartbeatRecorder
 from controller.runtime.metrics import Metrics

@@ -1,6 +1,6 @@
 """Failed enrollments are limited per address and per token prefix, shared through Redis, in bounded memory.
 
-The rule (controller/enroll_guard.py, docs/security.md "Resource limits"): an
+The rule (controller/api/enroll_guard.py, docs/security.md "Resource limits"): an
 address is refused after N failures in a minute unless the token it presents
 starts like a live one; a token prefix is refused after M failures from
 anywhere. A room behind one NAT keeps enrolling with its real token while
@@ -98,7 +98,7 @@ def test_five_thousand_distinct_callers_leave_the_in_process_limiter_bounded(tmp
 
 
 def test_expired_counts_are_dropped_and_the_key_may_fail_again():
-    from controller.ratelimit import LocalCounter
+    from controller.counters import LocalCounter
 
     counter = LocalCounter(window=0.3, max_keys=100)
     for i in range(50):

@@ -1,13 +1,9 @@
-"""Limits on what an unauthenticated or misbehaving caller can cost us.
+"""Failure counters: how many times a key (an address, a token prefix, a login name) failed in a fixed
+window that starts with its first failure and then expires.
 
-- Failure counters (``LocalCounter``, ``RedisCounter``): how many times a key
-  (an address, a token prefix) failed in a fixed window that starts with its
-  first failure and then expires. With Redis every web process sees the same
-  counts; in-process the counter keeps at most ``max_keys`` keys and drops
-  expired ones as it goes, so a flood of distinct callers cannot grow it.
-  ``controller/enroll_guard.py`` uses them for enrollment.
-- Concurrent long-polls per node: each holds a server thread, so a node token
-  (an attendee is root on their VM) must not be able to hold them all.
+With Redis every web process sees the same counts; in-process the counter keeps at most ``max_keys``
+keys and drops expired ones as it goes, so a flood of distinct callers cannot grow it.
+``controller/api/enroll_guard.py`` uses them for enrollment, ``controller/web_accounts.py`` for logins.
 """
 
 from __future__ import annotations
@@ -15,14 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections import OrderedDict
 from typing import Protocol
 
-from controller.errors import TooManyRequests
-
 log = logging.getLogger(__name__)
+
 
 class FailureCounter(Protocol):
     def count(self, key: str) -> tuple[int, float]:
@@ -125,24 +118,3 @@ class RedisCounter:
         if self._degraded:
             log.warning("failure counts: Redis answers again; counts are shared again")
         self._degraded = False
-
-
-class ConcurrencyLimiter:
-    def __init__(self, *, per_key: int) -> None:
-        self._per_key = per_key
-        self._lock = threading.Lock()
-        self._active: dict[str, int] = defaultdict(int)
-
-    @contextmanager
-    def slot(self, key: str, what: str) -> Iterator[None]:
-        with self._lock:
-            if self._active[key] >= self._per_key:
-                raise TooManyRequests(f"{what}: at most {self._per_key} at once")
-            self._active[key] += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._active[key] -= 1
-                if not self._active[key]:
-                    del self._active[key]

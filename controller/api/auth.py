@@ -14,7 +14,7 @@ from flask import current_app, g, request
 from sqlalchemy import select
 
 from controller import states
-from controller.db import get_session
+from controller.api.db_session import get_session
 from controller.errors import Forbidden, Unauthenticated
 from controller.models import ApiToken, Node
 from controller.principals import NodeIdentity, Principal

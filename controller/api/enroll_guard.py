@@ -21,8 +21,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
+from controller.counters import FailureCounter, LocalCounter, RedisCounter
 from controller.errors import TooManyRequests
-from controller.ratelimit import FailureCounter, LocalCounter, RedisCounter
 from controller.settings import Settings
 
 PREFIX_CHARS = 10  # what EnrollmentToken.prefix stores and the instructor sees in `enroll-token list`
