@@ -10,6 +10,8 @@ The pieces, each in its own module:
   ``redact.py``) and per-host progress, and reads the cancel flag.
 - ``runs.py``: the database side: asking for a run, retrying the failed hosts,
   cancelling, and the views the API and CLI show.
-- ``execute.py``: what the Celery task does with a run (enrollment token, agent
-  wheel, extra vars, the playbook, and retiring nodes after a teardown).
+- ``execute.py``: what the Celery task does with a run: claim (pending -> running),
+  run (agent wheel, extra vars, the playbook), settle (end state, audit), with
+  per-playbook hooks (``HOOKS``: site mints each host's enrollment token, teardown
+  retires the nodes of the hosts it cleaned).
 """

@@ -14,22 +14,25 @@ marked retired).
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from controller import audit, enrollment
 from controller import states as node_states
 from controller.models import Event, Node, ProvisionHostStatus, ProvisionRun, utcnow
 from controller.provision import runs, states
-from controller.provision.inventory import ansible_inventory, hosts_from_dicts
+from controller.provision.inventory import InventoryHost, ansible_inventory, hosts_from_dicts
 from controller.provision.recorder import EventRecorder
 from controller.provision.redact import Redactor
 from controller.provision.runner import (
     PlaybookRun,
     ProvisionError,
+    RunnerOutcome,
     Tuning,
     control_path_dir,
     count_tasks,
@@ -56,8 +59,60 @@ def playbooks_dir(configured: str) -> Path:
     return Path(configured).expanduser() if configured else REPO_PLAYBOOKS
 
 
+@dataclass
+class Claimed:
+    """A run taken from pending to running, with what the playbook needs; read in the claiming session."""
+
+    run_id: str
+    playbook: str
+    actor: str
+    hosts: list[InventoryHost]
+    limit: list[str]
+    names: list[str]  # the hosts this run touches (its limit, else every host)
+    tuning: Tuning
+    extravars: dict[str, Any]
+    folder: Path
+    host_tokens: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlaybookHooks:
+    """What one playbook adds around the common claim -> run -> settle."""
+
+    # In the claiming session: each host's own enrollment token (site), or none.
+    mint_tokens: Callable[[Session, ProvisionRun, Claimed, Settings], dict[str, str]] | None = None
+    # After the run is settled: e.g. retire the nodes of the hosts teardown cleaned.
+    after_settle: Callable[[AppState, Claimed], None] | None = None
+
+
+def _mint_site_tokens(session: Session, run: ProvisionRun, claimed: Claimed, settings: Settings) -> dict[str, str]:
+    return enrollment.mint_for_run(
+        session, event=session.get(Event, run.event_id), run_id=run.id, hosts=claimed.names,
+        created_by=claimed.actor, ttl=settings.provision_time_limit + runs.RUN_GRACE)
+
+
+def _retire_after_teardown(app: AppState, claimed: Claimed) -> None:
+    retire_cleaned_nodes(app, claimed.run_id, claimed.actor)
+
+
+HOOKS: dict[str, PlaybookHooks] = {
+    "site": PlaybookHooks(mint_tokens=_mint_site_tokens),
+    "teardown": PlaybookHooks(after_settle=_retire_after_teardown),
+}
+
+
 def execute(app: AppState, run_id: str) -> Report:
     """Run a pending run to its end. A run already finished (a redelivered task) is left as it is."""
+    claimed = claim(app, run_id)
+    if isinstance(claimed, Report):
+        return claimed
+    recorder = EventRecorder(app.db, run_id, claimed.names, Redactor(list(claimed.host_tokens.values())))
+    outcome, error = run_claimed(app, claimed, recorder)
+    return settle(app, claimed, recorder, outcome, error)
+
+
+def claim(app: AppState, run_id: str) -> Claimed | Report:
+    """Move the run to running and read what it needs; a finished or missing run is reported as it is."""
     settings = app.settings
     with app.db.session() as session:
         run = session.get(ProvisionRun, run_id)
@@ -66,37 +121,41 @@ def execute(app: AppState, run_id: str) -> Report:
         run.state, run.started_at = states.RUN_RUNNING, utcnow()
         hosts = hosts_from_dicts(run.hosts)
         limit = list(run.limit_hosts)
-        playbook, tuning, actor = run.playbook, Tuning.from_dict(run.tuning), run.requested_by
-        controller_url = run.controller_url
         folder = playbooks_dir(settings.playbooks_dir)
         # The project is named explicitly: with facts gathered, the entry playbook is a wrapper elsewhere.
         # Extra vars beat inventory variables, so the setting may not give labfleet_enroll_token: it
         # would override every host's own token.
         extravars = {**{k: v for k, v in settings.provision_extra_vars_dict().items() if k != HOST_TOKEN_VAR},
-                     "labfleet_controller_url": controller_url,
+                     "labfleet_controller_url": run.controller_url,
                      "labfleet_project_dir": str(folder.parent),
                      "labfleet_stage_dir": str(settings.data_dir / "stage")}
-        names = limit or [h.name for h in hosts]
-        host_tokens: dict[str, str] = {}
-        if playbook == "site":
-            host_tokens = enrollment.mint_for_run(
-                session, event=session.get(Event, run.event_id), run_id=run.id, hosts=names, created_by=actor,
-                ttl=settings.provision_time_limit + runs.RUN_GRACE)
-    redact = Redactor(list(host_tokens.values()))
-    recorder = EventRecorder(app.db, run_id, names, redact)
-    private_dir = settings.data_dir / "provision" / run_id
+        claimed = Claimed(run_id=run.id, playbook=run.playbook, actor=run.requested_by, hosts=hosts, limit=limit,
+                          names=limit or [h.name for h in hosts], tuning=Tuning.from_dict(run.tuning),
+                          extravars=extravars, folder=folder)
+        hooks = HOOKS.get(claimed.playbook, PlaybookHooks())
+        if hooks.mint_tokens is not None:
+            claimed.host_tokens = hooks.mint_tokens(session, run, claimed, settings)
+    return claimed
+
+
+def run_claimed(app: AppState, claimed: Claimed, recorder: EventRecorder) -> tuple[RunnerOutcome | None, str | None]:
+    """Run the playbook; the outcome and, when it did not end with a result, why."""
+    settings = app.settings
+    private_dir = settings.data_dir / "provision" / claimed.run_id
     outcome, error = None, None
+    extravars = dict(claimed.extravars)
     try:
         # teardown.yml reads it too (it records what the host was provisioned with): give it to every run.
         extravars["labfleet_agent_wheel"] = str(_wheel(settings.provision_agent_wheel, settings.data_dir))
         extravars.update(agent_tls_vars(settings))
         spec = PlaybookRun(
-            private_dir=private_dir, playbook=folder / states.PLAYBOOKS[playbook],
-            inventory=_with_host_tokens(ansible_inventory(hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
-                                        host_tokens),
-            extravars=extravars, limit=limit, tuning=tuning, control_path_dir=control_path_dir(settings.data_dir),
-            timeout=settings.provision_time_limit)
-        _store_tasks_total(app, run_id, spec, settings.data_dir / "provision")
+            private_dir=private_dir, playbook=claimed.folder / states.PLAYBOOKS[claimed.playbook],
+            inventory=_with_host_tokens(
+                ansible_inventory(claimed.hosts, ssh_common_args=_default_ssh_args(settings.data_dir)),
+                claimed.host_tokens),
+            extravars=extravars, limit=claimed.limit, tuning=claimed.tuning,
+            control_path_dir=control_path_dir(settings.data_dir), timeout=settings.provision_time_limit)
+        _store_tasks_total(app, claimed.run_id, spec, settings.data_dir / "provision")
         outcome = run_playbook(spec, event_handler=recorder.on_event, status_handler=recorder.on_status,
                                cancel_callback=recorder.cancel_requested)
         if outcome.status == "timeout":
@@ -113,15 +172,23 @@ def execute(app: AppState, run_id: str) -> Report:
         raise
     finally:
         shutil.rmtree(private_dir, ignore_errors=True)
-        if host_tokens:
-            _revoke_tokens(app, run_id, actor)
+        if claimed.host_tokens:
+            _revoke_tokens(app, claimed.run_id, claimed.actor)
+    return outcome, error
+
+
+def settle(app: AppState, claimed: Claimed, recorder: EventRecorder, outcome: RunnerOutcome | None,
+           error: str | None) -> Report:
+    """Record the run's end state, run the playbook's after-hook, and audit it."""
     final = recorder.finish(runner_status=outcome.status if outcome else None, error=error)
-    if playbook == "teardown":
-        retire_cleaned_nodes(app, run_id, actor)
+    hooks = HOOKS.get(claimed.playbook, PlaybookHooks())
+    if hooks.after_settle is not None:
+        hooks.after_settle(app, claimed)
     with app.db.session() as session:
-        audit.record(session, actor=actor, action="provision.finish", target=run_id, playbook=playbook,
-                     state=final, hosts={p.host: p.state for p in recorder.progress.values()})
-    return Report(run_id, final)
+        audit.record(session, actor=claimed.actor, action="provision.finish", target=claimed.run_id,
+                     playbook=claimed.playbook, state=final,
+                     hosts={p.host: p.state for p in recorder.progress.values()})
+    return Report(claimed.run_id, final)
 
 
 def _with_host_tokens(inventory: dict[str, Any], host_tokens: dict[str, str]) -> dict[str, Any]:
@@ -179,8 +246,6 @@ def retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
     A node is a host's when a run's bound token made it that host (``Node.provision_host``): a
     node that merely calls itself by a host's name, or shares its address (one NAT), is not.
     """
-    from controller.api.auth import node_changed
-
     retired = []
     with app.db.session() as session:
         run = session.get(ProvisionRun, run_id)
@@ -194,5 +259,6 @@ def retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
             audit.record(session, actor=actor, action="node.retire", target=node.id, node=node.name,
                          host=node.provision_host, provision_run=run_id)
             retired.append(node.id)
-    for node_id in retired:
-        node_changed(node_id)
+    for node_id in retired:  # no process may answer from a cached identity of these nodes
+        app.node_cache.forget_node(node_id)
+        app.notifier.node_changed(node_id)
