@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from typing import TYPE_CHECKING
 
 from controller.cli import render
-from controller.cli.client import ControllerClient
 from controller.cli.options import call
+
+if TYPE_CHECKING:
+    from controller.cli.client import ControllerClient
 
 
 def follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for: float, *, quiet: bool) -> dict:

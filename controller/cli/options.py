@@ -1,12 +1,13 @@
 """What every ``labfleet`` command shares: the context, ``--json`` and turning client errors into exits.
 
 The one place for them, so that no command module imports from ``controller.cli.main`` (which
-imports them all). Light on purpose: click, the CLI's HTTP client and ``render``; the controller's
-settings are read only when a command asks for them.
+imports them all). Light on purpose: click and ``render``; the HTTP client (``ssl``, ``urllib.request``) and the
+controller's settings load only when a command asks for them, so ``labfleet --help`` needs neither.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -14,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient, Credentials
 
 if TYPE_CHECKING:
+    from controller.cli.client import ControllerClient
     from controller.settings import Settings
 
 #: ``--json``: print the API's data as JSON instead of a table (every command that shows something).
@@ -40,6 +41,8 @@ class Context:
             raise click.ClickException(render.clean(exc)) from None
 
     def client(self) -> ControllerClient:
+        from controller.cli.client import ControllerClient, Credentials
+
         settings = self.settings()
         with client_errors():
             return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
@@ -54,7 +57,11 @@ def client_errors() -> Iterator[None]:
     """A :class:`ClientError` (refused, unreachable, bad certificate) ends the command: its message, exit 1."""
     try:
         yield
-    except ClientError as exc:
+    except Exception as exc:
+        # A ClientError can only come from a loaded client module: no need to import it to recognise one.
+        client = sys.modules.get("controller.cli.client")
+        if client is None or not isinstance(exc, client.ClientError):
+            raise
         raise click.ClickException(render.clean(exc)) from None
 
 

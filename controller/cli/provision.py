@@ -10,15 +10,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from controller.cli import render
-from controller.cli.client import ControllerClient
 from controller.cli.options import call, json_option
+
+if TYPE_CHECKING:
+    from controller.cli.client import ControllerClient
 
 DONE_STATES = ("succeeded", "failed", "cancelled", "error")
 HOST_STYLE = {"ok": "green", "failed": "red", "unreachable": "red", "cancelled": "yellow", "running": "cyan",
