@@ -2,7 +2,7 @@
 
 A room of ``--nodes`` (500) attendees working through the repo's own lab catalog (``labs/``,
 the real step order and hints): each node has passed a random number of the workshop's steps,
-at times spread over the last 90 minutes, and is on the next one, often with a failing check
+about 8 minutes each (log-normal), and is part-way through the next one, often with a failing check
 (a streak and its reason), hints and resets in its state snapshot; some nodes are silent, and
 the instructor has sent ``lab.reset`` to some. The database is real: a SQLite file, or a
 throwaway PostgreSQL database (``--database postgresql``) created, migrated and dropped here.
@@ -43,6 +43,8 @@ from controller.stuck.rules import Rules
 
 REPO = Path(__file__).resolve().parent.parent
 LABS_DIR = REPO / "labs"
+# A pass runs every LABFLEET_STUCK_INTERVAL (30 s) on a worker: it should take a small slice of that.
+GOAL_PASS_MS = 1000.0
 WORKSHOP = ("ns-uts", "ns-pid", "ns-mount-1", "sc-filter", "ns-net-2", "sc-docker")
 
 
@@ -69,10 +71,13 @@ def seed_room(db: Database, nodes: int, seed: int = 7) -> dict[str, int]:
                         last_seen_at=now - timedelta(seconds=rng.uniform(120, 600) if silent else rng.uniform(0, 5)))
             session.add(node)
             session.flush()  # the node's row before the rows that point at it
-            start = now - timedelta(minutes=90) + timedelta(seconds=rng.uniform(0, 300))
+            # ~8 minutes a step, some much longer; they are part-way through the current one.
+            took = [rng.lognormvariate(6.2, 0.5) for _ in range(done)]
+            so_far = rng.lognormvariate(6.2, 0.5) * rng.uniform(0.2, 1.6)
+            start = now - timedelta(seconds=sum(took) + so_far)
             activity: dict[str, dict[str, dict[str, int]]] = {}
-            for lab, step in steps[:done]:
-                start += timedelta(seconds=rng.lognormvariate(6.2, 0.5))  # ~8 min a step, some much longer
+            for (lab, step), seconds in zip(steps[:done], took, strict=True):
+                start += timedelta(seconds=seconds)
                 session.add(LabProgress(node_id=node.id, lab=lab, step=step, status="passed", updated_at=start,
                                         evidence={"reason": ""}, fail_streak=0))
                 counts["progress"] += 1
@@ -80,7 +85,7 @@ def seed_room(db: Database, nodes: int, seed: int = 7) -> dict[str, int]:
             if rng.random() < 0.8:  # they have checked the step they are on at least once
                 streak = rng.choice((1, 1, 1, 1, 2, 2, 3, 5))
                 session.add(LabProgress(node_id=node.id, lab=lab, step=step, status="failed", fail_streak=streak,
-                                        updated_at=min(start + timedelta(seconds=rng.uniform(30, 900)), now),
+                                        updated_at=start + timedelta(seconds=so_far * rng.uniform(0.3, 1.0)),
                                         evidence={"reason": f"{step}: the check found nothing yet"}))
                 counts["progress"] += 1
             activity[lab] = {step: {"hints": rng.choice((0, 0, 0, 1, 1, 2, 3)),
