@@ -104,7 +104,7 @@ def bench_controller(database: str = "sqlite", *, web_workers: int = 1, web_thre
     Production defaults where the test helper differs (600 threads per web process, redelivery
     after 30 s, heartbeat interval 5 s). ``serve`` runs the migrations on start. Plain HTTP unless
     ``tls``: the simulated agents (aiohttp) measure the controller's request handling, as the
-    README's numbers always have; a real agent keeps its TLS connection, so TLS adds a handshake
+    docs/benchmarks.md's numbers always have; a real agent keeps its TLS connection, so TLS adds a handshake
     per connection, not per request.
     """
     data_dir = Path(tempfile.mkdtemp(prefix="labfleet-bench-"))

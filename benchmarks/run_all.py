@@ -1,7 +1,8 @@
 """Run every benchmark and print one Markdown table (metric, labfleet, baseline, ratio, goal, met?).
 
 ``python -m benchmarks.run_all [--quick] [--database postgresql]``. ``--quick``: fan-out 1 round,
-heartbeats 5 s, agent footprint 15 s, stuck detection 5 passes. The table is meant to be pasted into README.md.
+heartbeats 5 s, agent footprint 15 s, stuck detection 5 passes. The table is meant to be pasted into
+docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ SQLite (WAL) is the one-box default; PostgreSQL when ``database_url`` says so.
 The schema is created and upgraded only through Alembic
 (``controller/migrations``), never with ``create_all``, so a room's PostgreSQL
 and a laptop's SQLite file follow the same history.
+See docs/operations.md.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ and one attendee's mistakes must not lock the room out:
 
 Counts live in Redis when it is configured (every web process sees them), else
 in the process; both expire with their window and are bounded in number.
+See docs/security.md.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ per data dir and never replaced (a new one would cut off every enrolled VM);
 the server certificate is re-issued from it when a name is missing or it nears
 its end. An operator's own certificate (``LABFLEET_TLS_CERT/KEY``, and
 ``LABFLEET_TLS_CA`` for the CA the agents pin) replaces all of this.
+See docs/operations.md.
 """
 
 from __future__ import annotations

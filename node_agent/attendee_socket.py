@@ -14,6 +14,7 @@ that is answered at once with a one-line "busy" error and closed (never
 queued). A client has ``client_timeout`` seconds to send its whole request and
 again to take its whole answer; an idle or slow one is dropped. The socket has
 its own threads and shares no lock with the heartbeat or the command poll.
+See docs/security.md.
 """
 
 from __future__ import annotations

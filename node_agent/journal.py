@@ -14,6 +14,7 @@ it ran. Files in the state directory:
 On opening, an id begun but never finished (the agent died mid-command) gets
 a failed result in the outbox; the command is not re-run, since running it
 twice could be worse than reporting that it may have half-run.
+See docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ the document lists every route the app serves and cannot fall behind it.
 Request schemas come from the classes the views validate with
 (controller/validation.py), response schemas from controller/api/responses.py
 and the agent protocol's dataclasses.
+See docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ or NATed beyond the bridge: hosts have no default route.
 Hosts never run apt against a network: the packages the labs need are
 installed once on the machine (``scripts/system-packages.sh``) and every host
 sees them through its overlay.
+See docs/fleet.md.
 """
 
 from __future__ import annotations

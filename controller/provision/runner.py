@@ -9,6 +9,7 @@ Secrets (the enrollment token) reach Ansible only through
 ``<private dir>/env/extravars`` (mode 0600 in a 0700 folder, removed with the
 folder after the run), never on a command line; events are handed to the
 caller's handler and never written to ansible-runner's artifact folder.
+See docs/provisioning.md.
 """
 
 from __future__ import annotations

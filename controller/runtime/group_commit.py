@@ -7,6 +7,7 @@ on PostgreSQL every commit waits for a WAL flush. One writer thread per web
 process that runs whatever jobs are queued in one transaction removes both
 costs: a request waits for the next commit (a few milliseconds), never for
 199 others.
+See docs/architecture.md.
 """
 
 from __future__ import annotations

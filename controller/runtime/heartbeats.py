@@ -5,6 +5,7 @@ A room of 500 nodes beating every 5 s is 100 writes/s; a benchmark pushes
 instead each web process keeps the newest beat per node and flushes them all
 every ``flush_interval`` in one transaction. Liveness is judged in seconds, so
 half a second of lag changes nothing.
+See docs/architecture.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Node and command counts come from the database when Prometheus scrapes, so
 they are right whichever web process or worker changed them. Latency
-histograms are per web process (one process is the default; see README).
+histograms are per web process (one process is the default; see docs/operations.md).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ node's token or state digest changes: in this process directly, in the
 others through the notifier's Redis channel. Without Redis and with several
 web processes, a revoked token may still pass for up to ``ttl`` seconds in
 the other processes; the default single process has no such window.
+See docs/architecture.md.
 """
 
 from __future__ import annotations

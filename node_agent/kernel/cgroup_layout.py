@@ -4,6 +4,7 @@ Detection follows systemd's ``cg_unified()``: statfs(2) on /sys/fs/cgroup. The
 filesystem magic is cgroup2 on a pure v2 machine; on v1 and hybrid machines it
 is a tmpfs holding one mount per v1 hierarchy, and hybrid adds a cgroup2 mount
 at /sys/fs/cgroup/unified (systemd's ``unified`` directory).
+See docs/labs.md.
 """
 
 from __future__ import annotations

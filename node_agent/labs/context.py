@@ -6,6 +6,7 @@ the lab's (the attendee's uid, a member of a lab cgroup, a holder the agent
 started, or a process in a network namespace the lab owns); processes are
 identified by (pid, starttime) and signalled through a pidfd, so a reused pid
 is never hit.
+See docs/labs.md.
 """
 
 from __future__ import annotations

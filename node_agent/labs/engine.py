@@ -10,6 +10,7 @@
   that step: with ``solve_earlier`` (a caller who may solve) the steps before it
   are solved for real; without, nothing runs as root and they are recorded
   "skipped", which is not "passed" and stays so until their check passes.
+See docs/labs.md.
 """
 
 from __future__ import annotations
