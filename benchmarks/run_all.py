@@ -1,8 +1,8 @@
 """Run every benchmark and print one Markdown table (metric, labfleet, baseline, ratio, goal, met?).
 
 ``python -m benchmarks.run_all [--quick] [--database postgresql]``. ``--quick``: fan-out 1 round,
-heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command. The table is meant to be
-pasted into docs/benchmarks.md.
+heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command, stuck detection 5 passes.
+The table is meant to be pasted into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import math
 import time
 from typing import Any
 
-from benchmarks import agent_footprint, cli, fanout, heartbeats
+from benchmarks import agent_footprint, cli, fanout, heartbeats, stuck
 from benchmarks.common import add_database_option, machine_info, percentile, print_header
 
 Row = tuple[str, str, str, str, str, str]
@@ -87,6 +87,16 @@ def cli_rows(out: dict[str, Any]) -> list[Row]:
     ]
 
 
+def stuck_rows(out: dict[str, Any]) -> list[Row]:
+    return [
+        (f"stuck detection, one pass over {out['nodes']} nodes ({out['progress']} progress rows, "
+         f"{out['steady']['flagged']} flagged): median",
+         f"{out['pass_ms']:.0f} ms", f"{out['floor_ms']:.0f} ms (plain SELECT of the same rows)",
+         _ratio(out["pass_ms"], out["floor_ms"]), f"≤ {stuck.GOAL_PASS_MS:.0f} ms",
+         _met(out["pass_ms"] <= stuck.GOAL_PASS_MS)),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| metric | labfleet | baseline (same run) | ratio | goal | met? |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -97,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="fan-out 1 round, heartbeats 5 s, footprint 15 s, CLI 5 runs")
+                        help="fan-out 1 round, heartbeats 5 s, footprint 15 s, CLI 5 runs, stuck 5 passes")
     add_database_option(parser)
     args = parser.parse_args(argv)
     print_header("labfleet benchmarks", args)
@@ -126,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     out = cli.run(runs=5 if args.quick else 15, database=args.database)
     cli.report(out)
     rows += cli_rows(out)
+
+    print("\n## stuck detection", flush=True)
+    out = stuck.run(nodes=500, passes=5 if args.quick else 20, database=args.database)
+    stuck.report(out)
+    rows += stuck_rows(out)
 
     print(f"\n## results ({args.database}{', quick' if args.quick else ''}; {time.monotonic() - started:.0f} s)\n")
     print(machine_info() + "\n")
