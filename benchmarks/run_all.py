@@ -1,7 +1,8 @@
 """Run every benchmark and print one Markdown table (metric, labfleet, baseline, ratio, goal, met?).
 
 ``python -m benchmarks.run_all [--quick] [--database postgresql]``. ``--quick``: fan-out 1 round,
-heartbeats 5 s, agent footprint 15 s. The table is meant to be pasted into docs/benchmarks.md.
+heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command, stuck detection 5 passes.
+The table is meant to be pasted into docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import time
 from typing import Any
 
-from benchmarks import agent_footprint, fanout, heartbeats
+from benchmarks import agent_footprint, cli, fanout, heartbeats, stuck
 from benchmarks.common import add_database_option, machine_info, percentile, print_header
 
 Row = tuple[str, str, str, str, str, str]
@@ -75,6 +76,27 @@ def footprint_rows(out: dict[str, Any]) -> list[Row]:
     ]
 
 
+def cli_rows(out: dict[str, Any]) -> list[Row]:
+    m, runs = out["median_s"], out["runs"]
+    old = f"{m['old']:.3f} s (old import: controller.app + models + cli.main; floor `python -c pass` {m['floor']:.3f} s)"
+    return [
+        (f"`labfleet --help`, fresh process, median of {runs}", f"{m['help']:.3f} s", old,
+         _ratio(m["help"], m["old"]), f"≤ {cli.GOAL_S} s", _met(m["help"] <= cli.GOAL_S)),
+        (f"`labfleet status`, {out['nodes']} nodes over TLS, fresh process, median of {runs}", f"{m['status']:.3f} s",
+         old, _ratio(m["status"], m["old"]), f"≤ {cli.GOAL_S} s", _met(m["status"] <= cli.GOAL_S)),
+    ]
+
+
+def stuck_rows(out: dict[str, Any]) -> list[Row]:
+    return [
+        (f"stuck detection, one pass over {out['nodes']} nodes ({out['progress']} progress rows, "
+         f"{out['steady']['flagged']} flagged): median",
+         f"{out['pass_ms']:.0f} ms", f"{out['floor_ms']:.0f} ms (plain SELECT of the same rows)",
+         _ratio(out["pass_ms"], out["floor_ms"]), f"≤ {stuck.GOAL_PASS_MS:.0f} ms",
+         _met(out["pass_ms"] <= stuck.GOAL_PASS_MS)),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| metric | labfleet | baseline (same run) | ratio | goal | met? |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -84,7 +106,8 @@ def table(rows: list[Row]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run_all", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="fan-out 1 round, heartbeats 5 s, footprint 15 s")
+    parser.add_argument("--quick", action="store_true",
+                        help="fan-out 1 round, heartbeats 5 s, footprint 15 s, CLI 5 runs, stuck 5 passes")
     add_database_option(parser)
     args = parser.parse_args(argv)
     print_header("labfleet benchmarks", args)
@@ -108,6 +131,16 @@ def main(argv: list[str] | None = None) -> int:
     out = agent_footprint.run(duration=15.0 if args.quick else 60.0, database=args.database)
     agent_footprint.report(out)
     rows += footprint_rows(out)
+
+    print("\n## CLI start-up", flush=True)
+    out = cli.run(runs=5 if args.quick else 15, database=args.database)
+    cli.report(out)
+    rows += cli_rows(out)
+
+    print("\n## stuck detection", flush=True)
+    out = stuck.run(nodes=500, passes=5 if args.quick else 20, database=args.database)
+    stuck.report(out)
+    rows += stuck_rows(out)
 
     print(f"\n## results ({args.database}{', quick' if args.quick else ''}; {time.monotonic() - started:.0f} s)\n")
     print(machine_info() + "\n")

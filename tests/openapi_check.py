@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, request
 from jsonschema import Draft202012Validator
 
-from controller.api.openapi import Undocumented, openapi_document, openapi_path
+from controller.api.openapi import HTML_BLUEPRINT, Undocumented, openapi_document, openapi_path
 
 
 @dataclass
@@ -39,7 +39,8 @@ class ResponseChecker:
 
         @app.after_request
         def _check(response):
-            if request.url_rule is not None and request.method not in ("HEAD", "OPTIONS"):
+            if (request.url_rule is not None and request.method not in ("HEAD", "OPTIONS")
+                    and not request.url_rule.endpoint.startswith(HTML_BLUEPRINT + ".")):  # pages answer HTML
                 checker.check(request.method, openapi_path(request.url_rule), response)
             return response
 

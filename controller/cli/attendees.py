@@ -18,7 +18,7 @@ import click
 from rich.table import Table
 
 from controller.cli import render
-from controller.cli.provision import call, json_option
+from controller.cli.options import call, json_option
 
 SHEET_COLUMNS = ("name", "email", "host", "login", "access_code", "node")
 

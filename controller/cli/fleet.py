@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from controller.cli import render
-from controller.fleet import Fleet, FleetError, HostStatus
+from controller.cli.options import json_option
 from controller.fleet.config import DEFAULT_PREFIX, DEFAULT_STATE_DIR, DEFAULT_SUBNET
+from controller.fleet.errors import FleetError
+
+if TYPE_CHECKING:
+    from controller.fleet import Fleet, HostStatus
 
 state_dir_option = click.option("--state-dir", envvar="LABFLEET_FLEET_DIR", default=DEFAULT_STATE_DIR,
                                 show_default=True, help="Where the fleet keeps its keys, hosts and state file.")
 prefix_option = click.option("--name-prefix", "prefix", default=None,
                              help=f"Prefix of host, netns and link names (default: the recorded fleet's, "
                                   f"else {DEFAULT_PREFIX}).")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _run(fn: Callable, *args):
@@ -39,6 +43,8 @@ def fleet() -> None:
 @json_option
 def up(count: int, subnet: str, prefix: str | None, state_dir: str, as_json: bool) -> None:
     """Create COUNT hosts, each with its own namespaces, root filesystem view, cgroups and sshd."""
+    from controller.fleet import Fleet
+
     the_fleet = _run(Fleet, state_dir, subnet, prefix or DEFAULT_PREFIX)
     _run(the_fleet.up, count)
     statuses = _run(the_fleet.status)
@@ -71,6 +77,8 @@ def list_(prefix: str | None, state_dir: str, as_json: bool) -> None:
 
 
 def _fleet(state_dir: str, prefix: str | None) -> Fleet:
+    from controller.fleet import Fleet
+
     if prefix:
         return _run(Fleet, state_dir, DEFAULT_SUBNET, prefix)
     return _run(Fleet.from_state, state_dir)

@@ -13,14 +13,7 @@ import click
 from rich.table import Table
 
 from controller.cli import render
-from controller.cli.client import ClientError
-
-
-def _call(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except ClientError as exc:
-        raise click.ClickException(render.clean(exc)) from None
+from controller.cli.options import call, json_option, pass_ctx
 
 
 def _span(seconds: Any) -> str:
@@ -59,7 +52,7 @@ def stuck_table(stuck: list[dict[str, Any]]) -> Table:
 
 def print_stuck(client) -> None:
     """``labfleet status``'s stuck attendees (nothing when there are none)."""
-    stuck = _call(client.get, "/api/v1/stuck")["stuck"]
+    stuck = call(client.get, "/api/v1/stuck")["stuck"]
     if stuck:
         render.console.print(stuck_table(stuck))
 
@@ -68,15 +61,13 @@ def _resolve_id(client, prefix: str) -> str:
     """A request id, or the first characters of one (as the table shows them)."""
     if len(prefix) == 32:
         return prefix
-    found = [r["id"] for r in _call(client.get, "/api/v1/help?state=all")["requests"] if r["id"].startswith(prefix)]
+    found = [r["id"] for r in call(client.get, "/api/v1/help?state=all")["requests"] if r["id"].startswith(prefix)]
     if len(found) != 1:
         raise click.ClickException(f"{len(found) or 'no'} help request(s) start with {prefix!r}: give more of the id")
     return found[0]
 
 
-def register(cli: click.Group, pass_ctx) -> None:
-    json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
+def register(cli: click.Group) -> None:
     @cli.group("help")
     def help_group() -> None:
         """The help queue: raised hands (`lab help` on a VM) and stuck attendees."""
@@ -88,7 +79,7 @@ def register(cli: click.Group, pass_ctx) -> None:
     @pass_ctx
     def help_list(ctx, state: str, as_json: bool) -> None:
         """Raised hands, longest waiting first, then the attendees flagged as stuck."""
-        data = _call(ctx.client().get, f"/api/v1/help?state={state}")
+        data = call(ctx.client().get, f"/api/v1/help?state={state}")
         if as_json:
             render.print_json(data)
             return
@@ -100,7 +91,7 @@ def register(cli: click.Group, pass_ctx) -> None:
     def _act(ctx, help_id: str, action: str, body: dict | None, as_json: bool) -> dict:
         client = ctx.client()
         full = _resolve_id(client, help_id)
-        row = _call(client.post, f"/api/v1/help/{urllib.parse.quote(full, safe='')}/{action}", body)
+        row = call(client.post, f"/api/v1/help/{urllib.parse.quote(full, safe='')}/{action}", body)
         if as_json:
             render.print_json(row)
         return row
@@ -143,7 +134,7 @@ def register(cli: click.Group, pass_ctx) -> None:
     @pass_ctx
     def help_raise(ctx, node: str, as_json: bool) -> None:
         """Turn a stuck attendee into a raised hand (with the stuck reasons), to claim it."""
-        row = _call(ctx.client().post, f"/api/v1/stuck/{urllib.parse.quote(node, safe='')}/raise")
+        row = call(ctx.client().post, f"/api/v1/stuck/{urllib.parse.quote(node, safe='')}/raise")
         if as_json:
             render.print_json(row)
         else:

@@ -9,13 +9,14 @@ import click
 from rich.table import Table
 
 from controller.cli import render
+from controller.cli.options import call, json_option, pass_ctx
 
 node_options = [
     click.option("--node", "node_names", multiple=True, help="A node name (repeatable)."),
     click.option("--all", "all_nodes", is_flag=True, help="Every enrolled node."),
     click.option("--wait", "wait_for", type=float, default=120.0, show_default=True,
                  help="Seconds to wait for results."),
-    click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
+    json_option,
 ]
 
 
@@ -26,15 +27,15 @@ def _with_node_options(fn):
 
 
 def _run(ctx, kind: str, args: dict[str, Any], node_names, all_nodes, wait_for, as_json) -> None:
-    from controller.cli.main import _call, _follow_batch
+    from controller.cli.batches import follow_batch
 
     if bool(node_names) == all_nodes:
         raise click.UsageError("give either --node NAME (one or more) or --all")
     client = ctx.client()
     body = {"kind": kind, "args": {k: v for k, v in args.items() if v is not None}, "nodes": list(node_names),
             "all": all_nodes, "timeout": 110}
-    issued = _call(client.post, "/api/v1/commands", body)
-    batch = _follow_batch(client, issued["batch_id"], len(issued["commands"]), wait_for, quiet=as_json)
+    issued = call(client.post, "/api/v1/commands", body)
+    batch = follow_batch(client, issued["batch_id"], len(issued["commands"]), wait_for, quiet=as_json)
     if as_json:
         render.print_json(batch)
     else:
@@ -75,7 +76,7 @@ def lab_results_table(kind: str, commands: list[dict[str, Any]]) -> Table:
     return table
 
 
-def register(cli: click.Group, pass_ctx) -> None:
+def register(cli: click.Group) -> None:
     @cli.command("check")
     @click.argument("lab")
     @click.argument("step", required=False)
@@ -106,14 +107,12 @@ def register(cli: click.Group, pass_ctx) -> None:
     @cli.command("progress")
     @click.option("--lab", default=None, help="Only this lab.")
     @click.option("--node", default=None, help="Only this node.")
-    @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+    @json_option
     @pass_ctx
     def progress(ctx, lab, node, as_json):
         """Lab progress per node and step, as the last checks left it."""
-        from controller.cli.main import _call
-
         query = urllib.parse.urlencode({k: v for k, v in (("lab", lab), ("node", node)) if v})
-        rows = _call(ctx.client().get_all, "/api/v1/progress" + (f"?{query}" if query else ""), "progress")
+        rows = call(ctx.client().get_all, "/api/v1/progress" + (f"?{query}" if query else ""), "progress")
         table = Table(title="Lab progress")
         for column in ("node", "attendee", "lab", "step", "status", "reason", "updated"):
             table.add_column(column, overflow="fold")

@@ -4,48 +4,21 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.parse
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from controller.cli import attendees as attendees_cli
 from controller.cli import help as help_cli
 from controller.cli import instructors as instructors_cli
+from controller.cli import labs as labs_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient
+from controller.cli.batches import fetch_batch, follow_batch
 from controller.cli.fleet import fleet as fleet_group
-from controller.cli.labs import register as register_lab_commands
-from controller.credentials import Credentials, MissingCredentials
-from controller.settings import ConfigurationError, Settings
-
-
-class Context:
-    def __init__(self, data_dir: str | None, url: str | None, token: str | None) -> None:
-        self._data_dir = data_dir
-        self._url = url
-        self._token = token
-
-    def settings(self, **overrides: Any) -> Settings:
-        try:
-            return Settings.from_env(data_dir=self._data_dir, **overrides)
-        except ConfigurationError as exc:
-            raise click.ClickException(render.clean(exc)) from None
-
-    def client(self) -> ControllerClient:
-        settings = self.settings()
-        try:
-            return ControllerClient(Credentials.resolve(url=self._url, token=self._token,
-                                                        data_dir=settings.data_dir, ca_file=settings.tls_ca_file))
-        except MissingCredentials as exc:
-            raise click.ClickException(render.clean(exc)) from None
-
-
-pass_ctx = click.make_pass_decorator(Context)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+from controller.cli.options import Context, call, json_option, pass_ctx
+from controller.settings import ConfigurationError
 
 
 @click.group()
@@ -57,13 +30,6 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def cli(ctx: click.Context, data_dir: str | None, url: str | None, token: str | None) -> None:
     """Run the lab machines of a container-security workshop."""
     ctx.obj = Context(data_dir, url, token)
-
-
-def _call(fn, *args, **kwargs):
-    try:
-        return fn(*args, **kwargs)
-    except ClientError as exc:
-        raise click.ClickException(render.clean(exc)) from None
 
 
 # -- setting up -----------------------------------------------------------
@@ -158,7 +124,7 @@ def enroll_token() -> None:
 @pass_ctx
 def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, as_json: bool) -> None:
     body = {"label": label, "uses": uses, **({"ttl": ttl} if ttl else {})}
-    token = _call(ctx.client().post, "/api/v1/enroll-tokens", body)
+    token = call(ctx.client().post, "/api/v1/enroll-tokens", body)
     if as_json:
         render.print_json(token)
     else:
@@ -170,7 +136,7 @@ def enroll_token_create(ctx: Context, label: str, ttl: float | None, uses: int, 
 @json_option
 @pass_ctx
 def enroll_token_list(ctx: Context, as_json: bool) -> None:
-    tokens = _call(ctx.client().get_all, "/api/v1/enroll-tokens", "tokens")
+    tokens = call(ctx.client().get_all, "/api/v1/enroll-tokens", "tokens")
     render.show(tokens, render.tokens_table(tokens), as_json=as_json)
 
 
@@ -178,7 +144,7 @@ def enroll_token_list(ctx: Context, as_json: bool) -> None:
 @click.argument("token_id")
 @pass_ctx
 def enroll_token_revoke(ctx: Context, token_id: str) -> None:
-    token = _call(ctx.client().post, f"/api/v1/enroll-tokens/{token_id}/revoke")
+    token = call(ctx.client().post, f"/api/v1/enroll-tokens/{token_id}/revoke")
     render.console.print(f"enrollment token {render.safe(token['id'])} is {render.safe(token['status'])}")
 
 
@@ -189,7 +155,7 @@ def enroll_token_revoke(ctx: Context, token_id: str) -> None:
 @pass_ctx
 def status(ctx: Context, as_json: bool) -> None:
     """Every node: name, address, state, last seen, agent version."""
-    nodes = _call(ctx.client().get_all, "/api/v1/nodes", "nodes")
+    nodes = call(ctx.client().get_all, "/api/v1/nodes", "nodes")
     if as_json:
         render.print_json(nodes)
         return
@@ -209,7 +175,7 @@ def nodes() -> None:
 @pass_ctx
 def nodes_revoke(ctx: Context, node: str) -> None:
     """Revoke a node's token: its agent is refused until it enrolls again."""
-    result = _call(ctx.client().post, f"/api/v1/nodes/{node}/revoke")
+    result = call(ctx.client().post, f"/api/v1/nodes/{node}/revoke")
     render.console.print(f"node {render.safe(result['name'])} is {render.safe(result['state'])}")
 
 
@@ -232,8 +198,8 @@ def exec_(ctx: Context, kind: str, node_names: tuple[str, ...], all_nodes: bool,
                             "all": all_nodes}
     if timeout:
         body["timeout"] = timeout
-    issued = _call(client.post, "/api/v1/commands", body)
-    batch = _follow_batch(client, issued["batch_id"], len(issued["commands"]), wait_for, quiet=as_json)
+    issued = call(client.post, "/api/v1/commands", body)
+    batch = follow_batch(client, issued["batch_id"], len(issued["commands"]), wait_for, quiet=as_json)
     if as_json:
         render.print_json(batch)
         return
@@ -258,32 +224,13 @@ def _parse_args(raw_args: tuple[str, ...]) -> dict[str, Any]:
     return args
 
 
-def _follow_batch(client: ControllerClient, batch_id: str, total: int, wait_for: float, *, quiet: bool) -> dict:
-    give_up = time.monotonic() + wait_for
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=render.console, disable=quiet, transient=False) as progress:
-        task = progress.add_task("results", total=total)
-        while True:
-            summary = _call(client.get, f"/api/v1/batches/{batch_id}?summary=1")
-            progress.update(task, completed=summary["done"])
-            if summary["done"] >= summary["total"] or time.monotonic() >= give_up:
-                return _batch(client, batch_id)
-            time.sleep(0.1)
-
-
-def _batch(client: ControllerClient, batch_id: str) -> dict:
-    """The batch's counts and all its commands, every page of them."""
-    commands, data = _call(client.get_pages, f"/api/v1/batches/{urllib.parse.quote(batch_id)}", "commands")
-    return {**data, "commands": commands}
-
-
 @cli.command()
 @click.argument("batch_id")
 @json_option
 @pass_ctx
 def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
     """Show the results of an earlier exec."""
-    data = _batch(ctx.client(), batch_id)
+    data = fetch_batch(ctx.client(), batch_id)
     render.show(data, render.results_table(data["commands"]), as_json=as_json)
 
 
@@ -295,7 +242,7 @@ def batch(ctx: Context, batch_id: str, as_json: bool) -> None:
 def audit(ctx: Context, limit: int, action: str | None, as_json: bool) -> None:
     """Recent audit entries: who did what to which node."""
     query = "/api/v1/audit" + (f"?{urllib.parse.urlencode({'action': action})}" if action else "")
-    entries = _call(ctx.client().get_all, query, "entries", at_most=limit)
+    entries = call(ctx.client().get_all, query, "entries", at_most=limit)
     render.show(entries, render.audit_table(entries), as_json=as_json)
 
 
@@ -323,14 +270,12 @@ cli.add_command(attendees_cli.attendees)  # labfleet attendees import|list
 cli.add_command(attendees_cli.assign)
 cli.add_command(attendees_cli.credentials)
 cli.add_command(instructors_cli.instructor)  # labfleet instructor add|passwd|remove|list
-register_lab_commands(cli, pass_ctx)  # labfleet check|solve|reset|progress
-help_cli.register(cli, pass_ctx)  # labfleet help list|claim|reply|resolve|raise
+labs_cli.register(cli)  # labfleet check|solve|reset|progress
+help_cli.register(cli)  # labfleet help list|claim|reply|resolve|raise
 
 
 def main() -> None:  # pragma: no cover - console entry point
     cli()
-
-
 
 
 if __name__ == "__main__":  # `python -m controller.cli.main`, used by the demo

@@ -10,27 +10,21 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
 from controller.cli import render
-from controller.cli.client import ClientError, ControllerClient
+from controller.cli.options import call, json_option
+
+if TYPE_CHECKING:
+    from controller.cli.client import ControllerClient
 
 DONE_STATES = ("succeeded", "failed", "cancelled", "error")
 HOST_STYLE = {"ok": "green", "failed": "red", "unreachable": "red", "cancelled": "yellow", "running": "cyan",
               "pending": "dim"}
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-
-
-def call(fn: Callable, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except ClientError as exc:
-        raise click.ClickException(render.clean(exc)) from None
 
 
 def inventory_options(fn: Callable) -> Callable:
@@ -207,6 +201,8 @@ def run_and_report(client: ControllerClient, body: dict[str, Any], *, wait: bool
 
 def follow(client: ControllerClient, run_id: str, *, quiet: bool, interval: float = 0.5) -> dict[str, Any]:
     """Poll the run, one bar per host, until it ends."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
     columns = (TextColumn("[bold]{task.description:<16}"), BarColumn(bar_width=30), MofNCompleteColumn(),
                TextColumn("{task.fields[status]}"), TimeElapsedColumn())
     bars: dict[str, TaskID] = {}

@@ -49,8 +49,25 @@ See docs/fleet.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from controller.fleet.errors import FleetError
-from controller.fleet.fleet import Fleet, HostStatus
-from controller.fleet.host import FleetHost
+
+if TYPE_CHECKING:
+    from controller.fleet.fleet import Fleet, HostStatus
+    from controller.fleet.host import FleetHost
 
 __all__ = ["Fleet", "FleetError", "FleetHost", "HostStatus"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: `labfleet --help` reads controller.fleet.config's defaults, not the fleet's code.
+    if name in ("Fleet", "HostStatus"):
+        from controller.fleet import fleet
+
+        return getattr(fleet, name)
+    if name == "FleetHost":
+        from controller.fleet.host import FleetHost
+
+        return FleetHost
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

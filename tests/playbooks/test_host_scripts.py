@@ -97,3 +97,48 @@ def test_the_readiness_script_needs_only_the_agents_code(tmp_path):
     result = run(Path(script), "--labs", str(tmp_path / "no-catalog"), "--out", str(tmp_path / "r.json"))
     assert result["report"]["labs"] == {} and result["report"]["ready"] is False
     assert list(result["report"]["broken_labs"]) == [str(tmp_path / "no-catalog")]
+
+
+# --- the attendee's prompt hook for `lab help` answers -----------------------------------------------
+
+HELP_HOOK = ROLES / "node_agent" / "files" / "labfleet-help.sh"
+
+
+def prompts(home: Path, notice: Path, commands: str = ":\n:\n:\n") -> str:
+    """An interactive bash that sources the hook and shows a prompt before each command (and at exit)."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LABFLEET_HELP_NOTICE": str(notice), "PS1": "$ "}
+    result = subprocess.run(["bash", "--noprofile", "--norc", "-i"], input=f". {HELP_HOOK}\n{commands}exit\n",
+                            capture_output=True, text=True, timeout=60, env=env, cwd=home)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_the_prompt_hook_prints_a_new_answer_once_across_prompts_and_shells(tmp_path):
+    home, notice = tmp_path / "home", tmp_path / "help-notice"
+    home.mkdir()
+    assert prompts(home, notice) == ""  # no notice file yet: nothing, and no error
+
+    notice.write_text("ab12cd34-claimed-2026-12-04T14:00:00Z\tAda is coming to help you.\n")
+    assert prompts(home, notice) == "[lab help] Ada is coming to help you.\n"
+    assert prompts(home, notice) == ""  # a new terminal does not repeat what the attendee has seen
+
+    # The answer arrives while the shell is open: shown on the next prompt, once.
+    # (printf's escapes: a tab typed into an interactive bash would be completion, not a tab.)
+    write = f"printf '%s\\t%s\\n' ab12cd34-reply-2026-12-04T14:01:00Z 'Ada: try unshare --uts' > {notice}"
+    assert prompts(home, notice, f":\n{write}\n:\n:\n") == "[lab help] Ada: try unshare --uts\n"
+
+
+def test_the_prompt_hook_shows_no_control_characters_and_stays_out_of_scripts(tmp_path):
+    home, notice = tmp_path / "home", tmp_path / "help-notice"
+    home.mkdir()
+    notice.write_bytes(b"s1\tAda: \x1b]0;owned\x07 look\n")
+    assert prompts(home, notice) == "[lab help] Ada: ?]0;owned? look\n"
+
+    notice.write_text("s2\tnot for scripts\n")
+    script = subprocess.run(["bash", "--noprofile", "--norc", "-c", f". {HELP_HOOK}; echo \"[$PROMPT_COMMAND]\""],
+                            capture_output=True, text=True, timeout=60,
+                            env={"PATH": "/usr/bin:/bin", "HOME": str(home), "LABFLEET_HELP_NOTICE": str(notice)})
+    assert script.stdout == "[]\n" and script.stderr == ""
+    sh = subprocess.run(["sh", "-c", f". {HELP_HOOK}; echo sourced"], capture_output=True, text=True, timeout=60,
+                        env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    assert sh.returncode == 0 and sh.stdout == "sourced\n" and sh.stderr == ""

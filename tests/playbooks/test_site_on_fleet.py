@@ -29,7 +29,8 @@ SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
 # Everything site.yml adds to a host; teardown.yml must leave none of it.
 ADDED_PATHS = ["/opt/labfleet-agent", "/etc/labfleet-agent", "/var/lib/labfleet-agent", "/var/log/labfleet-agent",
                "/usr/share/labfleet", SUPERVISOR, "/usr/local/bin/lab", "/usr/local/sbin/labfleet-readiness",
-               "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}"]
+               "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}",
+               "/etc/profile.d/labfleet-help.sh"]
 # Run inside the host: pids of every process whose command line mentions the agent. The name is
 # split so that this script's own command line does not match.
 AGENT_PIDS = ("python3 -c \"import os; n = 'labfleet' + '-agent'; print(' '.join(p for p in os.listdir('/proc') "
@@ -97,6 +98,10 @@ def test_site_yml_turns_a_bare_host_into_a_lab_vm(room: Room, provisioned):
     lab = room.ssh("bash -lc 'command -v lab && lab list'", user=ATTENDEE)
     assert lab.returncode == 0 and lab.stdout.splitlines()[0] == "/usr/local/bin/lab", lab.stdout + lab.stderr
     assert "ns-uts" in lab.stdout
+    # The prompt hook for `lab help` answers: root's, readable, and hooked into the attendee's interactive bash.
+    assert room.sh("stat -c '%a %U' /etc/profile.d/labfleet-help.sh").split() == ["644", "root"]
+    hooked = room.ssh("bash -lic 'echo \"$PROMPT_COMMAND\"'", user=ATTENDEE)
+    assert "__labfleet_help_notice" in hooked.stdout, hooked.stdout + hooked.stderr
     password_hash = room.extra_vars["labfleet_attendee_password_hash"]
     assert room.sh(f"getent shadow {ATTENDEE}").split(":")[1] == password_hash
     assert password_hash not in json.dumps(result.tasks), "the password hash leaked into Ansible's output"
