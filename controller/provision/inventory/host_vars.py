@@ -49,6 +49,8 @@ OPERATOR_VARS = frozenset({
     # TLS: the CA the agents pin comes from the controller's own files; where it lands on the VM and
     # whether plain HTTP is allowed are the operator's (LABFLEET_PROVISION_EXTRA_VARS), never a host's.
     "labfleet_ca_pem", "labfleet_agent_ca_file", "labfleet_agent_insecure_http",
+    # A path root writes on the VM (the attendee's prompt hook): never a host's to point elsewhere.
+    "labfleet_agent_help_hook",
 })
 
 # Ansible evaluates these in any string it templates.
