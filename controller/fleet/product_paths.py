@@ -26,4 +26,5 @@ PRODUCT_PATHS: tuple[str, ...] = (
     "/usr/local/sbin/labfleet-readiness",
     "/usr/local/sbin/labfleet-provisioned",
     "/usr/local/bin/lab",                           # the attendee's command, linked into the venv
+    "/etc/profile.d/labfleet-help.sh",              # the attendee's prompt hook (lab help answers)
 )
