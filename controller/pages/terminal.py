@@ -84,7 +84,7 @@ def init_terminal(app) -> TerminalHub:
         try:
             with state.db.session() as db:
                 audit.record(db, actor=actor, action=action, target=session.node_id, node=session.node_name,
-                             session=session.id, **detail)
+                             terminal_session=session.id, **detail)
         except Exception:  # an audit row must not take a live terminal down; the log keeps it
             log.exception("terminal audit %s by %s on %s not stored", action, actor, session.node_name)
 
