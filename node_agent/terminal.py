@@ -53,6 +53,7 @@ RESUME_WINDOW = 60.0  # how long a dropped relay connection is retried before th
 BUFFER_BYTES = 512 * 1024  # output kept for a resume
 READ_CHUNK = 16384
 MAX_INPUT = 64 * 1024
+MAX_MISSES = 40  # connections answered 404 (another web process's session) before the relay gives up
 
 
 def terminal_path(node_id: str, session_id: str) -> str:
@@ -280,7 +281,7 @@ class Relay(threading.Thread):
 
     def _connect_loop(self) -> None:
         lost_at: float | None = None
-        delay = 0.2
+        delay, misses = 0.2, 0
         while not self._stopping.is_set():
             creds = self.service.credentials()
             if creds is None:
@@ -291,8 +292,14 @@ class Relay(threading.Thread):
                 ws = WebSocket.connect(url, headers={"Authorization": f"Bearer {token}"},
                                        ca_file=self.service.ca_file)
             except WebSocketRefused as exc:
-                log.warning("terminal.refused", session=self.session_id, status=exc.status)
-                return  # the session is gone on the controller (or the token is refused): nothing to resume
+                # 404: this web process does not hold the session (another worker does, or it ended):
+                # a new connection may land on the right one. Anything else will not change.
+                misses += 1
+                if exc.status != 404 or misses > MAX_MISSES:
+                    log.warning("terminal.refused", session=self.session_id, status=exc.status)
+                    return
+                self._stopping.wait(0.2)
+                continue
             except OSError as exc:
                 lost_at = lost_at or time.monotonic()
                 if time.monotonic() - lost_at > RESUME_WINDOW:
@@ -301,7 +308,7 @@ class Relay(threading.Thread):
                 self._stopping.wait(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            lost_at, delay = None, 0.2
+            lost_at, delay, misses = None, 0.2, 0
             self._serve(ws)
             if not self._stopping.is_set():
                 log.warning("terminal.connection_lost", session=self.session_id, action="resuming")
