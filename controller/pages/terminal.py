@@ -134,6 +134,11 @@ def _after(ws: Server) -> Response:
     return WebSocketResponse()
 
 
+def _ws_path(endpoint: str, **values) -> str:
+    """The path of a WebSocket route (url_for makes ws:// URLs for them; the page picks ws: or wss:)."""
+    return urlsplit(url_for(endpoint, **values)).path
+
+
 def _same_origin() -> bool:
     """A browser's WebSocket must come from our own pages (no cross-site WebSocket hijacking)."""
     origin = request.headers.get("Origin")
@@ -171,7 +176,7 @@ def _browser_loop(node_id: str, node_name: str, viewer: Viewer) -> Response:
 def _node(ref: str) -> Node:
     db = get_session()
     node = db.get(Node, ref) if len(ref) == 32 else None
-    node = node or db.scalar(select(Node).where(Node.name == ref).order_by(Node.created_at.desc()).limit(1))
+    node = node or db.scalar(select(Node).where(Node.name == ref).order_by(Node.enrolled_at.desc()).limit(1))
     if node is None:
         abort(404)
     return node
@@ -182,7 +187,7 @@ def _node(ref: str) -> Node:
 def terminal_page(ref: str):
     node = _node(ref)
     return _page(render_template("terminal.html", role="instructor", node=node,
-                                 ws_path=url_for("pages.terminal_ws", ref=node.id),
+                                 ws_path=_ws_path("pages.terminal_ws", ref=node.id),
                                  recordings_url=url_for("pages.terminal_recordings", ref=node.id)))
 
 
@@ -228,7 +233,7 @@ def attendee_terminal():
         return render_template("error.html", title="No machine yet",
                                message="You have no lab machine yet: ask your instructor."), 409
     return _page(render_template("terminal.html", role="attendee", node={"id": me.node_id, "name": me.node_name},
-                                 ws_path=url_for("pages.attendee_terminal_ws"), recordings_url=None))
+                                 ws_path=_ws_path("pages.attendee_terminal_ws"), recordings_url=None))
 
 
 @bp.route("/attendee/terminal/ws", websocket=True)

@@ -127,7 +127,7 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     attendee.get_by_label("Access code").fill(code)
     attendee.get_by_role("button", name="Open my terminal").click()
     attendee.wait_for_selector("#terminal .xterm-screen")
-    attendee.wait_for_function("document.getElementById('terminal-state').textContent === 'connected'",
+    attendee.wait_for_function("() => document.getElementById('terminal-state').textContent === 'connected'",
                                timeout=30_000)
     time.sleep(1)  # the shell's first prompt
     type_in(attendee, "echo attendee-says-$((6*7))")
@@ -141,10 +141,10 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     instructor.get_by_role("button", name="Log in").click()
     instructor.wait_for_url(f"{base}/room*")
     instructor.goto(f"{base}/terminal/{host.name}")
-    instructor.wait_for_function("document.getElementById('terminal-state').textContent === 'connected'",
+    instructor.wait_for_function("() => document.getElementById('terminal-state').textContent === 'connected'",
                                  timeout=30_000)
     # The attendee sees that someone watches (the banner; tmux's message line shows in the terminal too).
-    attendee.wait_for_function("document.getElementById('terminal-watchers').textContent.includes('ada')",
+    attendee.wait_for_function("() => document.getElementById('terminal-watchers').textContent.includes('ada')",
                                timeout=10_000)
 
     type_in(attendee, "echo watched-$((2+2))")
@@ -154,18 +154,18 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     # Without consent: refused, nothing reaches the shell.
     type_in(instructor, "echo from-instructor-$((3*3))")
     instructor.wait_for_selector("#terminal-refused:not([hidden])")
-    instructor.wait_for_function("Number(document.getElementById('terminal').dataset.refused || 0) > 0")
+    instructor.wait_for_function("() => Number(document.getElementById('terminal').dataset.refused || 0) > 0")
     shot(instructor, "terminal-instructor-refused")
     assert "from-instructor-9" not in screen(attendee)
 
     assert "may now type" in attendee_ssh(host, "lab consent yes")
-    instructor.wait_for_function("document.getElementById('terminal').dataset.consent === 'yes'", timeout=10_000)
+    instructor.wait_for_function("() => document.getElementById('terminal').dataset.consent === 'yes'", timeout=10_000)
     type_in(instructor, "echo from-instructor-$((3*3))")
     wait_screen(attendee, "from-instructor-9")
     shot(attendee, "terminal-attendee-after-consent")
 
     attendee_ssh(host, "lab consent no")
-    instructor.wait_for_function("document.getElementById('terminal').dataset.consent === 'no'", timeout=10_000)
+    instructor.wait_for_function("() => document.getElementById('terminal').dataset.consent === 'no'", timeout=10_000)
     type_in(instructor, "echo after-revoke-$((4*4))")
     time.sleep(1.5)
     assert "after-revoke-16" not in screen(attendee)
@@ -198,7 +198,7 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     instructor.goto(f"{base}/terminal/{host.name}/recordings")
     instructor.locator(".recordings a").first.click()
     instructor.wait_for_selector(".ap-wrapper, .ap-player", timeout=15_000)
-    instructor.wait_for_function("document.getElementById('replay').innerText.includes('from-instructor-9')",
+    instructor.wait_for_function("() => document.getElementById('replay').innerText.includes('from-instructor-9')",
                                  timeout=30_000)
     shot(instructor, "terminal-replay")
     audit = room.api("GET", "/api/v1/audit?limit=200")
