@@ -99,9 +99,14 @@ TERMINAL_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe
                 "base-uri 'none'")
 
 
-def _page(html: str, status: int = 200) -> Response:
+# asciinema-player's terminal emulator is WebAssembly, embedded in its bundle as a data: URL.
+REPLAY_CSP = TERMINAL_CSP.replace("script-src 'self'", "script-src 'self' 'wasm-unsafe-eval'").replace(
+    "connect-src 'self'", "connect-src 'self' data:")
+
+
+def _page(html: str, status: int = 200, csp: str = TERMINAL_CSP) -> Response:
     response = Response(html, status=status, mimetype="text/html")
-    response.headers["Content-Security-Policy"] = TERMINAL_CSP
+    response.headers["Content-Security-Policy"] = csp
     return response
 
 
@@ -309,7 +314,7 @@ def terminal_replay(ref: str, name: str):
                  node=node.name, recording=name)
     db.commit()
     return _page(render_template("replay.html", node=node, name=name,
-                                 cast_url=url_for("pages.terminal_cast", ref=node.id, name=name)))
+                                 cast_url=url_for("pages.terminal_cast", ref=node.id, name=name)), csp=REPLAY_CSP)
 
 
 @bp.get("/terminal/<ref>/recordings/<name>.cast")

@@ -59,6 +59,16 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
         assert "nope-2" not in _screen(page)
         assert errors == [] and page.console_errors == [] and teacher.console_errors == [], (
             errors, page.console_errors, teacher.console_errors)
+        teacher.close()  # the instructor leaves: the recording of their watch ends
+
+        replay = context.new_page()
+        replay.on("pageerror", lambda e: errors.append(str(e)))
+        replay.goto(f"{live_server}/terminal/web-1/recordings")
+        replay.locator(".recordings a").first.click()
+        replay.wait_for_function("() => document.getElementById('replay').innerText.includes('watched-4')",
+                                 timeout=20_000)
+        shot(replay, "terminal-local-replay")
+        assert errors == [], errors
         context.close()
     finally:
         service.close_all()
