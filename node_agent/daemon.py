@@ -454,6 +454,8 @@ class Agent:
         self._finish_delivery()
         if getattr(self, "_attendee_server", None) is not None:
             self._attendee_server.stop()
+        if self._ctx.terminal is not None:
+            self._ctx.terminal.close_all()  # detach the relays' tmux clients; the attendee's session stays
         for thread in self._threads:
             if not thread.name.startswith("worker-"):
                 thread.join(timeout=2.0)
