@@ -40,6 +40,10 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
         _type(page, "echo in-the-page-$((6*7))")
         page.wait_for_function("() => window.labfleetTerminal.text().includes('in-the-page-42')")
         shot(page, "terminal-local-attendee")
+        cols = page.evaluate("() => window.labfleetTerminal.term.cols")
+        assert cols > 100  # sized to its box (1366 px wide), not xterm's 80-column default
+        page.set_viewport_size({"width": 900, "height": 600})
+        page.wait_for_function("() => window.labfleetTerminal.term.cols < 100")  # it resizes with the window
 
         context = browser.new_context(viewport={"width": 1366, "height": 768})
         teacher = context.new_page()

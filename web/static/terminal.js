@@ -75,7 +75,10 @@
     send({ t: "in", data: data });  // the controller and the agent decide; the page only says why
   });
   term.onResize(sendSize);
-  window.addEventListener("resize", function () { fit.fit(); });
+  // The box's size decides the terminal's (also once the font is measured, after the first layout).
+  if (window.ResizeObserver) { new ResizeObserver(function () { fit.fit(); }).observe(box); }
+  else { window.addEventListener("resize", function () { fit.fit(); }); }
+  setTimeout(function () { fit.fit(); }, 100);
   window.addEventListener("beforeunload", function () { closedByPage = true; if (ws) { ws.close(); } });
   connect();
   term.focus();
