@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 SCROLLBACK_BYTES = 256 * 1024  # replayed to a browser that joins a running session
 RESUME_WINDOW = 60.0  # a session without its agent this long ends
+PENDING_MAX = 256  # keystroke messages kept while the agent connects
 
 
 class Socket(Protocol):
@@ -72,6 +73,7 @@ class Session:
     agent_lost_at: float | None = None
     recorder: Recorder | None = None
     ended: bool = False
+    pending: list = field(default_factory=list)  # keystrokes typed while the agent is (re)connecting
 
     def instructors(self) -> list[str]:
         return sorted({v.name for v in self.viewers if v.role == "instructor"})
@@ -174,6 +176,9 @@ class TerminalHub:
             ws.send(json.dumps({"t": "resume", "from": session.next_seq}))
             ws.send(json.dumps({"t": "resize", "cols": session.size[0], "rows": session.size[1]}))
             ws.send(json.dumps({"t": "people", "instructors": session.instructors()}))
+            pending, session.pending = session.pending, []
+            for message in pending:
+                ws.send(json.dumps(message))
         if old is not None and old is not ws:
             try:
                 old.close()
@@ -274,6 +279,8 @@ class TerminalHub:
         with session.agent_lock:
             agent = session.agent
             if agent is None:
+                if message.get("t") == "in" and len(session.pending) < PENDING_MAX:
+                    session.pending.append(message)  # sent once the agent (re)connects, in order
                 return
             try:
                 agent.send(json.dumps(message))
