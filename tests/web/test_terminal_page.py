@@ -146,6 +146,7 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     # The attendee sees that someone watches (the banner; tmux's message line shows in the terminal too).
     attendee.wait_for_function("() => document.getElementById('terminal-watchers').textContent.includes('ada')",
                                timeout=10_000)
+    wait_screen(attendee, "instructor ada is watching")  # tmux's message line, in the terminal itself
 
     type_in(attendee, "echo watched-$((2+2))")
     wait_screen(instructor, "watched-4", timeout=5)
