@@ -42,6 +42,7 @@ from controller.api.auth import require_node
 from controller.api.db_session import get_session
 from controller.errors import Forbidden, Unauthenticated
 from controller.models import Node
+from controller.pages import EXTENSION as PAGES_EXTENSION
 from controller.pages import WEB_DIR
 from controller.pages import attendee_session as attendees
 from controller.pages.views import bp
@@ -220,7 +221,14 @@ def attendee_terminal():
     form = AttendeeLoginForm()
     message, status = "", 200
     if request.method == "POST":
-        if form.validate_on_submit():
+        # The instructors' login limiter, keyed "attendee:<e-mail>": guessing codes is slowed per
+        # e-mail and per address, and each guess costs the controller a PBKDF2 run.
+        key, address = f"attendee:{(request.form.get('email') or '').strip().lower()[:320]}", request.remote_addr or ""
+        limiter = current_app.extensions[PAGES_EXTENSION].limiter
+        wait = limiter.blocked_for(key, address)
+        if wait > 0:
+            message, status = f"Too many wrong codes: try again in {max(1, round(wait))} s.", 429
+        elif form.validate_on_submit():
             found = attendees.authenticate(db, form.email.data, form.code.data)
             if found is not None:
                 attendees.sign_in(found)
@@ -228,6 +236,7 @@ def attendee_terminal():
                              address=request.remote_addr or "")
                 db.commit()
                 return redirect(url_for("pages.attendee_terminal"))
+            limiter.failed(key, address)
             message, status = "Wrong e-mail or access code.", 401
         else:
             message, status = "Give your e-mail and the access code from your sheet.", 400

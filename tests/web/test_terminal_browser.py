@@ -30,6 +30,12 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{live_server}/attendee/terminal")
     page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Access code").fill("WRON-GCOD-EXXX")
+    page.get_by_role("button", name="Open my terminal").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong e-mail or access code."
+    assert page.locator("#terminal").count() == 0
+    page.console_errors.clear()  # the browser logs the 401 answer itself
+    page.get_by_label("E-mail").fill(email)
     page.get_by_label("Access code").fill(ACCESS_CODE)
     page.get_by_role("button", name="Open my terminal").click()
     page.wait_for_selector("#terminal .xterm-screen")
@@ -69,6 +75,7 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
         replay.on("pageerror", lambda e: errors.append(str(e)))
         replay.goto(f"{live_server}/terminal/web-1/recordings")
         replay.locator(".recordings a").first.click()
+        replay.wait_for_selector("#replay")
         replay.wait_for_function("() => document.getElementById('replay').innerText.includes('watched-4')",
                                  timeout=20_000)
         shot(replay, "terminal-local-replay")

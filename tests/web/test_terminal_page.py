@@ -198,6 +198,7 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     # The instructor leaves: the recording of their watch replays the same text.
     instructor.goto(f"{base}/terminal/{host.name}/recordings")
     instructor.locator(".recordings a").first.click()
+    instructor.wait_for_selector("#replay")
     instructor.wait_for_selector(".ap-wrapper, .ap-player", timeout=15_000)
     instructor.wait_for_function("() => document.getElementById('replay').innerText.includes('from-instructor-9')",
                                  timeout=30_000)
