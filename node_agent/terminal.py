@@ -351,6 +351,8 @@ class Relay(threading.Thread):
             else:
                 log.warning("terminal.input_refused", session=self.session_id, reason="no consent")
                 self.send_json({"t": "refused", "reason": "the attendee has not consented"})
+        elif kind == "consent" and isinstance(message.get("value"), bool):
+            self.service.set_consent(message["value"])  # the attendee answered on their page
         elif kind == "resize":
             with contextlib.suppress(TypeError, ValueError):
                 self._resize(message.get("cols", 80), message.get("rows", 24))

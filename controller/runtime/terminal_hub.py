@@ -151,6 +151,9 @@ class TerminalHub:
             if session.recorder is not None:
                 session.recorder.input(data)
             self._to_agent(session, {"t": "in", "by": viewer.role, "data": data})
+        elif kind == "consent" and viewer.role == "attendee" and isinstance(message.get("value"), bool):
+            # Asked on the attendee's page; the agent holds consent and reports it back (audited then).
+            self._to_agent(session, {"t": "consent", "value": message["value"]})
         elif kind == "resize":
             cols, rows = message.get("cols"), message.get("rows")
             if not (isinstance(cols, int) and isinstance(rows, int)):

@@ -67,6 +67,15 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
         teacher.wait_for_selector("#terminal-refused:not([hidden])")
         shot(teacher, "terminal-local-instructor")
         assert "nope-2" not in _screen(page)
+
+        # Consent asked on the attendee's page: the button lets the instructor type, the other stops it.
+        page.get_by_role("button", name="Let them type").click()
+        teacher.wait_for_function("() => document.getElementById('terminal').dataset.consent === 'yes'")
+        _type(teacher, "echo allowed-$((2+5))")
+        page.wait_for_function("() => window.labfleetTerminal.text().includes('allowed-7')")
+        shot(page, "terminal-local-attendee-consented")
+        page.get_by_role("button", name="Stop their typing").click()
+        teacher.wait_for_function("() => document.getElementById('terminal').dataset.consent === 'no'")
         assert errors == [] and page.console_errors == [] and teacher.console_errors == [], (
             errors, page.console_errors, teacher.console_errors)
         teacher.close()  # the instructor leaves: the recording of their watch ends

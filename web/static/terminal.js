@@ -36,6 +36,12 @@
     watchersEl.textContent = names.length ? ("watching: " + names.join(", ")) : "";
     box.dataset.watchers = names.join(",");
     box.dataset.consent = s.consent ? "yes" : "no";
+    var ask = document.getElementById("terminal-ask");
+    if (ask) {  // the attendee: asked here as well as in the terminal (lab consent yes|no)
+      ask.hidden = names.length === 0;
+      document.getElementById("terminal-allow").hidden = !!s.consent;
+      document.getElementById("terminal-deny").hidden = !s.consent;
+    }
     if (consentEl) {
       consentEl.textContent = s.consent ? "the attendee lets you type" : "read-only: the attendee has not consented to typing";
       consentEl.classList.toggle("granted", !!s.consent);
@@ -75,6 +81,9 @@
     send({ t: "in", data: data });  // the controller and the agent decide; the page only says why
   });
   term.onResize(sendSize);
+  var allow = document.getElementById("terminal-allow"), deny = document.getElementById("terminal-deny");
+  if (allow) { allow.addEventListener("click", function () { send({ t: "consent", value: true }); }); }
+  if (deny) { deny.addEventListener("click", function () { send({ t: "consent", value: false }); }); }
   // The box's size decides the terminal's (also once the font is measured, after the first layout).
   if (window.ResizeObserver) { new ResizeObserver(function () { fit.fit(); }).observe(box); }
   else { window.addEventListener("resize", function () { fit.fit(); }); }
