@@ -151,6 +151,8 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
     type_in(attendee, "echo watched-$((2+2))")
     wait_screen(instructor, "watched-4", timeout=5)
     shot(instructor, "terminal-instructor-watching")
+    # The watcher's page never answers tmux's terminal queries as if they were typed.
+    assert instructor.locator("#terminal-refused").is_hidden()
 
     # Without consent: refused, nothing reaches the shell.
     type_in(instructor, "echo from-instructor-$((3*3))")

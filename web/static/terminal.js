@@ -73,7 +73,11 @@
     };
   }
 
+  // Answers the terminal itself gives to tmux's queries (device attributes, cursor position, focus,
+  // colour reports): the attendee's page answers them; a watcher's page must not (never typed input).
+  var REPORT = /^(\x1b\[[?>=]?[\d;]*[cnRyt]|\x1b\[[IO]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1bP[\s\S]*\x1b\\)+$/;
   term.onData(function (data) {
+    if (role === "instructor" && REPORT.test(data)) { return; }
     if (role === "instructor" && state.status && !state.status.consent) {
       refusedEl.textContent = "Not sent: the attendee has not consented to typing (they run `lab consent yes`).";
       refusedEl.hidden = false;
