@@ -47,7 +47,7 @@ from controller.pages import WEB_DIR
 from controller.pages import attendee_session as attendees
 from controller.pages.views import bp
 from controller.runtime.app_state import app_state
-from controller.runtime.terminal_hub import Session, TerminalHub, Viewer
+from controller.runtime.terminal_hub import Elsewhere, Owners, Session, TerminalHub, Viewer
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,8 @@ def init_terminal(app) -> TerminalHub:
         except Exception:  # an audit row must not take a live terminal down; the log keeps it
             log.exception("terminal audit %s by %s on %s not stored", action, actor, session.node_name)
 
-    hub = TerminalHub(open_agent=open_agent, make_recorder=make_recorder, audit=record)
+    hub = TerminalHub(open_agent=open_agent, make_recorder=make_recorder, audit=record,
+                      owners=Owners(state.settings.redis_url))
     app.extensions[EXTENSION] = hub
     return hub
 
@@ -158,10 +159,16 @@ def _browser_loop(node_id: str, node_name: str, viewer: Viewer) -> Response:
     ws = _accept()
     viewer.ws = ws
     hub = _hub()
-    session = hub.join(node_id, node_name, viewer)
+    try:
+        session = hub.join(node_id, node_name, viewer)
+    except Elsewhere:
+        # Another web process relays this node: the page reconnects at once and lands on another one.
+        ws.send(json.dumps({"t": "elsewhere"}))
+        return _after(ws)
     try:
         while not session.ended:
             message = ws.receive(timeout=RECEIVE_TIMEOUT)
+            hub.owners.claim(node_id)  # keep this process's claim alive while the session lives
             if message is None:
                 continue
             try:

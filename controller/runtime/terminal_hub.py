@@ -84,13 +84,60 @@ class Session:
                 "recording": self.recorder is not None}
 
 
+class Elsewhere(Exception):
+    """Another web process holds this node's terminal session: the browser reconnects (and lands elsewhere)."""
+
+
+class Owners:
+    """Which web process holds each node's session, in Redis (several web processes share one Redis).
+
+    A key per node, ``labfleet:terminal:<node id>`` = this process's id, set only if absent and kept
+    alive while the session lives; without Redis (one web process) every session is this process's.
+    """
+
+    TTL = 90  # seconds; the browsers' loops refresh it at least every RECEIVE_TIMEOUT (30 s)
+
+    def __init__(self, redis_url: str = "") -> None:
+        self.me = secrets.token_hex(8)
+        self._redis = None
+        if redis_url:
+            import redis
+
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    def claim(self, node_id: str) -> bool:
+        if self._redis is None:
+            return True
+        key = f"labfleet:terminal:{node_id}"
+        try:
+            if self._redis.set(key, self.me, nx=True, ex=self.TTL):
+                return True
+            if self._redis.get(key) == self.me.encode():
+                self._redis.expire(key, self.TTL)
+                return True
+            return False
+        except Exception:  # Redis away: serve here rather than refuse every terminal
+            return True
+
+    def release(self, node_id: str) -> None:
+        if self._redis is None:
+            return
+        key = f"labfleet:terminal:{node_id}"
+        try:
+            if self._redis.get(key) == self.me.encode():
+                self._redis.delete(key)
+        except Exception:
+            pass
+
+
 class TerminalHub:
     """``open_agent(session)`` asks the node's agent to connect (a ``terminal.open`` command);
     ``make_recorder(session)`` starts a recording; ``audit(actor, action, session, **detail)`` records."""
 
     def __init__(self, *, open_agent: Callable[[Session], None], make_recorder: Callable[[Session], Recorder],
-                 audit: Callable[..., None]) -> None:
+                 audit: Callable[..., None], owners: Owners | None = None) -> None:
         self._open_agent, self._make_recorder, self._audit = open_agent, make_recorder, audit
+        self.owners = owners or Owners()
         self._lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
 
@@ -101,6 +148,8 @@ class TerminalHub:
     # -- browsers ----------------------------------------------------------------------
 
     def join(self, node_id: str, node_name: str, viewer: Viewer) -> Session:
+        if not self.owners.claim(node_id):
+            raise Elsewhere(node_id)
         with self._lock:
             session = self._sessions.get(node_id)
             fresh = session is None or session.ended
@@ -128,6 +177,7 @@ class TerminalHub:
                 session.ended = True
                 if self._sessions.get(session.node_id) is session:
                     del self._sessions[session.node_id]
+                    self.owners.release(session.node_id)
         if viewer.role == "instructor":
             self._audit(f"instructor:{viewer.name}", "terminal.leave", session)
         if empty:
@@ -243,6 +293,7 @@ class TerminalHub:
             session.ended = True
             if self._sessions.get(session.node_id) is session:
                 del self._sessions[session.node_id]
+                self.owners.release(session.node_id)
         for viewer in list(session.viewers):
             viewer.send(json.dumps({"t": "ended"}))
             try:

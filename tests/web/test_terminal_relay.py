@@ -155,3 +155,36 @@ def test_a_browser_from_another_site_or_without_a_session_is_refused(app, live_s
     assert refused.value.status == 401
     time.sleep(0)  # nothing was started: no session exists for the node
     assert app.extensions["labfleet_terminal"].session_for(node.id) is None
+
+
+def test_one_web_process_relays_a_node_and_the_others_send_its_browsers_on():
+    """Several web processes: the first to take a node's session holds it (Redis); a browser landing on
+    another is told ``elsewhere`` and reconnects, until the session ends and any process may take it."""
+    import uuid
+
+    from controller.runtime.terminal_hub import Elsewhere, Owners, TerminalHub, Viewer
+
+    url = "redis://127.0.0.1:6379/14"
+    opened = []
+    hubs = [TerminalHub(open_agent=opened.append, make_recorder=lambda s: None, audit=lambda *a, **k: None,
+                        owners=Owners(url)) for _ in range(2)]
+    node = uuid.uuid4().hex
+
+    class Browser:
+        def send(self, data):
+            pass
+
+        def close(self, *args):
+            pass
+
+    first = Viewer(ws=Browser(), role="attendee", name="Ada")
+    session = hubs[0].join(node, "n-1", first)
+    with pytest.raises(Elsewhere):
+        hubs[1].join(node, "n-1", Viewer(ws=Browser(), role="instructor", name="ada"))
+    assert len(opened) == 1  # one relay, one agent connection
+    watcher = Viewer(ws=Browser(), role="instructor", name="ada")
+    assert hubs[0].join(node, "n-1", watcher) is session  # the same session on the holding process
+    hubs[0].leave(session, watcher)
+    hubs[0].leave(session, first)
+    hubs[1].join(node, "n-1", Viewer(ws=Browser(), role="attendee", name="Ada"))  # ended: free again
+    assert len(opened) == 2

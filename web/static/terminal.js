@@ -17,7 +17,7 @@
   term.loadAddon(fit);
   term.open(box);
   fit.fit();
-  var ws = null, closedByPage = false, retry = 500, ended = false;
+  var ws = null, closedByPage = false, retry = 500, ended = false, elsewhere = 0;
   var state = { status: null };
   window.labfleetTerminal = { term: term, state: state,
     text: function () {  // what the screen shows, for tests and copy
@@ -31,6 +31,7 @@
 
   function showStatus(s) {
     state.status = s;
+    elsewhere = 0;
     stateEl.textContent = s.agent ? "connected" : "waiting for the machine…";
     var names = s.instructors || [];
     watchersEl.textContent = names.length ? ("watching: " + names.join(", ")) : "";
@@ -62,6 +63,7 @@
         refusedEl.textContent = "Not sent: " + msg.reason;
         refusedEl.hidden = false;
         box.dataset.refused = String((parseInt(box.dataset.refused || "0", 10)) + 1);
+      } else if (msg.t === "elsewhere") { retry = 20; elsewhere += 1; if (elsewhere > 50) { retry = 2000; }
       } else if (msg.t === "ended") { ended = true; stateEl.textContent = "the terminal session ended"; }
     };
     ws.onclose = function () {
@@ -69,7 +71,7 @@
       if (closedByPage) { return; }
       stateEl.textContent = ended ? "the terminal session ended: reconnecting…" : "disconnected: reconnecting…";
       setTimeout(connect, retry);
-      retry = Math.min(retry * 2, 8000);
+      retry = elsewhere && elsewhere <= 50 ? 20 : Math.min(retry * 2, 8000);
     };
   }
 
