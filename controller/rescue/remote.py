@@ -13,7 +13,8 @@ CONFIG = "/etc/labfleet-agent/agent.toml"
 LOG = "/var/log/labfleet-agent/agent.log"
 READINESS = "/var/lib/labfleet-agent/readiness.json"
 UNIT = "labfleet-agent"
-AGENT_ARGV = f"labfleet-agent run --config {CONFIG}"
+# pgrep -f pattern of the agent's command line; the brackets keep it from matching the shell running it.
+AGENT_ARGV = f"[l]abfleet-agent run --config {CONFIG}"
 
 # The agent's lab cgroup parent and attendee user, from its config (defaults as node_agent/config.py).
 _SETTINGS = (f"P=$(sed -n 's/^lab_cgroup_parent *= *\"\\(.*\\)\"/\\1/p' {CONFIG} 2>/dev/null); P=${{P:-labfleet}}; "
