@@ -56,6 +56,15 @@ def test_rescue_silent_restarts_a_frozen_then_killed_agent(room, fleet2):
     host = fleet2.hosts()[0]
     before = room.nodes()[host.name]
     freeze_then_kill_agent(host)
+    # Runaway processes: a lab cgroup at its pids ceiling, and the attendee's processes outside any lab
+    # (a fork bomb's aftermath: more than the 300 the rescue allows), both as an attendee leaves them.
+    labs = f"/sys/fs/cgroup/{host.lab_cgroup_parent}"
+    ssh_ok(host, f"set -e; mkdir -p {labs}/runaway; echo 8 > {labs}/runaway/pids.max; "
+                 f"for i in 1 2 3 4 5 6 7 8; do sh -c 'echo $$ > {labs}/runaway/cgroup.procs; exec sleep 600' "
+                 ">/dev/null 2>&1 & done; sleep 0.5; cat {labs}/runaway/pids.current; "
+                 "id class >/dev/null 2>&1 || useradd -M -s /bin/sh class; "
+                 "for i in $(seq 320); do setpriv --reuid=class --regid=class --clear-groups sleep 600 "
+                 ">/dev/null 2>&1 & done; sleep 1; pgrep -c -U class")
     wait_until(lambda: state_of(room, host.name) == "offline", timeout=30, what=f"{host.name} offline")
 
     run = labfleet_json(room, "rescue", "--silent", timeout=200)
@@ -65,6 +74,10 @@ def test_rescue_silent_restarts_a_frozen_then_killed_agent(room, fleet2):
     assert [s["name"] for s in rescued["steps"]] == ["connect", "diagnose", "kill_runaway", "restart_agent",
                                                      "wait_online"]
     assert all(s["ok"] and s["seconds"] >= 0 for s in rescued["steps"])
+    killed = rescued["steps"][2]["summary"]
+    assert "killed lab cgroup runaway (pids=8 max=8" in killed and "processes of attendee class" in killed
+    assert ssh_ok(host, f"cat {labs}/runaway/pids.current; pgrep -c -U class || true").split() == ["0", "0"]
+    ssh_ok(host, f"rmdir {labs}/runaway")
 
     after = room.nodes()[host.name]
     assert (after["id"], after["state"]) == (before["id"], "online")
