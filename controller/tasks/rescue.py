@@ -32,15 +32,15 @@ def rescue_silent() -> dict:
         run = service.auto_rescue(session, silent_after=settings.rescue_silent_after,
                                   retry_after=settings.rescue_retry_after)
         run_id = run.id if run else None
+        count = len(service.host_rows(session, run_id)) if run_id else 0
     if run_id:
-        enqueue(run_id, host_count=0)
+        enqueue(run_id, host_count=count)
     return {"rescue": run_id}
 
 
 def enqueue(run_id: str, *, host_count: int) -> None:
     """Queue a run; Celery's time limit covers its hosts in waves of ``rescue_parallel``."""
     settings = app_state().settings
-    waves = max(1, math.ceil(max(host_count, 1) / settings.rescue_parallel)) if host_count else \
-        math.ceil(service.MAX_NODES / settings.rescue_parallel)
+    waves = math.ceil(max(host_count, 1) / settings.rescue_parallel)
     limit = int(waves * settings.rescue_host_timeout + 60)
     rescue.apply_async(args=[run_id], time_limit=limit + 30, soft_time_limit=limit)

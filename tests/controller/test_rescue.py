@@ -69,3 +69,16 @@ def test_bad_rescue_requests_name_the_field(client, seed, enroll):
     assert client.get("/api/v1/rescue/nothing", headers=seed.auth).status_code == 404
     assert client.get("/api/v1/nodes/nobody/diagnostics", headers=seed.auth).json["field"] == "node"
     assert client.post("/api/v1/rescue", json={"nodes": ["vm-1"]}).status_code == 401
+
+
+def test_the_beat_task_queues_a_rescue_of_a_node_silent_past_the_threshold(app, enroll):
+    from controller.tasks.rescue import rescue_silent
+
+    enroll("vm-quiet")
+    _silence(app, "vm-quiet", provisioned=True)
+    with app.app_context():  # as the worker runs the beat's task
+        queued = rescue_silent()
+        assert queued["rescue"] and rescue_silent() == {"rescue": None}  # not twice within retry_after
+        with app.extensions["labfleet"].db.session() as session:
+            run = service.get_or_404(session, queued["rescue"])
+            assert (run.trigger, run.state) == ("silent", "pending")
