@@ -89,13 +89,13 @@ def main() -> int:
             parallel = time.monotonic() - started
             run = json.loads(done.stdout)
             recovered = sum(h["state"] == "recovered" for h in run["hosts"])
-            per_host = ", ".join(f"{h['seconds']:.1f}" for h in run["hosts"])
-            print(f"labfleet rescue --silent: {recovered}/{len(hosts)} recovered in {parallel:.1f} s "
-                  f"(per host: {per_host})")
+            print(f"labfleet rescue --silent: {recovered}/{len(hosts)} recovered in {parallel:.1f} s; "
+                  f"mean seconds per step: {_per_step([h['steps'] for h in run['hosts']])}")
 
             silence()
             started = time.monotonic()
             ok = 0
+            seq_steps = []
             for host in hosts:
                 target = SshTarget(node_id="", node_name=host.name, host=host.name, address=host.address,
                                    port=host.ssh_port, user=host.ssh_user, private_key=host.private_key_path,
@@ -119,8 +119,10 @@ def main() -> int:
                 outcome = steps.rescue_host(target, time_bound=180, runaway_limit=300, wait_online=wait_online,
                                             on_step=on_step)
                 ok += outcome.state == steps.RECOVERED
+                seq_steps.append(outcome.steps)
             sequential = time.monotonic() - started
-            print(f"sequential loop of the same steps: {ok}/{len(hosts)} recovered in {sequential:.1f} s")
+            print(f"sequential loop of the same steps: {ok}/{len(hosts)} recovered in {sequential:.1f} s; "
+                  f"mean seconds per step: {_per_step(seq_steps)}")
             ratio = sequential / parallel
             print(f"| rescue of {len(hosts)} silent fleet hosts (parallel {args.parallel}) | {parallel:.1f} s | "
                   f"{sequential:.1f} s (sequential loop, same Fabric steps) | {ratio:.1f}x | >= {GOAL:.0f}x | "
@@ -129,6 +131,14 @@ def main() -> int:
         fleet.down()
         subprocess.run(["rm", "-rf", "--one-file-system", shlex.quote(str(root))], check=False)
     return 0
+
+
+def _per_step(runs: list[list[dict]]) -> str:
+    totals: dict[str, list[float]] = {}
+    for done in runs:
+        for step in done:
+            totals.setdefault(step["name"], []).append(step["seconds"])
+    return ", ".join(f"{name} {sum(v) / len(v):.2f}" for name, v in totals.items())
 
 
 def _epoch(iso: str) -> float:
