@@ -61,7 +61,7 @@ def test_rescue_silent_restarts_a_frozen_then_killed_agent(room, fleet2):
     labs = f"/sys/fs/cgroup/{host.lab_cgroup_parent}"
     ssh_ok(host, f"set -e; mkdir -p {labs}/runaway; echo 8 > {labs}/runaway/pids.max; "
                  f"for i in 1 2 3 4 5 6 7 8; do sh -c 'echo $$ > {labs}/runaway/cgroup.procs; exec sleep 600' "
-                 ">/dev/null 2>&1 & done; sleep 0.5; cat {labs}/runaway/pids.current; "
+                 f">/dev/null 2>&1 & done; sleep 0.5; cat {labs}/runaway/pids.current; "
                  "id class >/dev/null 2>&1 || useradd -M -s /bin/sh class; "
                  "for i in $(seq 320); do setpriv --reuid=class --regid=class --clear-groups sleep 600 "
                  ">/dev/null 2>&1 & done; sleep 1; pgrep -c -U class")
