@@ -22,6 +22,7 @@ from controller.rescue.ssh import HostKeyRefused, connect
 from controller.rescue.target import SshTarget
 
 MAX_OUTPUT = 8000  # characters of one command's output kept in the transcript
+MARK = "@@labfleet-rescue@@ "
 STEPS = ("connect", "diagnose", "kill_runaway", "restart_agent", "wait_online")
 
 RECOVERED, FAILED, REFUSED, UNREACHABLE = "recovered", "failed", "refused", "unreachable"
@@ -105,10 +106,24 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
         return f"{target.user}@{target.address}:{target.port}, host key as recorded, agent under {init['kind']}"
 
     def do_diagnose() -> str:
+        # One remote command for all of them (one SSH round trip, not seven), split by marker lines.
+        parts = []
         for name, command in remote.DIAGNOSTICS.items():
             command = command[init["kind"]] if isinstance(command, dict) else command
-            _code, text = sh(name, command, 15)
+            parts.append(f"echo '{MARK}{name}'; ( {command} ) 2>&1")
+        result = conn.run("\n".join(parts), timeout=left(30.0), hide=True, warn=True, in_stream=False)
+        current = None
+        sections: dict[str, list[str]] = {}
+        for line in result.stdout.splitlines():
+            if line.startswith(MARK):
+                current = line[len(MARK):]
+                sections[current] = []
+            elif current is not None:
+                sections[current].append(line)
+        for name in remote.DIAGNOSTICS:
+            text = redact("\n".join(sections.get(name, []))[-MAX_OUTPUT:])
             out.diagnostics[name] = text
+            out.transcript.append(f"$ {name}\n{text.rstrip()}")
         lines = out.diagnostics.get("agent_status", "").strip().splitlines()
         return f"agent status: {lines[0]}" if lines else "collected"
 

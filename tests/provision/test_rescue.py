@@ -58,13 +58,17 @@ def test_rescue_silent_restarts_a_frozen_then_killed_agent(room, fleet2):
     freeze_then_kill_agent(host)
     # Runaway processes: a lab cgroup at its pids ceiling, and the attendee's processes outside any lab
     # (a fork bomb's aftermath: more than the 300 the rescue allows), both as an attendee leaves them.
-    labs = f"/sys/fs/cgroup/{host.lab_cgroup_parent}"
-    ssh_ok(host, f"set -e; mkdir -p {labs}/runaway; echo 8 > {labs}/runaway/pids.max; "
-                 f"for i in 1 2 3 4 5 6 7 8; do sh -c 'echo $$ > {labs}/runaway/cgroup.procs; exec sleep 600' "
-                 f">/dev/null 2>&1 & done; sleep 0.5; cat {labs}/runaway/pids.current; "
-                 "id class >/dev/null 2>&1 || useradd -M -s /bin/sh class; "
-                 "for i in $(seq 320); do setpriv --reuid=class --regid=class --clear-groups sleep 600 "
-                 ">/dev/null 2>&1 & done; sleep 1; pgrep -c -U class")
+    # The labs' pids hierarchy as the agent and the rescue find it (cgroup v2, or v1's pids hierarchy).
+    labs = ssh_ok(host, "if [ -f /sys/fs/cgroup/cgroup.controllers ]; then echo /sys/fs/cgroup; "
+                        "else echo /sys/fs/cgroup/pids; fi").strip() + "/" + host.lab_cgroup_parent
+    filled = ssh_ok(host, f"set -e; mkdir -p {labs}/runaway; test -f {labs}/runaway/pids.current; "
+                          f"echo 8 > {labs}/runaway/pids.max; "
+                          f"for i in 1 2 3 4 5 6 7 8; do sh -c 'echo $$ > {labs}/runaway/cgroup.procs; exec sleep 600' "
+                          f">/dev/null 2>&1 & done; sleep 0.5; cat {labs}/runaway/pids.current; "
+                          "id class >/dev/null 2>&1 || useradd -M -s /bin/sh class; "
+                          "for i in $(seq 320); do setpriv --reuid=class --regid=class --clear-groups sleep 600 "
+                          ">/dev/null 2>&1 & done; sleep 1; pgrep -c -U class").split()
+    assert filled == ["8", "320"]
     wait_until(lambda: state_of(room, host.name) == "offline", timeout=30, what=f"{host.name} offline")
 
     run = labfleet_json(room, "rescue", "--silent", timeout=200)
