@@ -105,7 +105,7 @@ def poll_commands(node_id: str):
     resync = request.args.get("resync", "0") in ("1", "true")
     if resync:
         state.notifier.supersede_polls(node_id)
-    with state.polls.slot(node_id, "long-polls per node"):
+    with state.polls.slot(node_id, "long-polls per node", hold_seconds=wait, supersede=resync):
         return _hold_poll(state, node_id, wait, resync)
 
 
