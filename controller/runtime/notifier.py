@@ -21,8 +21,9 @@ The listener outlives Redis: it pings on its own every
 nothing for three of them (a half-open socket), resubscribes in a loop while
 Redis is away, and on resubscribing wakes every waiting poll (it may have
 missed their messages) and drops the node-token cache (``on_resubscribed``).
-Meanwhile polls fall back to their database re-check (docs/operations.md,
-"Scaling out", has the measured figures).
+Meanwhile polls fall back to their database re-check, every second while the
+listener is cut off (``reliable`` is False) instead of every five
+(docs/operations.md, "Scaling out", has the measured figures).
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ class NodeNotifier:
         """How many polls are waiting for news of ``node_id`` right now (tests wait on it)."""
         with self._lock:
             return len(self._waiters.get(node_id, ()))
+
+    @property
+    def reliable(self) -> bool:
+        """Whether every process's news reaches this one: no Redis needed with one process, else subscribed."""
+        return not self._redis_url or self._subscribed.is_set()
 
     @property
     def listening(self) -> bool:
@@ -201,8 +207,9 @@ class NodeNotifier:
                 self._subscribed.clear()
                 if not lost:
                     log.warning("command notification channel lost (%s); polls re-check the database "
-                                "every few seconds until it is back", exc)
+                                "every second until it is back", exc)
                     self._note("lost")
+                    self._wake_everyone()  # their long sleeps end: from now on they re-check every second
                 lost = True
                 self._stop.wait(self._reconnect_delay)
             finally:

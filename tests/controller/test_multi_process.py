@@ -141,10 +141,11 @@ def test_the_notifier_comes_back_after_a_redis_restart_and_wakes_the_polls_it_ma
     publisher = _notifier(own.url)
     listener = _notifier(own.url, on_resubscribed=lambda: resubscribed.append(time.monotonic()))
     try:
-        thread, woke = _wait_in_thread(listener, "n1", timeout=30)
         killed_at = time.monotonic()
         own.kill()
         wait_until(lambda: not listener.listening, timeout=10, interval=0.01, what="the listener to notice")
+        assert not listener.reliable  # the API's polls now re-check the database every second
+        thread, woke = _wait_in_thread(listener, "n1", timeout=30)
         publisher.notify(["n1"])  # lost: Redis is down (the poll's database re-check covers it)
         own.start()
         restarted_at = time.monotonic()
@@ -153,6 +154,7 @@ def test_the_notifier_comes_back_after_a_redis_restart_and_wakes_the_polls_it_ma
         assert resubscribed, "the node-token cache was not told to forget"
         print(f"\nRedis down {restarted_at - killed_at:.2f}s; back -> listener resubscribed and polls woken "
               f"{woke[0][1] - restarted_at:.2f}s after the restart")
+        assert listener.reliable
         thread, woke = _wait_in_thread(listener, "n2", timeout=30)
         sent = time.monotonic()
         publisher.notify(["n2"])  # the publisher's client reconnects by itself
@@ -176,11 +178,16 @@ def test_the_notifier_drops_a_half_open_connection_and_resubscribes(tmp_path):
         thread, woke = _wait_in_thread(listener, "n1", timeout=30)
         publisher.notify(["n1"])  # never reaches the frozen connection
         thread.join(timeout=20)
-        assert woke and woke[0][0] is True, "a half-open subscription was never replaced"
-        events = [name for name, _ in listener.history]
-        assert events[-2:] == ["lost", "subscribed"]
-        print(f"\nhalf-open: detected and resubscribed, the missed poll woken {woke[0][1] - frozen_at:.2f}s "
-              "after the connection went silent (health check every 0.5 s)")
+        assert woke and woke[0][0] is True, "a half-open subscription was never noticed"
+        wait_until(lambda: [name for name, _ in listener.history][-2:] == ["lost", "subscribed"], timeout=10,
+                   interval=0.02, what="the listener to resubscribe")
+        back = listener.history[-1][1]
+        print(f"\nhalf-open: detected, its missed poll woken {woke[0][1] - frozen_at:.2f}s after the connection "
+              f"went silent (health check every 0.5 s); resubscribed {back - frozen_at:.2f}s after")
+        thread, woke = _wait_in_thread(listener, "n2", timeout=30)
+        publisher.notify(["n2"])  # through the new connection
+        thread.join(timeout=20)
+        assert woke and woke[0][0] is True
     finally:
         publisher.close()
         listener.close()
