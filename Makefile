@@ -48,6 +48,7 @@ test-sqlite: install services
 # tests never touch it (nor does the demo, which keeps its own SQLite file), so
 # running them twice would only double CI time.
 PG_SUITES := tests/controller tests/node_agent tests/e2e/test_delivery.py tests/e2e/test_fleet.py \
+	tests/e2e/test_multi_controller.py \
 	tests/e2e/test_labs.py tests/provision
 
 test-postgresql: install services

@@ -102,7 +102,7 @@ def bench_controller(database: str = "sqlite", *, web_workers: int = 1, web_thre
     """A real controller (gunicorn gthread) on a free loopback port, stopped and deleted afterwards.
 
     Production defaults where the test helper differs (600 threads per web process, redelivery
-    after 30 s, heartbeat interval 5 s). ``serve`` runs the migrations on start. Plain HTTP unless
+    after 30 s, heartbeat interval 5 s). ``init`` runs the migrations (``serve`` refuses an old schema). Plain HTTP unless
     ``tls``: the simulated agents (aiohttp) measure the controller's request handling, as the
     docs/benchmarks.md's numbers always have; a real agent keeps its TLS connection, so TLS adds a handshake
     per connection, not per request.

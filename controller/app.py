@@ -14,7 +14,7 @@ from controller.api import db_session
 from controller.api.enroll_guard import EnrollGuard
 from controller.api.errors import register_error_handlers
 from controller.api.proxies import TrustedProxies
-from controller.api.ratelimit import ConcurrencyLimiter
+from controller.api.ratelimit import poll_limiter
 from controller.api.validation import check_request_text
 from controller.runtime.app_state import AppState
 from controller.runtime.group_commit import GroupCommit
@@ -42,11 +42,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     node_cache = NodeTokenCache()
     state = AppState(
         settings=settings, db=database,
-        notifier=NodeNotifier(settings.redis_url, on_node_changed=node_cache.forget_node),
+        notifier=NodeNotifier(settings.redis_url, on_node_changed=node_cache.forget_node,
+                              on_resubscribed=node_cache.clear),
         heartbeats=HeartbeatRecorder(database, flush_interval=settings.heartbeat_flush_interval),
         metrics=Metrics(),
         enroll_guard=EnrollGuard.from_settings(settings),
-        polls=ConcurrencyLimiter(per_key=2),
+        polls=poll_limiter(settings.redis_url, per_key=2),
         node_cache=node_cache,
         group_commit=GroupCommit(database),
     )

@@ -1,7 +1,8 @@
 """The database's life: engine, sessions, schema migrations.
 
 SQLite (WAL) is the one-box default; PostgreSQL when ``database_url`` says so.
-The schema is created and upgraded only through Alembic
+The schema is created and upgraded only through Alembic, once, by
+``labfleet db upgrade`` (or ``labfleet init``); ``serve`` and ``worker`` refuse an old one
 (``controller/migrations``), never with ``create_all``, so a room's PostgreSQL
 and a laptop's SQLite file follow the same history.
 See docs/operations.md.
@@ -15,12 +16,18 @@ from pathlib import Path
 
 from alembic import command as alembic_command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from controller.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database's schema is not the one this code was written for."""
 
 
 class Database:
@@ -59,8 +66,26 @@ class Database:
             session.close()
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration."""
+        """Bring the schema to the newest migration (``labfleet db upgrade``, ``labfleet init``)."""
         alembic_command.upgrade(alembic_config(self.engine), "head")
+
+    def schema_revisions(self) -> tuple[set[str], set[str]]:
+        """(the revisions the database is at, the newest this code knows)."""
+        script = ScriptDirectory.from_config(alembic_config(self.engine))
+        with self.engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        return current, set(script.get_heads())
+
+    def require_current_schema(self) -> None:
+        """Refuse to serve on a schema older (or newer) than this code's: migrations run once, by
+        ``labfleet db upgrade``, not by every ``serve`` and ``worker`` racing at start."""
+        current, head = self.schema_revisions()
+        if current != head:
+            shown = self.engine.url.render_as_string(hide_password=True)
+            at = ", ".join(sorted(current)) or "empty (no labfleet tables)"
+            raise SchemaOutOfDate(
+                f"the database {shown} is at schema revision {at}; this labfleet needs {', '.join(sorted(head))}. "
+                "Run `labfleet db upgrade` once (with the same settings), then start serve and the workers.")
 
     def dispose(self) -> None:
         self.engine.dispose()

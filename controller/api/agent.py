@@ -33,6 +33,9 @@ bp = Blueprint("agent_api", __name__, url_prefix=AGENT_API)
 # Between database checks a long-poll sleeps at most this long, so a lost
 # cross-process notification delays a command by seconds, never loses it.
 RECHECK_SECONDS = 5.0
+# While this process is cut off from Redis (another process's commands cannot wake its polls), they
+# re-check this often instead: a light read per waiting poll per second, for the outage only.
+RECHECK_SECONDS_WITHOUT_REDIS = 1.0
 WAIT = Param("wait", {"type": "number", "minimum": 0}, "seconds to hold the request open when no command is waiting")
 RESYNC = Param("resync", {"type": "integer", "enum": [0, 1]},
                "1 after a lost connection: offer every command without a result again")
@@ -105,7 +108,7 @@ def poll_commands(node_id: str):
     resync = request.args.get("resync", "0") in ("1", "true")
     if resync:
         state.notifier.supersede_polls(node_id)
-    with state.polls.slot(node_id, "long-polls per node"):
+    with state.polls.slot(node_id, "long-polls per node", hold_seconds=wait, supersede=resync):
         return _hold_poll(state, node_id, wait, resync)
 
 
@@ -129,7 +132,8 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
             return jsonify(encode(batch))
         resync = False
         release_session()  # do not hold a pooled connection while we sleep
-        notified = state.notifier.wait(node_id, seen, min(remaining, RECHECK_SECONDS))
+        recheck = RECHECK_SECONDS if state.notifier.reliable else RECHECK_SECONDS_WITHOUT_REDIS
+        notified = state.notifier.wait(node_id, seen, min(remaining, recheck))
 
 
 @bp.post("/nodes/<node_id>/results")

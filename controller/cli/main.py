@@ -84,15 +84,33 @@ def serve(ctx: Context, host: str | None, port: int | None, workers: int | None)
     """Run the web app and API (gunicorn, threaded workers)."""
     from controller.app import create_app
     from controller.cli.server import GunicornServer
+    from controller.runtime import metrics
 
     settings = ctx.settings(host=host, port=port, web_workers=workers)
-    app = create_app(settings)
-    app.extensions["labfleet"].db.upgrade()
+    _require_current_schema(settings)
+    # Every gunicorn worker writes its counters to one folder; /metrics sums them (docs/architecture.md#metrics).
+    metrics.enable_multiprocess()
     try:
-        server = GunicornServer(app, settings)
-    except ConfigurationError as exc:
+        app = create_app(settings)
+        try:
+            server = GunicornServer(app, settings)
+        except ConfigurationError as exc:
+            raise click.ClickException(str(exc)) from None
+        server.run()
+    finally:
+        metrics.disable_multiprocess(remove=True)
+
+
+def _require_current_schema(settings) -> None:
+    from controller import db as db_module
+
+    database = db_module.database_for(settings)
+    try:
+        database.require_current_schema()
+    except db_module.SchemaOutOfDate as exc:
         raise click.ClickException(str(exc)) from None
-    server.run()
+    finally:
+        database.dispose()
 
 
 @cli.command()
@@ -105,9 +123,33 @@ def worker(ctx: Context, beat: bool, concurrency: int) -> None:
     from controller.cli.server import run_worker
 
     settings = ctx.settings()
+    _require_current_schema(settings)
     app = create_app(settings)
-    app.extensions["labfleet"].db.upgrade()
     run_worker(app, beat=beat, concurrency=concurrency, loglevel=settings.log_level)
+
+
+@cli.group("db")
+def db_group() -> None:
+    """The controller's database schema."""
+
+
+@db_group.command("upgrade")
+@pass_ctx
+def db_upgrade(ctx: Context) -> None:
+    """Migrate the database to this labfleet's schema, once per upgrade (serve and worker refuse an old one)."""
+    from controller import db as db_module
+
+    database = db_module.database_for(ctx.settings())
+    try:
+        before, head = database.schema_revisions()
+        database.upgrade()
+        shown = database.engine.url.render_as_string(hide_password=True)
+    finally:
+        database.dispose()
+    was = ", ".join(sorted(before)) or "empty"
+    now = ", ".join(sorted(head))
+    render.console.print(f"database {render.safe(shown)}: schema {render.safe(was)} -> {render.safe(now)}"
+                         + (" (already current)" if before == head else ""), soft_wrap=True)
 
 
 # -- enrollment tokens ----------------------------------------------------

@@ -35,6 +35,7 @@ class GunicornServer(BaseApplication):
             "errorlog": "-",
             "loglevel": s.log_level.lower(),
             "post_fork": _dispose_inherited_pool,
+            "child_exit": _worker_exited,
             "proc_name": "labfleet-web",
             # One controller per data dir, several per machine in tests: no shared control socket.
             "control_socket_disable": True,
@@ -74,6 +75,12 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
 def _dispose_inherited_pool(server, worker) -> None:
     # Connections opened before the fork must not be shared with the parent.
     worker.app.application.extensions["labfleet.db"].engine.dispose(close=False)
+
+
+def _worker_exited(server, worker) -> None:
+    from controller.runtime.metrics import worker_exited
+
+    worker_exited(worker.pid)
 
 
 def run_worker(app: Flask, *, beat: bool, concurrency: int, loglevel: str) -> None:

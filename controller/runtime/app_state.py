@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from controller.api.enroll_guard import EnrollGuard
-from controller.api.ratelimit import ConcurrencyLimiter
+from controller.api.ratelimit import ConcurrencyLimiter, SharedConcurrencyLimiter
 from controller.db import Database
 from controller.runtime.group_commit import GroupCommit
 from controller.runtime.heartbeats import HeartbeatRecorder
@@ -25,7 +25,7 @@ class AppState:
     heartbeats: HeartbeatRecorder
     metrics: Metrics
     enroll_guard: EnrollGuard
-    polls: ConcurrencyLimiter
+    polls: ConcurrencyLimiter | SharedConcurrencyLimiter
     node_cache: NodeTokenCache
     group_commit: GroupCommit
 

@@ -1,35 +1,90 @@
-"""Prometheus metrics: counters and histograms kept in process, gauges read at scrape time.
+"""Prometheus metrics: counters and histograms kept per process, gauges read at scrape time.
 
 Node and command counts come from the database when Prometheus scrapes, so
-they are right whichever web process or worker changed them. Latency
-histograms are per web process (one process is the default; see docs/operations.md).
+they are right whichever web process or worker changed them. Counters and
+latency histograms live in each gunicorn worker; ``labfleet serve`` turns on
+prometheus_client's multiprocess mode (``enable_multiprocess``: every worker
+writes its values to files in one folder) and ``/metrics`` then answers the
+sum over every worker of this ``serve``, whichever worker the scrape reached.
+Several ``serve`` (machines) are several scrape targets; Prometheus sums them.
+A worker that exits leaves its counts behind (counters never go backwards);
+the folder is emptied when ``serve`` starts and removed when it stops.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_multiprocess_dir: Path | None = None
+
+
+def enable_multiprocess(folder: Path | None = None) -> Path:
+    """Before the app (and its metrics) is built, in the process that will fork the web workers.
+
+    ``folder``: an operator's own (emptied of old values first); default a fresh temporary folder.
+    prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` itself, in this process and the forked ones.
+    """
+    global _multiprocess_dir
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="labfleet-metrics-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.db"):
+        old.unlink()
+    os.environ[MULTIPROC_ENV] = str(folder)  # prometheus_client reads it (here and in forked workers)
+    values.ValueClass = values.get_value_class()
+    _multiprocess_dir = folder
+    return folder
+
+
+def disable_multiprocess(*, remove: bool) -> None:
+    """When ``serve`` ends: back to in-process values, and the folder removed if ``serve`` made it."""
+    global _multiprocess_dir
+    folder, _multiprocess_dir = _multiprocess_dir, None
+    os.environ.pop(MULTIPROC_ENV, None)
+    values.ValueClass = values.get_value_class()
+    if remove and folder is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def worker_exited(pid: int) -> None:
+    """gunicorn's child_exit: a dead worker's live gauges go (its counters stay, summed as before)."""
+    if _multiprocess_dir is not None:
+        multiprocess.mark_process_dead(pid, str(_multiprocess_dir))
+
+
 class Metrics:
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = _multiprocess_dir
+        # In multiprocess mode the metrics are defined in a registry nobody renders (their values are
+        # in the folder's files); /metrics renders the files' sum instead.
+        self._defined = CollectorRegistry(auto_describe=True)
+        if self.multiprocess_dir is None:
+            self.registry = self._defined
+        else:
+            self.registry = CollectorRegistry(auto_describe=True)
+            multiprocess.MultiProcessCollector(self.registry, path=str(self.multiprocess_dir))
         self.heartbeat_seconds = Histogram(
             "labfleet_heartbeat_seconds", "Time to handle one agent heartbeat", buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=self._defined,
         )
         self.command_seconds = Histogram(
             "labfleet_command_seconds", "From issuing a command to storing its result", ["kind"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
+            buckets=LATENCY_BUCKETS, registry=self._defined,
         )
         self.results_total = Counter(
-            "labfleet_command_results", "Command results stored", ["kind", "outcome"], registry=self.registry,
+            "labfleet_command_results", "Command results stored", ["kind", "outcome"], registry=self._defined,
         )
 
     def add_collector(self, collector: Collector) -> None:

@@ -58,6 +58,12 @@ class NodeTokenCache:
             if token_hash is not None:
                 self._drop(token_hash)
 
+    def clear(self) -> None:
+        """Forget everything: the notifier was cut off from Redis and may have missed a change."""
+        with self._lock:
+            self._entries.clear()
+            self._by_node.clear()
+
     def set_digest(self, node_id: str, digest: str) -> None:
         with self._lock:
             token_hash = self._by_node.get(node_id)

@@ -35,8 +35,13 @@ def test_every_service_a_room_needs_with_healthchecks_and_volumes():
     assert result.returncode == 0, result.stderr
     config = yaml.safe_load(result.stdout)
     services = config["services"]
-    assert set(services) == {"redis", "postgres", "web", "worker", "beat", "flower"}
-    assert all("healthcheck" in s and s["healthcheck"]["test"] for s in services.values())
+    assert set(services) == {"redis", "postgres", "migrate", "web", "worker", "beat", "flower"}
+    long_running = {name: s for name, s in services.items() if name != "migrate"}
+    assert all("healthcheck" in s and s["healthcheck"]["test"] for s in long_running.values())
+    # Migrations run once, in a one-shot service, before anything that refuses an old schema starts.
+    assert services["migrate"]["command"] == ["labfleet", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+    assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     assert services["web"]["command"][:2] == ["labfleet", "serve"]
     assert services["worker"]["command"][:2] == ["labfleet", "worker"]
     assert "beat" in services["beat"]["command"] and services["flower"]["command"] == ["celery", "flower"]
