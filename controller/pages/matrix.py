@@ -64,7 +64,8 @@ class Matrix:
             "columns": [{"lab": c.lab, "step": c.step, "failing": c.failing, "passed": c.passed,
                          "reasons": [[n, reason] for n, reason in c.reasons]} for c in self.columns],
             "rows": [{**row, "cells": [list(cell) for cell in row["cells"]]} for row in self.rows],
-            "catalog": self.catalog,
+            # Pairs, not an object: JSON objects lose their order (and Flask sorts their keys).
+            "catalog": catalog_pairs(self.catalog),
         }
 
 
@@ -112,6 +113,10 @@ def read_matrix(session: Session) -> Matrix:
     return Matrix(columns, ordered_rows, {lab: list(steps) for lab, steps in order.items()})
 
 
+def catalog_pairs(catalog: dict[str, list[str]]) -> list[list[Any]]:
+    return [[lab, steps] for lab, steps in catalog.items()]
+
+
 @bp.app_template_filter("cell_text")
 def cell_text(cell: tuple[str, str, str]) -> str:
     """What a cell says to a screen reader and on hover: its status and the check's reason."""
@@ -126,7 +131,7 @@ def cell_text(cell: tuple[str, str, str]) -> str:
 def matrix():
     with app_state().db.session() as session:
         found = read_matrix(session)
-    return render_template("matrix.html", matrix=found, glyphs=CELL_GLYPH, bulk_catalog=found.catalog,
+    return render_template("matrix.html", matrix=found, glyphs=CELL_GLYPH, bulk_catalog=catalog_pairs(found.catalog),
                            kinds=BULK_KINDS)
 
 
@@ -148,7 +153,7 @@ def bulk_labs():
                 known = catalog.setdefault(lab, {})
                 for step in steps:
                     known.setdefault(step, None)
-    return jsonify({"catalog": {lab: list(steps) for lab, steps in catalog.items()}})
+    return jsonify({"catalog": [[lab, list(steps)] for lab, steps in catalog.items()]})
 
 
 def _bulk_request(body: Any) -> tuple[str, dict[str, Any], list[str]]:

@@ -14,7 +14,8 @@
   var results = document.getElementById("bulk-results");
   var list = document.getElementById("bulk-list");
   var summary = document.getElementById("bulk-summary");
-  var catalog = {};
+  var catalog = {};  // lab -> steps
+  var labs = [];  // the labs in the catalog's order
   var VERB = { "lab.check": "Check", "lab.solve": "Solve", "lab.reset": "Reset" };
 
   function option(select, value, text) {
@@ -24,11 +25,12 @@
     select.appendChild(o);
   }
 
-  function setCatalog(labs) {
-    catalog = labs || {};
+  function setCatalog(pairs) {  // [[lab, [step, ...]], ...]
+    catalog = {};
+    labs = (pairs || []).map(function (pair) { catalog[pair[0]] = pair[1]; return pair[0]; });
     var keep = labSelect.value;
     labSelect.textContent = "";
-    Object.keys(catalog).forEach(function (lab) { option(labSelect, lab, lab); });
+    labs.forEach(function (lab) { option(labSelect, lab, lab); });
     if (keep && catalog[keep]) { labSelect.value = keep; }
     fillSteps();
   }
@@ -192,6 +194,6 @@
     fetch(root.dataset.labs, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (answer) { setCatalog(answer.catalog); })
-      .catch(function () { setCatalog({}); });
+      .catch(function () { setCatalog([]); });
   }
 })();

@@ -29,10 +29,10 @@
     who.rowSpan = 2;
     who.appendChild(el("span", "node", "node"));
     labs.appendChild(who);
-    Object.keys(data.catalog).forEach(function (lab) {
-      var th = el("th", "lab", lab);
+    data.catalog.forEach(function (pair) {
+      var th = el("th", "lab", pair[0]);
       th.scope = "colgroup";
-      th.colSpan = data.catalog[lab].length;
+      th.colSpan = pair[1].length;
       labs.appendChild(th);
     });
     data.columns.forEach(function (col, i) {
@@ -52,7 +52,9 @@
       }
       var reasons = el("ul", "reasons");
       col.reasons.forEach(function (r) {
-        reasons.appendChild(el("li", null, r[0] + (r[0] === 1 ? " attendee: " : " attendees: ") + r[1]));
+        var li = el("li", null, r[0] + (r[0] === 1 ? " attendee: " : " attendees: ") + r[1]);
+        li.title = r[1];
+        reasons.appendChild(li);
       });
       th.appendChild(reasons);
       steps.appendChild(th);
