@@ -188,12 +188,16 @@
   labSelect.addEventListener("change", fillSteps);
   stepSelect.addEventListener("change", recount);
 
-  if (root.dataset.catalog) {
-    setCatalog(JSON.parse(root.dataset.catalog));
-  } else {
+  function fetchLabs() {
     fetch(root.dataset.labs, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.json(); })
       .then(function (answer) { setCatalog(answer.catalog); })
       .catch(function () { setCatalog([]); });
+  }
+  if (root.dataset.catalog) {
+    setCatalog(JSON.parse(root.dataset.catalog));
+  } else {  // the room: ask which labs the nodes report, and again when the instructor opens the list
+    fetchLabs();
+    labSelect.addEventListener("focus", fetchLabs);
   }
 })();
