@@ -36,7 +36,7 @@ from node_agent.logs import get_logger
 log = get_logger(__name__)
 
 MAX_REQUEST_BYTES = 4096
-ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help"})
+ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help", "consent"})
 DEFAULT_MAX_CLIENTS = 16
 DEFAULT_CLIENT_TIMEOUT = 5.0
 LISTEN_BACKLOG = 64  # connections the kernel holds until the accept loop answers them (at once: serve or refuse)
@@ -231,6 +231,14 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         return labs.use(_lab(labs, request, required=True))
     if action == "help":
         return raise_hand(labs, request.get("message") or "")
+    if action == "consent":
+        value = request.get("value")
+        if not isinstance(value, bool):
+            raise ValueError("value: expected true or false")
+        terminal = getattr(labs, "terminal", None)
+        if terminal is None:
+            raise LookupError("the shared terminal is not available on this VM")
+        return terminal.set_consent(value)
     lab = _lab(labs, request)
     if action == "status":
         return {"lab": lab, "current": labs.list_one(lab), "help": labs.help_desk and labs.help_desk.view()}

@@ -280,6 +280,15 @@ class HelpNoticeArgs:
     text: str = field(default="", metadata={"max_length": HELP_MESSAGE_MAX})
 
 
+@dataclass
+class TerminalOpenArgs:
+    """Open (or keep) the relay of the attendee's shared terminal for the controller's session ``session``."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    session: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
+
+
 COMMAND_KINDS: dict[str, type] = {
     "ping": PingArgs,
     "collect-state": NoArgs,
@@ -290,6 +299,7 @@ COMMAND_KINDS: dict[str, type] = {
     "lab.reset": LabResetArgs,
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
+    "terminal.open": TerminalOpenArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")
 

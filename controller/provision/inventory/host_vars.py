@@ -51,6 +51,8 @@ OPERATOR_VARS = frozenset({
     "labfleet_ca_pem", "labfleet_agent_ca_file", "labfleet_agent_insecure_http",
     # A path root writes on the VM (the attendee's prompt hook): never a host's to point elsewhere.
     "labfleet_agent_help_hook",
+    # The same for the attendee's login hook of the shared terminal (docs/terminal.md).
+    "labfleet_agent_terminal_hook",
 })
 
 # Ansible evaluates these in any string it templates.
