@@ -1,7 +1,8 @@
 """Run every benchmark and print one Markdown table (metric, labfleet, baseline, ratio, goal, met?).
 
 ``python -m benchmarks.run_all [--quick] [--database postgresql]``. ``--quick``: fan-out 1 round,
-heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command, stuck detection 5 passes.
+heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command, stuck detection 5 passes,
+web pages 5 runs.
 The table is meant to be pasted into docs/benchmarks.md.
 """
 
@@ -12,7 +13,7 @@ import math
 import time
 from typing import Any
 
-from benchmarks import agent_footprint, cli, fanout, heartbeats, stuck
+from benchmarks import agent_footprint, cli, fanout, heartbeats, stuck, web
 from benchmarks.common import add_database_option, machine_info, percentile, print_header
 
 Row = tuple[str, str, str, str, str, str]
@@ -97,6 +98,16 @@ def stuck_rows(out: dict[str, Any]) -> list[Row]:
     ]
 
 
+def web_rows(out: dict[str, Any]) -> list[Row]:
+    api, size = out["median_ms"]["api"], f"{out['nodes']} nodes × {out['steps']} steps"
+    return [
+        (f"web page {label}, {size}: server time median", f"{out['median_ms'][name]:.0f} ms",
+         f"{api:.0f} ms (JSON API: nodes + progress, every page)", _ratio(out["median_ms"][name], api),
+         f"≤ {web.GOAL_RATIO:g}x", _met(out["ratio"][name] <= web.GOAL_RATIO))
+        for name, label in (("room", "/room"), ("matrix", "/matrix"), ("matrix_data", "/matrix/data"))
+    ]
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| metric | labfleet | baseline (same run) | ratio | goal | met? |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -141,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     out = stuck.run(nodes=500, passes=5 if args.quick else 20, database=args.database)
     stuck.report(out)
     rows += stuck_rows(out)
+
+    print("\n## web pages", flush=True)
+    out = web.run(nodes=500, runs=5 if args.quick else 15, database=args.database)
+    web.report(out)
+    rows += web_rows(out)
 
     print(f"\n## results ({args.database}{', quick' if args.quick else ''}; {time.monotonic() - started:.0f} s)\n")
     print(machine_info() + "\n")

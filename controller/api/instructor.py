@@ -129,12 +129,37 @@ def revoke_enroll_token(token_id: str):
     return jsonify(enrollment.token_to_dict(row))
 
 
+AUDIT_FILTERS = [
+    Param("action", {"type": "string", "minLength": 1, "maxLength": 64}, "only this action, e.g. command.issue"),
+    Param("actor", {"type": "string", "minLength": 1, "maxLength": 160},
+          "who: instructor:ada, node:lab-01, or a bare name (any kind)"),
+    Param("node", {"type": "string", "minLength": 1, "maxLength": 160},
+          "entries about this node (name or id): its posts, actions on it, batches naming it"),
+    Param("since", {"type": "string", "format": "date-time"}, "at or after this time (ISO 8601, UTC by default)"),
+    Param("until", {"type": "string", "format": "date-time"}, "before this time (ISO 8601, UTC by default)"),
+]
+
+
+def audit_filters(args, session) -> dict:
+    """The audit log's filters from query arguments (the API and the /audit page use the same)."""
+    for name, limit in (("action", 64), ("actor", 160), ("node", 160)):
+        value = args.get(name)
+        if value is not None and len(value) > limit:
+            raise ValidationFailed(f"{name}: at most {limit} characters", field=name)
+    since, until = audit.parse_time(args.get("since"), "since"), audit.parse_time(args.get("until"), "until")
+    if since and until and since >= until:
+        raise ValidationFailed("until: must be after since", field="until")
+    return {"action": args.get("action") or None, "actor": (args.get("actor") or "").strip() or None,
+            "node": audit.node_refs(session, (args.get("node") or "").strip()), "since": since, "until": until}
+
+
 @bp.get("/audit")
-@documented("Audit entries, newest first", responses={200: r.AuditPage}, paged=True,
-            query=[Param("action", {"type": "string", "minLength": 1, "maxLength": 64}, "only this action, e.g. command.issue")])
+@documented("Audit entries, newest first; filter by who, action, node and time", responses={200: r.AuditPage},
+            paged=True, query=AUDIT_FILTERS)
 def list_audit():
     """Audit entries, newest first."""
-    found = page(get_session(), audit.list_query(action=request.args.get("action")),
+    session = get_session()
+    found = page(session, audit.list_query(**audit_filters(request.args, session)),
                  [Key(AuditEntry.id, descending=True)], default_limit=50)
     return jsonify({"entries": [audit.to_dict(e) for e in found.items], "next": found.next})
 

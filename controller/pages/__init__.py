@@ -31,7 +31,7 @@ class PagesState:
 
 
 def init_pages(app: Flask) -> None:
-    from controller.pages import views
+    from controller.pages import audit_log, matrix, views  # noqa: F401 (their routes join views.bp)
 
     state = app.extensions["labfleet"]
     settings = state.settings
