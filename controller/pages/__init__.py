@@ -31,7 +31,7 @@ class PagesState:
 
 
 def init_pages(app: Flask) -> None:
-    from controller.pages import attendee_page, node_page, views
+    from controller.pages import views
 
     state = app.extensions["labfleet"]
     settings = state.settings
@@ -56,5 +56,3 @@ def init_pages(app: Flask) -> None:
         feed=RoomFeed(state.db, max_streams=max(2, settings.web_threads // 10)),
     )
     app.register_blueprint(views.bp)
-    app.register_blueprint(node_page.bp)
-    app.register_blueprint(attendee_page.bp)

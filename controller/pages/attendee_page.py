@@ -20,8 +20,7 @@ from functools import wraps
 from typing import Any
 
 import nh3
-from flask import (Blueprint, current_app, jsonify, redirect, render_template, request, session,
-                   url_for)
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from markdown_it import MarkdownIt
 from sqlalchemy import select
@@ -31,13 +30,13 @@ from wtforms.validators import DataRequired, Length
 from controller import attendees, audit, commands, counters
 from controller.errors import NotFound, TooManyRequests, ValidationFailed
 from controller.models import Attendee, Command, LabProgress, Node
-from controller.pages import EXTENSION, WEB_DIR, csrf
+from controller.pages import EXTENSION
 from controller.pages.room import GONE, ordered_catalog
 from controller.runtime.app_state import app_state
 
 log = logging.getLogger(__name__)
 
-bp = Blueprint("attendee_page", __name__, template_folder=str(WEB_DIR / "templates"))
+bp = Blueprint("attendee", __name__)  # nested in the pages blueprint (views.py)
 
 SESSION_KEY = "attendee"
 # Actions per attendee per minute: a page's normal use is a few; a loop of clicks or a script is not.
@@ -84,19 +83,6 @@ def _state():
     return pages
 
 
-@bp.after_request
-def _headers(response):
-    from controller.pages.views import page_headers
-
-    return page_headers(response)
-
-
-@bp.before_request
-def _protect() -> None:
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        csrf.protect()
-
-
 def _issued_mark(attendee: Attendee) -> str:
     """Changes when the code is reissued: a session made with an older code no longer matches."""
     raw = f"{attendee.access_code_hash}\0{attendee.access_code_issued_at}"
@@ -128,7 +114,7 @@ def attendee_required(json: bool):
                     if json:
                         return jsonify({"error": "unauthenticated", "detail": "log in with your access code",
                                         "field": None}), 401
-                    return redirect(url_for("attendee_page.login"))
+                    return redirect(url_for("pages.attendee.login"))
                 return fn(db, *found, *args, **kwargs)
         return inner
     return wrap
@@ -157,7 +143,7 @@ def login():
             if held is not None:
                 session.clear()  # never an instructor and an attendee in one browser session
                 session[SESSION_KEY] = held
-                return redirect(url_for("attendee_page.page"))
+                return redirect(url_for("pages.attendee.page"))
             limiter.failed("attendee:" + email, address)
             log.warning("attendee login failed from %s", address)
             message, status = "Wrong email or access code (or no machine assigned to you yet).", 401
@@ -169,7 +155,7 @@ def login():
 @bp.post("/attendee/logout")
 def logout():
     session.pop(SESSION_KEY, None)
-    return redirect(url_for("attendee_page.login"))
+    return redirect(url_for("pages.attendee.login"))
 
 
 def progress_view(db, node: Node) -> list[dict[str, Any]]:

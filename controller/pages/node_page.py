@@ -17,29 +17,15 @@ from sqlalchemy import select
 from controller import commands, lab_progress
 from controller.errors import ValidationFailed
 from controller.models import Attendee, Command, LabProgress, Node, ProvisionEvent
-from controller.pages import WEB_DIR, csrf
 from controller.pages.room import GONE, ordered_catalog
 from controller.runtime.app_state import app_state
 
-bp = Blueprint("node_page", __name__, template_folder=str(WEB_DIR / "templates"))
+bp = Blueprint("node", __name__)  # nested in the pages blueprint (views.py)
 
 # What the page's buttons may ask for; the arguments are checked by commands.validate_kind.
 ACTIONS = ("lab.check", "lab.solve", "lab.reset", "collect-state", "agent-restart", "inspect")
 HISTORY = 30
 PROVISION_LOG = 200
-
-
-@bp.after_request
-def _headers(response):
-    from controller.pages.views import page_headers
-
-    return page_headers(response)
-
-
-@bp.before_request
-def _protect() -> None:
-    if request.method in ("POST", "PUT", "PATCH", "DELETE"):
-        csrf.protect()
 
 
 def _node(session, node_id: str) -> Node:
@@ -100,7 +86,7 @@ def provision_log(session, node: Node) -> list[dict[str, Any]]:
 
 @bp.get("/nodes/<node_id>")
 @login_required
-def node(node_id: str):
+def page(node_id: str):
     with app_state().db.session() as session:
         found = _node(session, node_id)
         view = node_view(session, found)
