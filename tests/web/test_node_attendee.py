@@ -2,7 +2,7 @@
 
 The agent is ``python -m node_agent run`` against the controller served by this process, with a lab
 folder written here (two script steps) and the session's real attendee account (tests/labs/conftest.py).
-Lab scripts run as root and as that account: the whole module takes the kernel-tests lock.
+Lab scripts run as root and as that account: run it under the kernel-tests lock (flock), like tests/e2e.
 """
 
 from __future__ import annotations
@@ -72,10 +72,6 @@ def write_lab(root: Path, marker: str) -> None:
 @pytest.fixture
 def lab_node(app, seed, live_server, attendee, tmp_path):  # noqa: F811
     """A real agent with the web-lab, enrolled and online, and an attendee seated at it with a code."""
-    lock = open("/tmp/labfleet-kernel-tests.lock", "w")  # noqa: SIM115 - held for the whole test
-    import fcntl
-
-    fcntl.flock(lock, fcntl.LOCK_EX)
     labs = tmp_path / "labs"
     marker = f"/tmp/lf-web-{os.getpid()}-{tmp_path.name}"
     write_lab(labs, marker)
@@ -107,7 +103,6 @@ def lab_node(app, seed, live_server, attendee, tmp_path):  # noqa: F811
         for path in (marker, marker + ".more"):
             Path(path).unlink(missing_ok=True)
         shutil.rmtree(socket_dir, ignore_errors=True)
-        lock.close()
 
 
 def attendee_login(page, base: str, email: str, code: str) -> None:
@@ -186,7 +181,7 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     shot(page, "attendee-after-instructor-reset")
 
     with app.extensions["labfleet"].db.session() as session:
-        actions = session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.details)).all()
+        actions = session.execute(select(AuditEntry.actor, AuditEntry.action, AuditEntry.detail)).all()
     issued = [(actor, details.get("kind")) for actor, action, details in actions if action == "command.issue"]
     assert ("instructor:ada", "lab.solve") in issued and ("instructor:ada", "lab.reset") in issued
     assert ("attendee:grace@example.org", "lab.check") in issued
