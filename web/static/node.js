@@ -23,7 +23,7 @@
     return tr;
   }
   function pairs(obj) {
-    return Object.keys(obj || {}).map(function (k) {
+    return Object.keys(obj || {}).filter(function (k) { return obj[k] != null && obj[k] !== false; }).map(function (k) {
       var v = obj[k];
       return k + " " + (v && typeof v === "object" ? JSON.stringify(v) : String(v));
     }).join(" · ");
