@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from functools import wraps
 from typing import Any
 
@@ -158,8 +159,27 @@ def logout():
     return redirect(url_for("pages.attendee.login"))
 
 
-def progress_view(db, node: Node) -> list[dict[str, Any]]:
+_catalogs: dict[str, tuple[str, dict[str, list[str]]]] = {}  # node -> (state digest, catalog)
+_catalogs_lock = threading.Lock()
+
+
+def node_catalog(db, node: Node) -> dict[str, list[str]]:
+    """The node's labs and steps, re-read from its state snapshot only when its digest moved: the pages
+    poll every 1.5 s, and a snapshot (processes, cgroups, progress) is far larger than its digest."""
+    with _catalogs_lock:
+        held = _catalogs.get(node.id)
+    if held is not None and held[0] == node.state_digest:
+        return held[1]
     catalog = ordered_catalog(db.scalar(select(Node.state_snapshot).where(Node.id == node.id)))
+    with _catalogs_lock:
+        if len(_catalogs) >= 5000:
+            _catalogs.clear()
+        _catalogs[node.id] = (node.state_digest, catalog)
+    return catalog
+
+
+def progress_view(db, node: Node) -> list[dict[str, Any]]:
+    catalog = node_catalog(db, node)
     rows = db.execute(select(LabProgress.lab, LabProgress.step, LabProgress.status, LabProgress.evidence)
                       .where(LabProgress.node_id == node.id)).all()
     done = {(lab, step): (status, str((evidence or {}).get("reason", ""))) for lab, step, status, evidence in rows}
@@ -196,7 +216,7 @@ def act(db, attendee: Attendee, node: Node):
     action = body.get("action")
     if action not in KINDS:
         raise ValidationFailed(f"action: one of {', '.join(KINDS)}", field="action")
-    catalog = ordered_catalog(db.scalar(select(Node.state_snapshot).where(Node.id == node.id)))
+    catalog = node_catalog(db, node)
     lab, step = body.get("lab"), body.get("step")
     if lab not in catalog:
         raise ValidationFailed("lab: not one of your labs", field="lab")
