@@ -265,10 +265,12 @@ def test_an_attendee_session_reaches_only_its_own_node(page, live_server, lab_no
     assert _get(f"{live_server}/attendee/progress", cookie)[0] == 401
     status, location, _ = _get(f"{live_server}/attendee", cookie)
     assert (status, location) == (302, "/attendee/login")
+    expect(page).to_have_url(f"{live_server}/attendee/login")  # the open page noticed by itself
+    # The browser logs the one 401 that told the page; nothing else.
+    assert {e for e in page.console_errors if "401" not in e} == set()
     attendee_login(page, live_server, lab_node["email"], lab_node["code"])
     expect(page.get_by_role("alert")).to_contain_text("Wrong email or access code")
     shot(page, "attendee-code-revoked")
-    assert page.console_errors == []
 
 
 def test_attendee_login_is_rate_limited(page, live_server, lab_node):

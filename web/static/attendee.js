@@ -8,6 +8,7 @@
   var csrf = root.dataset.csrf;
   var dialog = document.getElementById("confirm");
   var hintLevels = {};
+  var LOGIN = "/attendee/login";
 
   function q(scope, f) { return scope.querySelector("[data-f=" + f + "]"); }
 
@@ -20,6 +21,10 @@
       init.body = JSON.stringify(body);
     }
     return fetch(url, init).then(function (r) {
+      if (r.status === 401) {  // the session ended (a new code was issued, or another login): log in again
+        window.location.assign(LOGIN);
+        throw new Error("logged out");
+      }
       return r.json().then(function (b) {
         if (!r.ok) { throw new Error(b.detail || b.error || ("HTTP " + r.status)); }
         return b;
