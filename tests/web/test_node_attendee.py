@@ -105,6 +105,12 @@ def lab_node(app, seed, live_server, attendee, tmp_path):  # noqa: F811
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
+UNLABELLED = """() => Array.from(document.querySelectorAll("input:not([type=hidden]), select, button, textarea"))
+  .filter(e => !e.closest("[hidden], dialog:not([open])"))
+  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.textContent.trim())
+  .map(e => e.outerHTML)"""
+
+
 def attendee_login(page, base: str, email: str, code: str) -> None:
     page.goto(f"{base}/attendee/login")
     page.get_by_label("Email").fill(email)
@@ -141,6 +147,7 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     expect(make.locator(".hint-box")).to_contain_text("Hint 2 of 2", timeout=15000)
     expect(make.get_by_role("button", name="No more hints")).to_be_disabled()
     shot(page, "attendee-check-failed")
+    assert page.evaluate(UNLABELLED) == []
     page.evaluate("window.__not_reloaded = true")
 
     # The instructor, in another browser session, solves the step, then resets the lab from the node page.
@@ -174,6 +181,7 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     instructor_page.locator("#history details").first.locator("summary").click()
     expect(instructor_page.locator("#history details").first).to_contain_text("lab.reset")
     shot(instructor_page, "node-page")
+    assert instructor_page.evaluate(UNLABELLED) == []
 
     # The attendee's page shows the step back to "not started" without reloading.
     expect(make.locator("[data-f=status]")).to_have_text("not started", timeout=5000)
