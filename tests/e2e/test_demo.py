@@ -97,7 +97,9 @@ def _printed_attendee_login_works(log: str, data_dir) -> None:
     form = opener.open(f"{base}/attendee/login", timeout=10).read().decode()
     token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
     body = urllib.parse.urlencode({"csrf_token": token, "email": email, "code": code}).encode()
-    with opener.open(urllib.request.Request(f"{base}/attendee/login", data=body), timeout=10) as page:
+    # Over HTTPS, Flask-WTF also wants the Referer a browser sends (same origin).
+    request = urllib.request.Request(f"{base}/attendee/login", data=body, headers={"Referer": f"{base}/attendee/login"})
+    with opener.open(request, timeout=10) as page:
         assert page.url == f"{base}/attendee" and "Your machine" in page.read().decode()
 
 
