@@ -243,6 +243,19 @@ class LabResetArgs:
 
     lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
     to_step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+    # From the attendee's web page: the attendee's permissions (earlier steps skipped, never solved).
+    as_attendee: bool = False
+
+
+@dataclass
+class LabHintArgs:
+    """The attendee's ``level``-th hint for a step (recorded in the VM's activity, like `lab hint`)."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    step: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    level: int = field(default=1, metadata={"ge": 1, "le": 20})
 
 
 HELP_MESSAGE_MAX = 500  # what an attendee may type with `lab help` (and an instructor's reply)
@@ -297,6 +310,8 @@ COMMAND_KINDS: dict[str, type] = {
     "lab.check": LabArgs,
     "lab.solve": LabArgs,
     "lab.reset": LabResetArgs,
+    "lab.instructions": LabArgs,
+    "lab.hint": LabHintArgs,
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
     "terminal.open": TerminalOpenArgs,
