@@ -70,6 +70,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(help_api.agent_bp)
     app.register_blueprint(help_api.bp)
 
+    from controller.api import messages as messages_api
+
+    app.register_blueprint(messages_api.agent_bp)
+    app.register_blueprint(messages_api.bp)
+
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)
