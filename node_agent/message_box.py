@@ -49,7 +49,10 @@ class MessageBox:
                  "received_at": utc_now(), "read": False}
         with self._lock:
             messages = self._load()
-            if not any(m.get("id") == message_id for m in messages):
+            kept = next((m for m in messages if m.get("id") == message_id), None)
+            if kept is not None:
+                entry = kept
+            else:
                 messages.append(entry)
                 while len(messages) > KEPT:
                     oldest_read = next((i for i, m in enumerate(messages) if m.get("read")), 0)
