@@ -43,3 +43,16 @@ def test_a_message_and_a_hint_reach_lab_status_stripped_of_control_characters_an
     # The agent reports what its attendee has read; the controller's unread view follows.
     wait_until(lambda: json.loads(labfleet(controller, "message", "--list", "--json").stdout)["messages"][0]["read"],
                timeout=30, what="the message reported read")
+
+
+def test_a_hint_from_the_catalog_reaches_lab_messages(help_agent, attendee):  # noqa: F811
+    controller, _agent, _marker, sock = help_agent
+    sent = labfleet(controller, "message", "--node", "vm-lab", "--hint", "ns-uts/rename", "--level", "1")
+    assert sent.returncode == 0 and "sent hint to 1 node(s): vm-lab" in sent.stdout, sent.stdout + sent.stderr
+
+    def shown():
+        out = attendee_lab(attendee, sock, "messages").stdout
+        return out if "hint from " in out else None
+
+    out = wait_until(shown, timeout=30, what="the hint in lab messages")
+    assert "for ns-uts/rename: " in out and "UTS namespace" in out
