@@ -154,7 +154,8 @@ class Agent:
                                         send=self._raise_hand)
         self._labs.message_box = MessageBox(self.config.state_dir, self.config.attendee_socket.parent / NOTICE_FILE)
         if self.config.session_cgroup:
-            self._labs.session_watch = SessionWatch(self.config.session_cgroup)
+            self._labs.session_watch = SessionWatch(self.config.session_cgroup,
+                                                    state_file=self.config.state_dir / "session-ceiling.json")
         for error in self._labs.engine.catalog.errors:
             log.warning("labs.broken_lab", error=str(error))
         self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs,

@@ -15,6 +15,8 @@ controller's stuck rules turn a recent hit into a flag with the reason.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import threading
 from pathlib import Path
@@ -27,14 +29,20 @@ _PART = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$")  # no "." or ".." componen
 
 
 class SessionWatch:
-    def __init__(self, relpath: str) -> None:
+    """``state_file``: where the last counts seen are kept, so a restarted agent does not report an old
+    hit as new (and a group made again, its counts back at 0, is followed from there)."""
+
+    def __init__(self, relpath: str, state_file: Path | None = None) -> None:
         parts = relpath.strip("/").split("/")
         if not all(_PART.match(p) for p in parts):
             raise ValueError(f"session_cgroup: {relpath!r} is not a plain relative cgroup path")
         self.relpath = "/".join(parts)
         self._lock = threading.Lock()
-        self._seen = 0
-        self._last_hit_at: str | None = None
+        self._state_file = state_file
+        saved = _load(state_file) if state_file else {}
+        same = saved.get("cgroup") == self.relpath
+        self._seen = saved["seen"] if same and isinstance(saved.get("seen"), int) else 0
+        self._last_hit_at = saved["last_hit_at"] if same and isinstance(saved.get("last_hit_at"), str) else None
 
     def _group(self, controller: str) -> Path | None:
         hierarchy = find_hierarchy(controller)
@@ -57,10 +65,32 @@ class SessionWatch:
             hits = pids_hits + oom_kills
             if hits > self._seen:
                 self._last_hit_at = utc_now()
-            self._seen = max(self._seen, hits)
+            if hits != self._seen:
+                self._seen = hits
+                self._save()
             last = self._last_hit_at
         return {"cgroup": self.relpath, "present": present, "pids_max": pids_max, "pids_hits": pids_hits,
                 "memory_max": memory_max, "oom_kills": oom_kills, "last_hit_at": last}
+
+
+    def _save(self) -> None:
+        if self._state_file is None:
+            return
+        try:
+            self._state_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._state_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"cgroup": self.relpath, "seen": self._seen, "last_hit_at": self._last_hit_at}))
+            os.replace(tmp, self._state_file)
+        except OSError:
+            pass  # a full disk must not stop the state report
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def _text(group: Path | None, name: str) -> str:
