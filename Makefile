@@ -21,7 +21,13 @@ $(VENV)/.installed: pyproject.toml scripts/link-seccomp.sh | $(BIN)/python
 	@bash scripts/link-seccomp.sh $(BIN)/python
 	@touch $@
 
-install: $(VENV)/.installed
+# The pages' front-end packages (xterm.js, asciinema-player): npm, from web/package-lock.json.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || (apt-get update -qq && apt-get install -y -qq npm)
+	cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed web/node_modules/.installed
 
 packages:
 	bash scripts/system-packages.sh

@@ -75,6 +75,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(messages_api.agent_bp)
     app.register_blueprint(messages_api.bp)
 
+    from controller.api import rescue as rescue_api
+
+    app.register_blueprint(rescue_api.bp)
+
     from controller.celery_app import celery_init_app
 
     celery_init_app(app)

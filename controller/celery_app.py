@@ -36,6 +36,9 @@ def celery_config(settings: Settings) -> dict:
                       "options": {"expires": settings.sweep_interval * 2}},
             "stuck": {"task": "labfleet.stuck", "schedule": timedelta(seconds=settings.stuck_interval),
                       "options": {"expires": settings.stuck_interval * 2}},
+            "rescue-silent": {"task": "labfleet.rescue_silent",
+                              "schedule": timedelta(seconds=settings.rescue_check_interval),
+                              "options": {"expires": settings.rescue_check_interval * 2}},
         },
         "beat_schedule_filename": str(settings.data_dir / "celerybeat-schedule"),
     }
@@ -64,6 +67,7 @@ def celery_init_app(app: Flask) -> Celery:
     celery_app.set_default()
     app.extensions["celery"] = celery_app
     import controller.tasks.provision  # noqa: F401
+    import controller.tasks.rescue  # noqa: F401
     import controller.tasks.stuck  # noqa: F401
     import controller.tasks.sweep  # noqa: F401  (registers the shared tasks)
 

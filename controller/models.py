@@ -349,3 +349,36 @@ class Message(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     sent_by: Mapped[str] = mapped_column(String(160), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RescueRun(Base):
+    """One SSH rescue request (``labfleet rescue``, the API, or the silent-agent beat): its hosts are below."""
+
+    __tablename__ = "rescue_runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    trigger: Mapped[str] = mapped_column(String(16), default="instructor")  # instructor | silent
+    requested_by: Mapped[str] = mapped_column(String(160))
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)  # pending|running|done
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RescueHost(Base):
+    """One node's rescue in a run: its state, the step it is on, each step timed, and the redacted transcript."""
+
+    __tablename__ = "rescue_hosts"
+    __table_args__ = (UniqueConstraint("run_id", "node_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("rescue_runs.id"), index=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"), index=True)
+    node_name: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(255), default="")
+    # pending | running | recovered | failed | refused (host key unknown or changed) | unreachable
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    current_step: Mapped[str] = mapped_column(String(32), default="")
+    steps: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)  # [{name, ok, seconds, summary}]
+    diagnostics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    transcript: Mapped[str] = mapped_column(Text, default="")
+    message: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

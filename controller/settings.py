@@ -111,19 +111,30 @@ class Settings:
     stuck_interval: float = 30.0
     stuck_rules: str = ""
     labs_dir: str = ""
+    # SSH rescue (controller/rescue/, docs/rescue.md): hosts rescued at once, seconds one host may take,
+    # attendee processes outside the labs that count as a fork bomb, and the silent-agent beat: rescue
+    # nodes silent this many seconds (0: never by itself), checked every rescue_check_interval seconds,
+    # a node tried again only after rescue_retry_after seconds.
+    rescue_parallel: int = 20
+    rescue_host_timeout: float = 120.0
+    rescue_runaway_processes: int = 300
+    rescue_silent_after: float = 180.0
+    rescue_check_interval: float = 30.0
+    rescue_retry_after: float = 600.0
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         for name in ("heartbeat_interval", "poll_wait_max", "sweep_interval", "command_timeout",
                      "command_deadline", "redeliver_after", "enrollment_token_ttl",
-                     "heartbeat_flush_interval", "stuck_interval"):
+                     "heartbeat_flush_interval", "stuck_interval", "rescue_host_timeout",
+                     "rescue_check_interval", "rescue_retry_after"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
             raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
         for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",
                      "enroll_failures_per_minute", "enroll_failures_per_prefix", "max_progress_rows_per_node",
-                     "enroll_limiter_max_keys"):
+                     "enroll_limiter_max_keys", "rescue_parallel", "rescue_runaway_processes"):
             if getattr(self, name) < 1:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be >= 1")
         if self.database_url and not self.database_url.startswith(("sqlite", "postgresql")):
@@ -136,6 +147,8 @@ class Settings:
         if self.provision_extra_vars:
             self.provision_extra_vars_dict()
         self.metrics_networks()
+        if self.rescue_silent_after < 0:
+            raise ConfigurationError(f"{ENV_PREFIX}RESCUE_SILENT_AFTER must be >= 0 (0: no automatic rescue)")
         if self.stuck_rules:
             from controller.stuck.rules import Rules  # here: the rules module imports this one
 

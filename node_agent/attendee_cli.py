@@ -12,6 +12,7 @@
                              their answer shows in `lab status` and on your next prompt
     lab messages [--all]     messages and hints from your instructor (they also show in
                              `lab status` and on your next prompt)
+    lab consent yes|no       let an instructor who watches your terminal type in it, or stop them
 
 Exit status: 0 passed/done, 1 not passed, 2 usage or agent error.
 """
@@ -75,6 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
     hint.add_argument("-n", "--level", type=int, default=1, help="1 gentle ... 3 explicit")
     reset = sub.add_parser("reset", help="start again from a clean state")
     reset.add_argument("--to-step", metavar="STEP", help="start at STEP; the steps before it are marked skipped")
+    consent = sub.add_parser("consent", help="let an instructor who watches your terminal type in it (yes), or stop it (no)")
+    consent.add_argument("answer", choices=["yes", "no"])
     raise_hand = sub.add_parser("help", help="ask your instructor for help (what you are stuck on, in a few words)")
     raise_hand.add_argument("message", nargs="*", metavar="MESSAGE")
     inbox = sub.add_parser("messages", help="messages and hints from your instructor")
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
         payload["message"] = " ".join(args.message)
     elif args.action == "messages":
         payload["all"] = bool(args.all)
+    elif args.action == "consent":
+        payload["value"] = args.answer == "yes"
     try:
         answer = request(args.socket, payload)
     except (FileNotFoundError, ConnectionRefusedError):
@@ -139,6 +144,9 @@ def _human(args: argparse.Namespace, result: dict[str, Any]) -> str:
         return message_lines(result["messages"]) or "No new messages."
     if args.action == "help":
         return help_lines(result, raised=True)
+    if args.action == "consent":
+        return ("an instructor watching your terminal may now type in it; `lab consent no` stops it"
+                if result["consent"] else "instructors may no longer type in your terminal")
     if args.action == "show":
         return render.instructions(result)
     if args.action == "check":

@@ -37,7 +37,7 @@ log = get_logger(__name__)
 
 MAX_REQUEST_BYTES = 4096
 ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help",
-                     "messages"})
+                     "messages", "consent"})
 DEFAULT_MAX_CLIENTS = 16
 DEFAULT_CLIENT_TIMEOUT = 5.0
 LISTEN_BACKLOG = 64  # connections the kernel holds until the accept loop answers them (at once: serve or refuse)
@@ -234,6 +234,14 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         return raise_hand(labs, request.get("message") or "")
     if action == "messages":
         return _messages(labs, request)
+    if action == "consent":
+        value = request.get("value")
+        if not isinstance(value, bool):
+            raise ValueError("value: expected true or false")
+        terminal = getattr(labs, "terminal", None)
+        if terminal is None:
+            raise LookupError("the shared terminal is not available on this VM")
+        return terminal.set_consent(value)
     lab = _lab(labs, request)
     if action == "status":
         box = labs.message_box

@@ -156,6 +156,11 @@ class Agent:
         if self.config.session_cgroup:
             self._labs.session_watch = SessionWatch(self.config.session_cgroup,
                                                     state_file=self.config.state_dir / "session-ceiling.json")
+        from node_agent.terminal import TerminalService
+
+        self._ctx.terminal = self._labs.terminal = TerminalService(
+            controller_url=self.config.controller_url, ca_file=self.config.ca_file,
+            attendee_user=self.config.attendee_user, credentials=self._terminal_credentials)
         for error in self._labs.engine.catalog.errors:
             log.warning("labs.broken_lab", error=str(error))
         self._attendee_server = AttendeeServer(self.config.attendee_socket, self._labs,
@@ -165,6 +170,10 @@ class Agent:
             self._attendee_server.start()
         except OSError as exc:
             log.warning("attendee_socket.unavailable", path=str(self.config.attendee_socket), error=str(exc))
+
+    def _terminal_credentials(self) -> tuple[str, str] | None:
+        credentials = self.credentials
+        return (credentials.node_id, credentials.node_token) if credentials else None
 
     def stop(self, reason: str = "stop requested") -> None:
         """Ask ``run()`` to shut down cleanly. Safe from any thread."""
@@ -451,6 +460,8 @@ class Agent:
         self._finish_delivery()
         if getattr(self, "_attendee_server", None) is not None:
             self._attendee_server.stop()
+        if self._ctx.terminal is not None:
+            self._ctx.terminal.close_all()  # detach the relays' tmux clients; the attendee's session stays
         for thread in self._threads:
             if not thread.name.startswith("worker-"):
                 thread.join(timeout=2.0)

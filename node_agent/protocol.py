@@ -295,6 +295,13 @@ class MessageNoticeArgs:
     by: str = field(default="", metadata={"max_length": 120})
     lab: str = field(default="", metadata={"max_length": 64})
     step: str = field(default="", metadata={"max_length": 64})
+@dataclass
+class TerminalOpenArgs:
+    """Open (or keep) the relay of the attendee's shared terminal for the controller's session ``session``."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    session: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
 
 
 COMMAND_KINDS: dict[str, type] = {
@@ -308,6 +315,7 @@ COMMAND_KINDS: dict[str, type] = {
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
     "message.notice": MessageNoticeArgs,
+    "terminal.open": TerminalOpenArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")
 

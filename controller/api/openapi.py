@@ -37,6 +37,7 @@ COMMON_ERRORS = (400, 401, 403, 404, 413)
 TEXT64 = {"type": "string", "minLength": 1, "maxLength": 64}  # a name-like query parameter
 HTML_BLUEPRINT = "pages"  # the web pages' blueprint: not part of the API document
 TEXT = "text/plain"  # a response model for a plain-text answer (the metrics scrape)
+GZIP = "application/gzip"  # a response model for a tar.gz download (a node's diagnostics bundle)
 SECURITY_SCHEMES = {
     "node": {"type": "http", "scheme": "bearer", "description": "per-node token from enroll"},
     "instructor": {"type": "http", "scheme": "bearer", "description": "instructor API token"},
@@ -166,6 +167,8 @@ def _operation(op: Operation, rule, schemas: dict[str, Any]) -> dict[str, Any]:
     for status, model in sorted(op.responses.items()):
         if model == TEXT:
             content = {TEXT: {"schema": {"type": "string"}}}
+        elif model == GZIP:
+            content = {GZIP: {"schema": {"type": "string", "contentMediaType": GZIP}}}
         else:
             content = {"application/json": {"schema": _ref(model, schemas)}}
         responses[str(status)] = {"description": http.HTTPStatus(status).phrase, "content": content}

@@ -362,3 +362,43 @@ class MessageList(Answer):
 
 class UnreadMessages(Answer):
     messages: list[MessageView]
+
+
+class RescueStep(Answer):
+    name: str = Field(description="connect, diagnose, kill_runaway, restart_agent or wait_online")
+    ok: bool
+    seconds: float
+    summary: str
+
+
+class RescueHostView(Answer):
+    """One node of a rescue: where it stands and each step it finished, timed."""
+
+    node: str
+    node_id: str
+    address: str
+    state: str = Field(description="pending, running, recovered, failed, refused (host key unknown or changed), "
+                                   "unreachable or no_record (never provisioned over SSH)")
+    current_step: str
+    message: str
+    steps: list[RescueStep]
+    seconds: float
+
+
+class RescueHostDetail(RescueHostView):
+    diagnostics: dict[str, str] = Field(description="diagnose's outputs by name (redacted)")
+    transcript: str = Field(description="every command and its output, redacted")
+
+
+class RescueRunView(Answer):
+    id: str
+    trigger: str = Field(description="instructor or silent (the silent-agent beat)")
+    requested_by: str
+    state: str = Field(description="pending, running or done")
+    created_at: Time
+    finished_at: Time | None
+    hosts: list[RescueHostView]
+
+
+class RescueRunList(Answer):
+    rescues: list[RescueRunView]

@@ -60,15 +60,23 @@ class ControllerClient:
         return self.request("POST", path, body or {})
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        return json.loads(self.raw(method, path, body) or b"{}")
+
+    def download(self, path: str, *, timeout: float = 120.0) -> bytes:
+        """A non-JSON answer's bytes (a diagnostics bundle); errors as for ``request``."""
+        return self.raw("GET", path, None, accept="*/*", timeout=timeout)
+
+    def raw(self, method: str, path: str, body: dict[str, Any] | None = None, *, accept: str = "application/json",
+            timeout: float | None = None) -> bytes:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(
             self.credentials.url + path, data=data, method=method,
             headers={"Authorization": f"Bearer {self.credentials.token}", "Content-Type": "application/json",
-                     "Accept": "application/json"},
+                     "Accept": accept},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout, context=self._context) as response:
-                return json.loads(response.read() or b"{}")
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout, context=self._context) as response:
+                return response.read()
         except urllib.error.HTTPError as exc:
             raise _from_http_error(exc) from None
         except (TimeoutError, urllib.error.URLError, ConnectionError) as exc:

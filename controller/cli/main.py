@@ -16,6 +16,7 @@ from controller.cli import labs as labs_cli
 from controller.cli import messages as messages_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
+from controller.cli import rescue as rescue_cli
 from controller.cli.batches import fetch_batch, follow_batch
 from controller.cli.fleet import fleet as fleet_group
 from controller.cli.options import Context, call, json_option, pass_ctx
@@ -274,6 +275,7 @@ cli.add_command(instructors_cli.instructor)  # labfleet instructor add|passwd|re
 labs_cli.register(cli)  # labfleet check|solve|reset|progress
 help_cli.register(cli)  # labfleet help list|claim|reply|resolve|raise
 messages_cli.register(cli)  # labfleet message
+rescue_cli.register(cli)  # labfleet rescue, labfleet diagnostics
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -55,4 +55,7 @@ def init_pages(app: Flask) -> None:
         # Streams hold a thread each: a tenth of a process's threads at most (docs/web.md).
         feed=RoomFeed(state.db, max_streams=max(2, settings.web_threads // 10)),
     )
+    from controller.pages import terminal  # adds the shared terminal's routes to views.bp
+
+    terminal.init_terminal(app)
     app.register_blueprint(views.bp)

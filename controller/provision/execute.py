@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from controller import audit, enrollment
+from controller import audit, enrollment, terminal_recordings
 from controller import states as node_states
 from controller.models import Event, Node, ProvisionHostStatus, ProvisionRun, utcnow
 from controller.provision import runs, states
@@ -259,6 +259,8 @@ def retire_cleaned_nodes(app: AppState, run_id: str, actor: str) -> None:
             audit.record(session, actor=actor, action="node.retire", target=node.id, node=node.name,
                          host=node.provision_host, provision_run=run_id)
             retired.append(node.id)
+    # Their terminal recordings go with them (docs/terminal.md).
+    terminal_recordings.remove_for_nodes(app.settings.data_dir, retired)
     for node_id in retired:  # no process may answer from a cached identity of these nodes
         app.node_cache.forget_node(node_id)
         app.notifier.node_changed(node_id)

@@ -42,6 +42,7 @@ class CommandContext:
     shutdown: threading.Event = field(default_factory=threading.Event)
     restart_requested: threading.Event = field(default_factory=threading.Event)
     labs: Any = None  # node_agent.labs.service.LabService, when the agent has a lab catalog
+    terminal: Any = None  # node_agent.terminal.TerminalService: the shared terminal's relays
 
 
 Handler = Callable[[CommandContext, Any], dict[str, Any]]
@@ -168,4 +169,4 @@ def cap_output(output: Any, limit: int) -> dict[str, Any]:
 
 
 # Register the built-in kinds; imported last because builtin.py imports this module.
-from node_agent.commands import builtin, help_notice, labs, message_notice  # noqa: E402, F401
+from node_agent.commands import builtin, help_notice, labs, message_notice, terminal  # noqa: E402, F401

@@ -41,7 +41,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 39
+    assert len(operations) == len(routes) == 44
     # Only the HTML pages (and a static folder, if any) stay out of the API document.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
@@ -193,7 +193,16 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
     call("GET", "/api/v1/attendees", 200, headers=admin)
     call("POST", "/api/v1/attendees/assign", 200, json={}, headers=admin)
     call("POST", "/api/v1/attendees/credentials", 200, json={}, headers=admin)
+    # SSH rescue (queued: no worker here) and the diagnostics bundle of a node without an SSH record.
+    rescue = call("POST", "/api/v1/rescue", 202, json={"nodes": ["walk-1"]}, headers=admin).json
+    call("GET", "/api/v1/rescue", 200, headers=admin)
+    assert call("GET", f"/api/v1/rescue/{rescue['id']}", 200, headers=admin).json["hosts"][0]["state"] == "pending"
+    call("GET", f"/api/v1/rescue/{rescue['id']}/hosts/walk-1", 200, headers=admin)
+    assert call("POST", "/api/v1/rescue", 400, json={}, headers=admin).json["field"] == "nodes"
+    assert call("POST", "/api/v1/rescue", 400, json={"silent": True}, headers=admin).json["field"] == "silent"
     call("POST", "/api/v1/nodes/walk-1/revoke", 200, headers=admin)
+    bundle = call("GET", "/api/v1/nodes/walk-1/diagnostics", 200, headers=admin)  # revoked: not asked, no SSH
+    assert bundle.mimetype == "application/gzip" and bundle.data[:2] == b"\x1f\x8b"
 
     # Errors: each body names what is wrong, in the documented shape.
     assert call("POST", "/api/v1/commands", 400, json={"kind": 5}, headers=admin).json["field"] == "kind"
@@ -224,4 +233,4 @@ def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_withou
             assert response.json["error"] == "unauthenticated"
             guarded += 1
     assert not checker.take_problems()
-    assert guarded == 35  # all but health, the document, metrics (its own scheme) and enroll
+    assert guarded == 40  # all but health, the document, metrics (its own scheme) and enroll

@@ -60,7 +60,10 @@ class Terminal:
         ssh_cmd = shlex.join(["ssh", "-tt", "-i", host.private_key_path, "-o",
                               f"UserKnownHostsFile={host.known_hosts_path}", "-o", "StrictHostKeyChecking=yes",
                               "-o", "BatchMode=yes", "-o", "ControlMaster=no", "-o", "ControlPath=none",
-                              "-p", str(host.ssh_port), f"{ATTENDEE}@{host.address}"])
+                              "-p", str(host.ssh_port), f"{ATTENDEE}@{host.address}",
+                              # Not inside the shared tmux session (docs/terminal.md): tmux redraws only the
+                              # final screen of fast output, and this typist reads the raw stream.
+                              "LABFLEET_TERMINAL=off exec bash -l"])
         self.tmux("new-session", "-d", "-s", "attendee", "-x", "200", "-y", "50", ssh_cmd)
         self.tmux("pipe-pane", "-o", "-t", "attendee", f"cat >> {shlex.quote(str(self.log))}")
         self.run("set +H; stty -echo", timeout=60)  # no history expansion of `!`; the log holds output only

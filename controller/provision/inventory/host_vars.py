@@ -56,6 +56,8 @@ OPERATOR_VARS = frozenset({
     "labfleet_agent_help_hook",
     # The program root runs at every SSH login (pam_exec): never a host's to point elsewhere.
     "labfleet_session_join",
+    # The same for the attendee's login hook of the shared terminal (docs/terminal.md).
+    "labfleet_agent_terminal_hook",
 })
 
 # Ansible evaluates these in any string it templates.
