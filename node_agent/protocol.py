@@ -293,6 +293,21 @@ class HelpNoticeArgs:
     text: str = field(default="", metadata={"max_length": HELP_MESSAGE_MAX})
 
 
+MESSAGE_TEXT_MAX = 1000  # an instructor's message or a lab hint sent with `labfleet message`
+
+
+@dataclass
+class MessageNoticeArgs:
+    """A message or a lab hint from the instructor: kept by the agent until the attendee has seen it."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    message_id: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
+    text: str = field(metadata={"min_length": 1, "max_length": MESSAGE_TEXT_MAX})
+    kind: str = field(default="message", metadata={"pattern": r"^(message|hint)$"})
+    by: str = field(default="", metadata={"max_length": 120})
+    lab: str = field(default="", metadata={"max_length": 64})
+    step: str = field(default="", metadata={"max_length": 64})
 @dataclass
 class TerminalOpenArgs:
     """Open (or keep) the relay of the attendee's shared terminal for the controller's session ``session``."""
@@ -314,6 +329,7 @@ COMMAND_KINDS: dict[str, type] = {
     "lab.hint": LabHintArgs,
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
+    "message.notice": MessageNoticeArgs,
     "terminal.open": TerminalOpenArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")
