@@ -17,7 +17,7 @@ from typing import Any
 from flask import Flask, request
 from jsonschema import Draft202012Validator
 
-from controller.api.openapi import HTML_BLUEPRINT, Undocumented, openapi_document, openapi_path
+from controller.api.openapi import Undocumented, is_page, openapi_document, openapi_path
 
 
 @dataclass
@@ -39,9 +39,14 @@ class ResponseChecker:
 
         @app.after_request
         def _check(response):
-            if (request.url_rule is not None and request.method not in ("HEAD", "OPTIONS")
-                    and not request.url_rule.endpoint.startswith(HTML_BLUEPRINT + ".")):  # pages answer HTML
-                checker.check(request.method, openapi_path(request.url_rule), response)
+            if request.url_rule is None or request.method in ("HEAD", "OPTIONS"):
+                return response
+            if is_page(app, request.url_rule):  # an HTML page, the live stream, a WebSocket
+                if response.mimetype == "application/json" and response.status_code < 400:
+                    checker.problems.append(f"{request.method} {request.url_rule.rule} -> {response.status_code}: "
+                                            "a page route answered JSON without @documented")
+                return response
+            checker.check(request.method, openapi_path(request.url_rule), response)
             return response
 
         return checker
@@ -56,6 +61,8 @@ class ResponseChecker:
         documented = operation["responses"].get(str(response.status_code))
         if documented is None:
             self.problems.append(f"{where}: status not documented (documented: {', '.join(operation['responses'])})")
+            return
+        if "content" not in documented:  # a redirect: no body to check
             return
         media = response.mimetype
         if media not in documented["content"]:

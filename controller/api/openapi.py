@@ -35,14 +35,38 @@ F = TypeVar("F", bound=Callable[..., Any])
 # resource, no such thing, too large a body. ``errors=`` adds an operation's own.
 COMMON_ERRORS = (400, 401, 403, 404, 413)
 TEXT64 = {"type": "string", "minLength": 1, "maxLength": 64}  # a name-like query parameter
-HTML_BLUEPRINT = "pages"  # the web pages' blueprint: not part of the API document
+HTML_BLUEPRINT = "pages"  # the web pages' blueprint: only its @documented JSON routes are in the document
 TEXT = "text/plain"  # a response model for a plain-text answer (the metrics scrape)
 GZIP = "application/gzip"  # a response model for a tar.gz download (a node's diagnostics bundle)
 SECURITY_SCHEMES = {
     "node": {"type": "http", "scheme": "bearer", "description": "per-node token from enroll"},
     "instructor": {"type": "http", "scheme": "bearer", "description": "instructor API token"},
     "metrics": {"type": "http", "scheme": "bearer", "description": "LABFLEET_METRICS_TOKEN, unless the address is allowed"},
+    # The web pages' JSON routes (controller/pages/): the browser's session cookie, never a bearer token.
+    "instructor_session": {
+        "type": "apiKey", "in": "cookie", "name": "labfleet_session",
+        "description": "an instructor's page session (Flask-Login), from the form at /login. Without it the "
+                       "route redirects (302) to /login. Every POST also sends the page's CSRF token "
+                       "(its data-csrf) in the X-CSRFToken header; without it or with a wrong one the "
+                       "answer is 403 (an HTML page)."},
+    "attendee_session": {
+        "type": "apiKey", "in": "cookie", "name": "labfleet_session",
+        "description": "an attendee's page session, from the access-code form at /attendee/login; it ends "
+                       "when the code is reissued. Without it the answer is 401. Every POST also sends the "
+                       "page's CSRF token in the X-CSRFToken header (403, an HTML page, without it)."},
 }
+SESSION_SCHEMES = ("instructor_session", "attendee_session")
+STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
+CSRF_HEADER = {"name": "X-CSRFToken", "in": "header", "required": True, "schema": {"type": "string"},
+               "description": "the page's CSRF token (Flask-WTF), as the page's data-csrf attribute gives it"}
+HTML = "text/html"
+DESCRIPTION = (
+    "The controller's JSON API (bearer tokens) and the JSON routes the web pages' scripts call (session "
+    "cookie, schemes instructor_session and attendee_session; each POST carries the X-CSRFToken header). "
+    "Not here: the pages themselves (HTML for a browser), the room's live stream /room/stream "
+    "(Server-Sent Events, text/event-stream) and the terminals' WebSockets (/terminal/{ref}/ws, "
+    "/attendee/terminal/ws and the agent's end): none is a JSON request and answer (docs/web.md "
+    "describes them). Command arguments by kind: components Args_<kind> (see IssueCommandRequest).")
 
 
 @dataclass(frozen=True)
@@ -111,12 +135,23 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     return cached
 
 
+def is_page(app: Flask, rule) -> bool:
+    """A rule of the web pages that is no JSON operation: an HTML page, the live stream, a WebSocket, a download.
+
+    The pages' JSON routes carry ``@documented`` like the API's and are operations; a page route answering
+    JSON without it is caught by tests/openapi_check.py.
+    """
+    if not rule.endpoint.startswith(HTML_BLUEPRINT + "."):
+        return False
+    return getattr(rule, "websocket", False) or not hasattr(app.view_functions[rule.endpoint], "openapi_operation")
+
+
 def api_routes(app: Flask):
-    """(rule, method) for every API operation: every rule but ``static`` and the HTML pages, every method but HEAD/OPTIONS."""
+    """(rule, method) for every operation: every rule but ``static`` and the pages' non-JSON ones, every method but HEAD/OPTIONS."""
     for rule in sorted(app.url_map.iter_rules(), key=lambda r: r.rule):
-        if rule.endpoint == "static" or rule.endpoint.startswith(HTML_BLUEPRINT + "."):
-            # The instructor's pages (controller/pages/) answer HTML to a browser session, not JSON:
-            # they are not operations of the HTTP API (docs/web.md describes them).
+        if rule.endpoint == "static" or is_page(app, rule):
+            # The pages (controller/pages/) answer HTML, an event stream or a WebSocket to a browser
+            # session: not JSON operations (docs/web.md describes them).
             continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             yield rule, method
@@ -136,7 +171,7 @@ def build_document(app: Flask) -> dict[str, Any]:
         if operation is None:
             missing.append(f"{method} {rule.rule} ({rule.endpoint})")
             continue
-        paths.setdefault(openapi_path(rule), {})[method.lower()] = _operation(operation, rule, schemas)
+        paths.setdefault(openapi_path(rule), {})[method.lower()] = _operation(operation, rule, method, schemas)
     if missing:
         raise Undocumented("routes without @documented (controller/api/openapi.py): " + ", ".join(missing))
     for kind, args in sorted(COMMAND_KINDS.items()):
@@ -144,13 +179,13 @@ def build_document(app: Flask) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "labfleet controller", "version": __version__,
-                 "description": "Command arguments by kind: components Args_<kind> (see IssueCommandRequest)."},
+                 "description": DESCRIPTION},
         "paths": paths,
         "components": {"schemas": dict(sorted(schemas.items())), "securitySchemes": SECURITY_SCHEMES},
     }
 
 
-def _operation(op: Operation, rule, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(op: Operation, rule, method: str, schemas: dict[str, Any]) -> dict[str, Any]:
     where = f"{rule.rule} ({rule.endpoint})"
     doc: dict[str, Any] = {"operationId": rule.endpoint.replace(".", "_"), "summary": op.summary,
                            "tags": [rule.endpoint.split(".", 1)[0]]}
@@ -158,6 +193,9 @@ def _operation(op: Operation, rule, schemas: dict[str, Any]) -> dict[str, Any]:
         doc["description"] = op.description
     params = [_path_param(name, converter, where) for name, converter in rule._converters.items()]
     params += [p.as_openapi() for p in op.query]
+    csrf = op.security in SESSION_SCHEMES and method in STATE_CHANGING
+    if csrf:
+        params.append(CSRF_HEADER)
     if params:
         doc["parameters"] = params
     if op.request is not None:
@@ -175,6 +213,12 @@ def _operation(op: Operation, rule, schemas: dict[str, Any]) -> dict[str, Any]:
     for status in op.errors:
         responses[str(status)] = {"description": http.HTTPStatus(status).phrase,
                                   "content": {"application/json": {"schema": _ref(ErrorResponse, schemas)}}}
+    if op.security == "instructor_session":
+        responses["302"] = {"description": "not signed in: to the login page (Location: /login?next=...)"}
+    if csrf:
+        forbidden = responses.setdefault("403", {"description": http.HTTPStatus(403).phrase, "content": {}})
+        forbidden["description"] += "; a missing or wrong X-CSRFToken answers the pages' HTML error page"
+        forbidden["content"][HTML] = {"schema": {"type": "string"}}
     doc["responses"] = responses
     doc["security"] = [{op.security: []}] if op.security else []
     return doc

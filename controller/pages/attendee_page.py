@@ -28,9 +28,10 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from controller import attendees, audit, commands, counters
+from controller.api.openapi import documented
 from controller.errors import NotFound, TooManyRequests, ValidationFailed
 from controller.models import Attendee, Command, LabProgress, Node
-from controller.pages import EXTENSION, attendee_session
+from controller.pages import EXTENSION, answers, attendee_session
 from controller.pages.room import ordered_catalog
 from controller.runtime.app_state import app_state
 
@@ -186,6 +187,8 @@ def page(db, attendee: Attendee, node: Node):
 
 
 @bp.get("/attendee/progress")
+@documented("The attendee's labs and each step's status", responses={200: answers.AttendeeProgress},
+            security="attendee_session", common_errors=False, errors=(401,))
 @attendee_required(json=True)
 def progress(db, attendee: Attendee, node: Node):
     response = jsonify({"node_state": node.state, "labs": progress_view(db, node)})
@@ -194,6 +197,9 @@ def progress(db, attendee: Attendee, node: Node):
 
 
 @bp.post("/attendee/actions")
+@documented("Check, hint, reset or read instructions on the attendee's own node", request=answers.AttendeeActionRequest,
+            responses={201: answers.AttendeeActionIssued}, security="attendee_session", common_errors=False,
+            errors=(400, 401, 413, 429))
 @attendee_required(json=True)
 def act(db, attendee: Attendee, node: Node):
     body = request.get_json(silent=True)
@@ -229,6 +235,8 @@ def act(db, attendee: Attendee, node: Node):
 
 
 @bp.get("/attendee/commands/<command_id>")
+@documented("One of the attendee's own commands and its result", responses={200: answers.AttendeeCommand},
+            security="attendee_session", common_errors=False, errors=(401, 404))
 @attendee_required(json=True)
 def command(db, attendee: Attendee, node: Node, command_id: str):
     found = db.get(Command, command_id)

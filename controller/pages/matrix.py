@@ -25,8 +25,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from controller import commands, states
+from controller.api.openapi import documented
 from controller.errors import ValidationFailed
 from controller.models import Attendee, Command, LabProgress, Node
+from controller.pages import answers
 from controller.pages.room import GONE, ordered_catalog
 from controller.pages.views import bp
 from controller.runtime.app_state import app_state
@@ -136,6 +138,8 @@ def matrix():
 
 
 @bp.get("/matrix/data")
+@documented("The progress matrix as JSON (the page re-reads it on a live change)", responses={200: answers.MatrixData},
+            security="instructor_session", common_errors=False)
 @login_required
 def matrix_data():
     with app_state().db.session() as session:
@@ -143,6 +147,8 @@ def matrix_data():
 
 
 @bp.get("/bulk/labs")
+@documented("The labs and steps the bulk action offers", responses={200: answers.BulkLabs},
+            security="instructor_session", common_errors=False)
 @login_required
 def bulk_labs():
     """The labs and steps the room's bulk action offers (the matrix page has them in its markup)."""
@@ -179,6 +185,9 @@ def _bulk_request(body: Any) -> tuple[str, dict[str, Any], list[str]]:
 
 
 @bp.post("/bulk")
+@documented("Issue a bulk check, solve or reset to the selected nodes", request=answers.BulkRequest,
+            responses={201: answers.BulkIssued}, security="instructor_session", common_errors=False,
+            errors=(400, 413))
 @login_required
 def bulk_issue():
     """Issue one command to the selected nodes: ``{kind, lab, step, nodes: [node id, ...]}`` (CSRF header)."""
@@ -203,6 +212,8 @@ def bulk_issue():
 
 
 @bp.get("/bulk/<batch_id>")
+@documented("A bulk action's per-node results", responses={200: answers.BulkResults},
+            security="instructor_session", common_errors=False)
 @login_required
 def bulk_results(batch_id: str):
     """A batch's per-node results, as ``GET /api/v1/batches/<id>`` gives them, with each node's attendee."""

@@ -15,8 +15,10 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from controller import commands, lab_progress
+from controller.api.openapi import documented
 from controller.errors import ValidationFailed
 from controller.models import Attendee, Command, LabProgress, Node, ProvisionEvent
+from controller.pages import answers
 from controller.pages.room import GONE, ordered_catalog
 from controller.runtime.app_state import app_state
 
@@ -95,6 +97,8 @@ def page(node_id: str):
 
 
 @bp.get("/nodes/<node_id>/live")
+@documented("The node page's live view: state, inspect view, progress, newest commands",
+            responses={200: answers.NodeLive}, security="instructor_session", common_errors=False, errors=(404,))
 @login_required
 def live(node_id: str):
     with app_state().db.session() as session:
@@ -105,6 +109,9 @@ def live(node_id: str):
 
 
 @bp.post("/nodes/<node_id>/actions")
+@documented("One action on the node from its page (audited as command.issue)", request=answers.NodeActionRequest,
+            responses={201: answers.NodeActionIssued}, security="instructor_session", common_errors=False,
+            errors=(400, 404, 413))
 @login_required
 def act(node_id: str):
     body = request.get_json(silent=True)

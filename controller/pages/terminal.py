@@ -37,9 +37,10 @@ from controller import audit, commands
 from controller import terminal_recordings as recordings
 from controller.api.auth import require_node
 from controller.api.db_session import get_session
+from controller.api.openapi import documented
 from controller.errors import Forbidden, Unauthenticated
 from controller.models import Node
-from controller.pages import WEB_DIR
+from controller.pages import WEB_DIR, answers
 from controller.pages import attendee_session as attendees
 from controller.pages.views import bp
 from controller.runtime.app_state import app_state
@@ -236,6 +237,8 @@ def attendee_terminal_ws():
 
 
 @bp.get("/attendee/terminal/status")
+@documented("Whether an instructor watches the attendee's terminal (the page's banner)",
+            responses={200: answers.TerminalStatus}, security="attendee_session", common_errors=False, errors=(401,))
 def attendee_terminal_status():
     """For the attendee page: is an instructor watching, may they type (the banner)."""
     me = attendees.current_attendee(get_session())

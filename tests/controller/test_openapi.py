@@ -8,12 +8,14 @@ would use them, so no documented route goes unchecked.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 from flask import Blueprint, Flask, Response, jsonify
 from openapi_spec_validator import validate
 
+from controller import attendees, web_accounts
 from controller.api.openapi import Undocumented, api_routes, build_document, documented, openapi_path
 from controller.api.responses import WhoAmI
 from controller.app import register_api
@@ -41,10 +43,15 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 44
-    # Only the HTML pages (and a static folder, if any) stay out of the API document.
+    assert len(operations) == len(routes) == 54  # 44 of the API, 10 JSON routes of the pages
+    # Only the pages' HTML, event stream and WebSockets (and a static folder, if any) stay out.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
+    assert {"pages.room", "pages.room_stream", "pages.terminal_ws", "pages.attendee.page"} <= left_out
+    assert {path for path, ops in doc["paths"].items() for op in ops.values() if op["tags"] == ["pages"]} == {
+        "/matrix/data", "/bulk", "/bulk/labs", "/bulk/{batch_id}", "/nodes/{node_id}/live",
+        "/nodes/{node_id}/actions", "/attendee/progress", "/attendee/actions", "/attendee/commands/{command_id}",
+        "/attendee/terminal/status"}
     for rule, method in routes:
         operation = doc["paths"][openapi_path(rule)][method.lower()]
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
@@ -212,7 +219,7 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
     call("POST", "/api/v1/provision-runs", 409, json={"retry_failed": True, "playbook": "teardown"}, headers=admin)
 
     documented_ops = {(method.upper(), path) for path, ops in app.extensions["openapi_document"]["paths"].items()
-                      for method in ops}
+                      for method, op in ops.items() if op["tags"] != ["pages"]}  # the pages': the next test
     answered_ok = {(method, path) for method, path, status in checker.seen if status < 300}
     assert documented_ops - answered_ok == set()
 
@@ -234,3 +241,88 @@ def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_withou
             guarded += 1
     assert not checker.take_problems()
     assert guarded == 40  # all but health, the document, metrics (its own scheme) and enroll
+
+
+PAGE_PASSWORD = "a long page password"
+
+
+def _csrf(client, path: str) -> str:
+    return re.search(r'data-csrf="([^"]+)"', client.get(path).text).group(1)
+
+
+def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, enroll):
+    """The room's and the attendee's scripts: every JSON route they call, with its session and CSRF header."""
+    checker: ResponseChecker = app.extensions["response_checker"]
+    db = app.extensions["labfleet"].db
+
+    def call(who, method: str, path: str, status: int, **kwargs):
+        response = who.open(path, method=method, **kwargs)
+        assert response.status_code == status, (method, path, response.get_data(as_text=True)[:500])
+        problems = checker.take_problems()
+        assert not problems, problems
+        return response
+
+    node = enroll("page-1")
+    agent = "/api/agent/v1/nodes/" + node.id
+    call(client, "PUT", f"{agent}/state", 200, headers=node.auth, json={"digest": "d1", "state": {
+        "hostname": "page-1", "labs": {"catalog": {"web-lab": ["one", "two"]}, "progress": {}}}})
+    with db.session() as session:
+        web_accounts.add(session, "ada", password=PAGE_PASSWORD)
+        attendees.import_csv(session, text="name,email\nGrace,grace@example.org\n", source="t.csv", actor="test")
+        attendees.assign_one(session, email="grace@example.org", node_ref="page-1", actor="test")
+        (sheet,) = attendees.issue_credentials(session, actor="test")
+        session.commit()
+
+    # The instructor's scripts: the matrix, the bulk action and its results, the node page.
+    outsider = app.test_client()
+    assert call(outsider, "GET", "/matrix/data", 302).headers["Location"].startswith("/login")
+    instructor = app.test_client()
+    login_form = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', instructor.get("/login").text)
+    instructor.post("/login", data={"name": "ada", "password": PAGE_PASSWORD, "csrf_token": login_form.group(1)})
+    csrf = {"X-CSRFToken": _csrf(instructor, "/matrix")}
+    matrix = call(instructor, "GET", "/matrix/data", 200).json
+    assert matrix["catalog"] == [["web-lab", ["one", "two"]]] and matrix["rows"][0]["attendee"] == "Grace"
+    assert call(instructor, "GET", "/bulk/labs", 200).json["catalog"] == [["web-lab", ["one", "two"]]]
+    body = {"kind": "lab.check", "lab": "web-lab", "step": "", "nodes": [node.id]}
+    call(instructor, "POST", "/bulk", 403, json=body)  # no CSRF header: the pages' HTML refusal
+    assert call(instructor, "POST", "/bulk", 400, json={**body, "nodes": []}, headers=csrf).json["field"] == "nodes"
+    batch = call(instructor, "POST", "/bulk", 201, json=body, headers=csrf).json["batch_id"]
+    (command,) = call(client, "GET", f"{agent}/commands?wait=0", 200, headers=node.auth).json["commands"]
+    call(client, "POST", f"{agent}/results", 200, headers=node.auth, json={
+        "command_id": command["id"], "ok": True, "duration_ms": 2.0,
+        "output": {"lab": "web-lab", "steps": [{"step": "one", "status": "failed", "reason": "no PID 1"}]}})
+    assert call(instructor, "GET", f"/bulk/{batch}", 200).json["commands"][0]["summary"] == "one: failed"
+    live = call(instructor, "GET", f"/nodes/{node.id}/live", 200).json
+    assert live["attendee"] == "Grace" and live["commands"][0]["kind"] == "lab.check"
+    call(instructor, "GET", "/nodes/nobody/live", 404)
+    call(instructor, "POST", f"/nodes/{node.id}/actions", 201, json={"kind": "inspect"},
+         headers={"X-CSRFToken": _csrf(instructor, f"/nodes/{node.id}")})
+    assert call(instructor, "POST", f"/nodes/{node.id}/actions", 400, json={"kind": "rm"}, headers=csrf
+                ).json["field"] == "kind"
+
+    # The attendee's scripts: progress, an action and its command, the terminal banner.
+    attendee = app.test_client()
+    call(attendee, "GET", "/attendee/progress", 401)
+    call(attendee, "GET", "/attendee/terminal/status", 401)
+    form = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', attendee.get("/attendee/login").text)
+    attendee.post("/attendee/login", data={"email": "grace@example.org", "code": sheet["access_code"],
+                                           "csrf_token": form.group(1)})
+    mine = {"X-CSRFToken": _csrf(attendee, "/attendee")}
+    progress = call(attendee, "GET", "/attendee/progress", 200).json
+    assert [s["step"] for s in progress["labs"][0]["steps"]] == ["one", "two"]
+    issued = call(attendee, "POST", "/attendee/actions", 201, json={"action": "check", "lab": "web-lab"},
+                  headers=mine).json
+    assert call(attendee, "POST", "/attendee/actions", 400, json={"action": "solve", "lab": "web-lab"},
+                headers=mine).json["field"] == "action"
+    call(attendee, "POST", "/attendee/actions", 403, json={"action": "check", "lab": "web-lab"})
+    assert call(attendee, "GET", f"/attendee/commands/{issued['command_id']}", 200).json["done"] is False
+    call(attendee, "GET", f"/attendee/commands/{command['id']}", 404)  # the instructor's, not theirs
+    assert call(attendee, "GET", "/attendee/terminal/status", 200).json == {"watching": [], "consent": False}
+
+    page_ops = {(method.upper(), path) for path, ops in app.extensions["openapi_document"]["paths"].items()
+                for method, op in ops.items() if op["tags"] == ["pages"]}
+    answered_ok = {(method, path) for method, path, status in checker.seen if status < 300}
+    assert page_ops - answered_ok == set()
+    doc = client.get("/api/openapi.json").json
+    assert doc["paths"]["/bulk"]["post"]["security"] == [{"instructor_session": []}]
+    assert "X-CSRFToken" in {p["name"] for p in doc["paths"]["/attendee/actions"]["post"]["parameters"]}
