@@ -79,6 +79,11 @@ def upload(page, tmp_path, name: str, text: str, key_text: str | None = None) ->
         page.get_by_label("SSH private keys").set_input_files(str(key))
 
 
+def unexpected_errors(page) -> list[str]:
+    """Console errors besides Chromium's own line for the 400 the test's bad upload was meant to get."""
+    return [e for e in page.console_errors if "responded with a status of 400" not in e]
+
+
 def host_row(page, host: str):
     return page.locator(f'#hosts tr[data-host="{host}"]')
 
@@ -144,7 +149,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     expect(page.locator("#run-playbook")).to_have_text("teardown")
     expect(row.locator("td.state")).to_have_text("unreachable", timeout=120_000)
 
-    assert page.console_errors == []
+    assert unexpected_errors(page) == []
     with app.extensions["labfleet"].db.session() as session:
         actions = [(e.actor, e.action) for e in session.scalars(select(AuditEntry).order_by(AuditEntry.at))]
     for action in ("provision.start", "provision.cancel", "provision.retry", "provision.finish"):
@@ -161,7 +166,7 @@ def test_attendees_import_assign_and_the_credentials_sheet(app, seed, instructor
     page.get_by_label("Attendee list (CSV: name,email)").set_input_files(str(roster))
     page.get_by_role("button", name="Import").click()
     expect(page.locator("#att-result")).to_contain_text("Not imported")
-    expect(page.locator("#att-result")).to_contain_text("line 2")
+    expect(page.locator("#att-result")).to_contain_text("room.csv:2")
 
     roster.write_text(f"name,email\nAda Lovelace,ada@example.org\n{XSS},bob@example.org\n")
     page.get_by_label("Attendee list (CSV: name,email)").set_input_files(str(roster))
@@ -196,7 +201,7 @@ def test_attendees_import_assign_and_the_credentials_sheet(app, seed, instructor
     shot(page, "provisioning-attendees")
 
     assert page.evaluate("document.body.dataset.owned") is None
-    assert page.console_errors == []
+    assert unexpected_errors(page) == []
     with app.extensions["labfleet"].db.session() as session:
         actions = [(e.actor, e.action) for e in session.scalars(select(AuditEntry))]
     for action in ("attendees.import", "attendees.assign", "attendees.credentials"):

@@ -29,7 +29,8 @@
   // The API's error body {error, detail, field}: say which field (file line / key) is at fault.
   function problem(status, body) {
     if (body && body.detail) {
-      return (body.field ? body.field + ": " : "") + body.detail;
+      var named = !body.field || body.detail.indexOf(body.field) >= 0;
+      return (named ? "" : body.field + ": ") + body.detail;
     }
     return "the controller answered " + status;
   }
@@ -303,6 +304,8 @@
         : "Nobody assigned";
       if (answer.unassigned.length) { text += "; no free node for " + answer.unassigned.join(", "); }
       say(result, text + ".");
+      $("assign-attendee").value = "";
+      $("assign-node").value = "";
       refresh();
     }).catch(function (err) { say(result, "Not assigned: " + err.message, true); });
   });
