@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +24,7 @@ from tests.controller.test_web_accounts import log_in
 from tests.processes import Proc, free_port
 from tests.web.conftest import PASSWORD, login, shot
 
+FAILED = re.compile("^(failed|unreachable)$")
 XSS = '<img src=x onerror="document.body.dataset.owned=1">'
 
 
@@ -45,7 +47,9 @@ def worker(settings, wheel, tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("LABFLEET_")}
     env.update({"LABFLEET_DATA_DIR": str(settings.data_dir), "LABFLEET_DATABASE_URL": settings.database_url,
                 "LABFLEET_SECRET_KEY": "test-secret-key", "LABFLEET_PROVISION_AGENT_WHEEL": str(wheel),
-                "LABFLEET_CELERY_QUEUE": settings.celery_queue})
+                "LABFLEET_CELERY_QUEUE": settings.celery_queue,
+                # The test's controller is plain HTTP on loopback: let the playbook go on to the host.
+                "LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_agent_insecure_http": True})})
     procs = []
 
     def start() -> Proc:
@@ -127,7 +131,9 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     expect(page.locator("#start-result")).to_contain_text("started on 1 host")
     first = page.locator("#run-id").text_content()
     row = host_row(page, "lab-1")
-    expect(row.locator("td.state")).to_have_text("unreachable", timeout=120_000)
+    expect(row.locator("td.state")).to_have_text(FAILED, timeout=120_000)
+    print("HOSTROW", row.inner_text())
+    shot(page, "provisioning-failed-host")
     expect(page.locator("#run-state")).to_have_text("failed")
     expect(row.locator("td.message")).to_contain_text(str(port))
     expect(row.locator("td.task")).not_to_be_empty()
@@ -137,7 +143,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     page.get_by_role("button", name="Retry failed hosts").click()
     expect(page.locator("#start-result")).to_contain_text("Retrying 1 failed host")
     expect(page.locator("#run-id")).not_to_have_text(first)
-    expect(row.locator("td.state")).to_have_text("unreachable", timeout=120_000)
+    expect(row.locator("td.state")).to_have_text(FAILED, timeout=120_000)
 
     # Teardown names the inventory's hosts; "Keep going" starts nothing, confirming starts the teardown run.
     page.get_by_role("button", name="Tear down…").click()
@@ -147,7 +153,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     page.get_by_role("button", name="Tear down…").click()
     dialog.get_by_role("button", name="Tear down 1 host").click()
     expect(page.locator("#run-playbook")).to_have_text("teardown")
-    expect(row.locator("td.state")).to_have_text("unreachable", timeout=120_000)
+    expect(row.locator("td.state")).to_have_text(FAILED, timeout=120_000)
 
     assert unexpected_errors(page) == []
     with app.extensions["labfleet"].db.session() as session:
