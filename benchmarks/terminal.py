@@ -40,7 +40,6 @@ import select
 import shutil
 import ssl
 import struct
-import subprocess
 import sys
 import tempfile
 import termios
