@@ -101,7 +101,10 @@ def _attendee_cookie(ctl, email: str, code: str) -> str:
     with opener.open(f"{ctl.url}/attendee/terminal", timeout=10) as response:
         parser.feed(response.read().decode())
     form = urllib.parse.urlencode({"csrf_token": parser.token, "email": email, "code": code}).encode()
-    opener.open(urllib.request.Request(f"{ctl.url}/attendee/terminal", data=form, method="POST"), timeout=10)
+    # Over HTTPS the CSRF check also wants the Referer a browser sends.
+    opener.open(urllib.request.Request(f"{ctl.url}/attendee/terminal", data=form, method="POST",
+                                       headers={"Referer": f"{ctl.url}/attendee/terminal", "Origin": ctl.url}),
+                timeout=10)
     return "; ".join(f"{c.name}={c.value}" for c in jar)
 
 
