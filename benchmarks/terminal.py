@@ -202,6 +202,8 @@ def ssh_latency(host, keys: int) -> list[float]:
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))
         os.write(fd, b"echo ssh-ready-$((20+22))\r")
         _read_until(fd, b"ssh-ready-42", 30)
+        if termios.tcgetattr(fd)[3] & termios.ECHO:  # ssh puts its terminal in raw mode: no local echo
+            raise RuntimeError("the local pty still echoes: the measurement would not cross SSH")
         time.sleep(0.5)
         while select.select([fd], [], [], 0.2)[0]:
             os.read(fd, 65536)
