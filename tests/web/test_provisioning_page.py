@@ -147,6 +147,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     # Teardown names the inventory's hosts; "Keep going" starts nothing, confirming starts the teardown run.
     page.get_by_role("button", name="Tear down…").click()
     expect(dialog).to_contain_text("Tear down 1 host?")
+    shot(page, "provisioning-teardown-dialog")
     page.get_by_role("button", name="Keep going").click()
     expect(page.locator("#start-result")).to_have_text("Teardown not started.")
     page.get_by_role("button", name="Tear down…").click()
