@@ -2,7 +2,7 @@
 
 The pages' JSON routes (the matrix's data, the bulk actions, the node page's
 live view and actions, the attendee page's progress, actions and commands,
-the attendee terminal's banner) are documented like the API's
+the attendee terminal's banner, the provisioning page's state and actions) are documented like the API's
 (controller/api/openapi.py), under the session-cookie security schemes
 ``instructor_session`` and ``attendee_session``. The views check their bodies
 themselves (naming the field at fault); the request models here say what they
@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from controller.api.responses import Answer, CommandView, Time
+from controller.api.responses import Answer, AttendeeView, CommandView, RunDetail, RunView, Time
 
 # -- requests ---------------------------------------------------------------------------------------
 
@@ -206,3 +206,16 @@ class AttendeeCommand(Answer):
 class TerminalStatus(Answer):
     watching: list[str] = Field(description="instructors watching the attendee's terminal")
     consent: bool = Field(description="the attendee let them type")
+
+
+class InventoryHosts(Answer):
+    hosts: list[str] = Field(description="the hosts the uploaded inventory names, as a run would read them")
+
+
+class ProvisioningState(Answer):
+    """What the provisioning page polls."""
+
+    latest: RunDetail | None = Field(description="the newest run with its hosts")
+    runs: list[RunView] = Field(description="the recent runs, newest first")
+    attendees: list[AttendeeView]
+    free_nodes: list[str] = Field(description="names of enrolled nodes no attendee holds")

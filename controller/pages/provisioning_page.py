@@ -18,11 +18,14 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from controller import attendees
+from controller.api import responses as r
 from controller.api.db_session import get_session
+from controller.api.openapi import documented
 from controller.api.provision import launch
 from controller.api.validation import parse_body
 from controller.errors import ValidationFailed
 from controller.models import Attendee, Node, ProvisionRun
+from controller.pages import answers
 from controller.pages.room import GONE
 from controller.provision import runs
 from controller.provision.schemas import (
@@ -74,6 +77,7 @@ def page():
 
 
 @bp.get("/provisioning/state")
+@documented("The provisioning page's state", responses={200: answers.ProvisioningState}, security="instructor_session", common_errors=False)
 @login_required
 def state():
     """What the page polls: the latest run with its hosts, recent runs, attendees and free nodes."""
@@ -83,6 +87,7 @@ def state():
 
 
 @bp.get("/provisioning/runs/<run_id>")
+@documented("One run with its hosts", responses={200: r.RunDetail}, security="instructor_session", common_errors=False, errors=(404,))
 @login_required
 def run(run_id: str):
     session = get_session()
@@ -92,6 +97,8 @@ def run(run_id: str):
 
 
 @bp.post("/provisioning/runs")
+@documented("Start a provisioning run", request=StartRunRequest, responses={201: r.RunDetail}, security="instructor_session", common_errors=False,
+            errors=(400, 409, 413, 503))
 @login_required
 def start():
     """The body of ``POST /api/v1/provision-runs`` (StartRunRequest), checked by the same schema."""
@@ -102,6 +109,7 @@ def start():
 
 
 @bp.post("/provisioning/runs/<run_id>/cancel")
+@documented("Cancel a run", responses={200: r.RunDetail}, security="instructor_session", common_errors=False, errors=(404, 409))
 @login_required
 def cancel(run_id: str):
     session = get_session()
@@ -112,6 +120,8 @@ def cancel(run_id: str):
 
 
 @bp.post("/provisioning/attendees/import")
+@documented("Import attendees from CSV", request=ImportAttendeesRequest, responses={201: r.ImportReport},
+            security="instructor_session", common_errors=False, errors=(400, 409, 413))
 @login_required
 def import_attendees():
     body = parse_body(ImportAttendeesRequest)
@@ -122,6 +132,8 @@ def import_attendees():
 
 
 @bp.post("/provisioning/attendees/assign")
+@documented("Assign attendees to nodes", request=AssignRequest, responses={200: r.Assignments}, security="instructor_session", common_errors=False,
+            errors=(400, 404, 409, 413))
 @login_required
 def assign():
     body = parse_body(AssignRequest)
@@ -162,6 +174,8 @@ def credentials():
 
 
 @bp.post("/provisioning/inventory/check")
+@documented("The hosts an uploaded inventory names", request=StartRunRequest, responses={200: answers.InventoryHosts},
+            security="instructor_session", common_errors=False, errors=(400, 413))
 @login_required
 def check_inventory():
     """The hosts an uploaded inventory names, read as a run would read it (same errors, nothing stored as a

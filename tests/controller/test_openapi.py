@@ -43,7 +43,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 54  # 44 of the API, 10 JSON routes of the pages
+    assert len(operations) == len(routes) == 61  # 44 of the API, 17 JSON routes of the pages
     # Only the pages' HTML, event stream and WebSockets (and a static folder, if any) stay out.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
@@ -51,7 +51,9 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     assert {path for path, ops in doc["paths"].items() for op in ops.values() if op["tags"] == ["pages"]} == {
         "/matrix/data", "/bulk", "/bulk/labs", "/bulk/{batch_id}", "/nodes/{node_id}/live",
         "/nodes/{node_id}/actions", "/attendee/progress", "/attendee/actions", "/attendee/commands/{command_id}",
-        "/attendee/terminal/status"}
+        "/attendee/terminal/status", "/provisioning/state", "/provisioning/runs", "/provisioning/runs/{run_id}",
+        "/provisioning/runs/{run_id}/cancel", "/provisioning/attendees/import", "/provisioning/attendees/assign",
+        "/provisioning/inventory/check"}
     for rule, method in routes:
         operation = doc["paths"][openapi_path(rule)][method.lower()]
         declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
@@ -250,7 +252,7 @@ def _csrf(client, path: str) -> str:
     return re.search(r'data-csrf="([^"]+)"', client.get(path).text).group(1)
 
 
-def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, enroll):
+def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, enroll, ssh_key):
     """The room's and the attendee's scripts: every JSON route they call, with its session and CSRF header."""
     checker: ResponseChecker = app.extensions["response_checker"]
     db = app.extensions["labfleet"].db
@@ -299,6 +301,21 @@ def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, 
          headers={"X-CSRFToken": _csrf(instructor, f"/nodes/{node.id}")})
     assert call(instructor, "POST", f"/nodes/{node.id}/actions", 400, json={"kind": "rm"}, headers=csrf
                 ).json["field"] == "kind"
+
+    # The provisioning page: an inventory checked, a run started (pending: no worker here) and cancelled,
+    # attendees imported and assigned, the page's polled state.
+    inventory = {"path": "room.yml", "content": "defaults: {user: root, private_key: keys/room.key}\n"
+                 "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n", "keys": {"keys/room.key": ssh_key}}
+    run_body = {"driver": "static", "inventory": inventory}
+    assert call(instructor, "POST", "/provisioning/inventory/check", 200, json=run_body, headers=csrf
+                ).json == {"hosts": ["lab-1"]}
+    run = call(instructor, "POST", "/provisioning/runs", 201, json=run_body, headers=csrf).json
+    call(instructor, "GET", f"/provisioning/runs/{run['id']}", 200)
+    call(instructor, "POST", f"/provisioning/runs/{run['id']}/cancel", 200, headers=csrf)
+    call(instructor, "POST", "/provisioning/attendees/import", 201, headers=csrf,
+         json={"csv": "name,email\nAlan,alan@example.org\n"})
+    call(instructor, "POST", "/provisioning/attendees/assign", 200, json={}, headers=csrf)
+    assert call(instructor, "GET", "/provisioning/state", 200).json["latest"]["id"] == run["id"]
 
     # The attendee's scripts: progress, an action and its command, the terminal banner.
     attendee = app.test_client()
