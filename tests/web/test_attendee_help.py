@@ -32,7 +32,7 @@ def _api(base: str, seed, path: str, body: dict | None = None) -> tuple[int, dic
 
 
 def test_attendee_raises_a_hand_the_instructor_claims_and_replies_and_messages_arrive(
-        browser, page, live_server, seed, lab_node, app):  # noqa: F811
+        browser, page, live_server, seed, instructor, lab_node, app):  # noqa: F811
     attendee_login(page, live_server, lab_node["email"], lab_node["code"])
     expect(page).to_have_url(f"{live_server}/attendee")
     lab = page.locator("details.lab[data-lab=web-lab]")
