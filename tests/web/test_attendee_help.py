@@ -67,11 +67,11 @@ def test_attendee_raises_a_hand_the_instructor_claims_and_replies_and_messages_a
     expect(page.locator("#messages-none")).to_be_visible()
     status, sent = _api(live_server, seed, "/api/v1/messages", {"nodes": ["vm-web"], "text": "break " + HOSTILE})
     assert status in (200, 201), sent
-    message = page.locator("#messages li.message")
+    message = page.locator("#messages li.instructor-message")
     expect(message).to_have_count(1, timeout=5000)
     expect(message.locator(".message-text")).to_have_text("break " + HOSTILE)
     expect(message.locator(".message-head")).to_contain_text("Message from test-instructor")
-    expect(message).to_have_class("message kind-message unread")
+    expect(message).to_have_class("instructor-message kind-message unread")
     expect(page.locator("#messages-none")).to_be_hidden()
     assert page.locator("img").count() == 0
 

@@ -98,7 +98,7 @@
     list.forEach(function (m) {
       var li = document.createElement("li");
       var unread = !m.read;
-      li.className = "message kind-" + m.kind + (unread ? " unread" : "");
+      li.className = "instructor-message kind-" + m.kind + (unread ? " unread" : "");
       li.dataset.id = m.id;
       var head = document.createElement("p");
       head.className = "message-head";
@@ -117,7 +117,7 @@
       if (unread) {
         var badge = document.createElement("span");
         badge.className = "badge";
-        badge.textContent = "new";
+        badge.textContent = "unread";
         head.appendChild(badge);
       }
       li.appendChild(head);
