@@ -463,8 +463,11 @@ def live_report(r: dict[str, Any]) -> None:
                              ("long-poll delivery with / without dashboards", "poll_load", LIVE_LOAD_GOAL),
                              ("GET /room with / without dashboards", "page_load", LIVE_LOAD_GOAL)):
         print(f"{label:<46} {q[key]:5.2f}x (goal ≤ {goal:g}x) {'MET' if q[key] <= goal else 'NOT MET'}")
+    if min(r["rate_a"], r["rate_b"]) < 0.9 * r["rate"]:
+        print(f"SATURATED: the controller took {min(r['rate_a'], r['rate_b']):.0f} of {r['rate']:.0f} state changes/s; "
+              "every figure above is queueing behind the state reports, and the ratios say little")
     if r["dash_errors"]:
-        print("dashboard errors: " + "; ".join(r["dash_errors"]))
+        print(f"dashboard errors ({len(r['dash_errors'])} shown): " + "; ".join(r["dash_errors"]))
 
 
 def main(argv: list[str] | None = None) -> int:
