@@ -71,6 +71,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(help_api.agent_bp)
     app.register_blueprint(help_api.bp)
 
+    from controller.api import messages as messages_api
+
+    app.register_blueprint(messages_api.agent_bp)
+    app.register_blueprint(messages_api.bp)
+
     from controller.api import rescue as rescue_api
 
     app.register_blueprint(rescue_api.bp)

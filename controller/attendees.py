@@ -228,6 +228,11 @@ def _taken(session: Session) -> set[str]:
     return set(session.scalars(select(Attendee.node_id).where(Attendee.node_id.is_not(None))))
 
 
+def login_host(session: Session, node: Node) -> str:
+    """The address the attendee of ``node`` logs in at (the credentials sheet's "host")."""
+    return _host_address(node, _provisioned_addresses(session))
+
+
 def _host_address(node: Node, provisioned: dict[str, str]) -> str:
     """Where the attendee logs in: the inventory address of the host a run made this node, else the
     address the node enrolled from. Never looked up by the node's name: any machine can ask for a name."""

@@ -330,6 +330,27 @@ class StuckFlag(Base):
     evaluated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Message(Base):
+    """A message or a lab hint an instructor sent to one attendee's node (``labfleet message``).
+
+    Delivered as a ``message.notice`` command; the agent keeps it until the attendee has seen it
+    and reports the ids it has shown in its state snapshot (``messages.read``).
+    """
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_node_created", "node_id", "created_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id"))
+    attendee_id: Mapped[str | None] = mapped_column(ForeignKey("attendees.id"), nullable=True)
+    batch_id: Mapped[str] = mapped_column(String(32), index=True)  # one send to a selection or the room
+    kind: Mapped[str] = mapped_column(String(16), default="message")  # message | hint
+    lab: Mapped[str] = mapped_column(String(64), default="")
+    step: Mapped[str] = mapped_column(String(64), default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    sent_by: Mapped[str] = mapped_column(String(160), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class RescueRun(Base):
     """One SSH rescue request (``labfleet rescue``, the API, or the silent-agent beat): its hosts are below."""
 

@@ -10,6 +10,8 @@
                              before S are marked skipped (not done for you: only root may solve)
     lab help [MESSAGE]       raise your hand: your instructor sees where you are and your message;
                              their answer shows in `lab status` and on your next prompt
+    lab messages [--all]     messages and hints from your instructor (they also show in
+                             `lab status` and on your next prompt)
     lab consent yes|no       let an instructor who watches your terminal type in it, or stop them
 
 Exit status: 0 passed/done, 1 not passed, 2 usage or agent error.
@@ -27,6 +29,7 @@ from typing import Any
 from node_agent.config import DEFAULT_ATTENDEE_SOCKET
 from node_agent.help_desk import help_lines
 from node_agent.labs import render
+from node_agent.message_box import message_lines
 
 TIMEOUT = 120.0  # a reset of a big lab (network, fork bomb) is still well under this
 
@@ -77,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     consent.add_argument("answer", choices=["yes", "no"])
     raise_hand = sub.add_parser("help", help="ask your instructor for help (what you are stuck on, in a few words)")
     raise_hand.add_argument("message", nargs="*", metavar="MESSAGE")
+    inbox = sub.add_parser("messages", help="messages and hints from your instructor")
+    inbox.add_argument("--all", action="store_true", help="the recent ones too, not only the unread")
+    inbox.add_argument("--new", action="store_true", help=argparse.SUPPRESS)  # the prompt hook: quiet when none
     return parser
 
 
@@ -95,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         payload["to_step"] = args.to_step
     elif args.action == "help":
         payload["message"] = " ".join(args.message)
+    elif args.action == "messages":
+        payload["all"] = bool(args.all)
     elif args.action == "consent":
         payload["value"] = args.answer == "yes"
     try:
@@ -113,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = answer["result"]
     if not args.json:
-        print(_human(args, result))
+        text = _human(args, result)
+        if text:
+            print(text)
     if args.action == "check":
         return 0 if result["passed"] else 1
     if args.action == "reset":
@@ -125,7 +135,13 @@ def _human(args: argparse.Namespace, result: dict[str, Any]) -> str:
     if args.action == "list":
         return render.lab_list(result)
     if args.action in ("use", "status"):
-        return render.lab_list({"labs": [result["current"]]}) + help_lines(result.get("help"))
+        unread = message_lines(result.get("messages"), prefix="  ")
+        return (render.lab_list({"labs": [result["current"]]}) + help_lines(result.get("help"))
+                + (f"\n\nMessages:\n{unread}" if unread else ""))
+    if args.action == "messages":
+        if args.new:
+            return message_lines(result["messages"], prefix="[lab message] ")
+        return message_lines(result["messages"]) or "No new messages."
     if args.action == "help":
         return help_lines(result, raised=True)
     if args.action == "consent":

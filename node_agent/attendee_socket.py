@@ -36,7 +36,8 @@ from node_agent.logs import get_logger
 log = get_logger(__name__)
 
 MAX_REQUEST_BYTES = 4096
-ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help", "consent"})
+ACTIONS = frozenset({"list", "status", "check", "hint", "instructions", "reset", "use", "solve", "help",
+                     "messages", "consent"})
 DEFAULT_MAX_CLIENTS = 16
 DEFAULT_CLIENT_TIMEOUT = 5.0
 LISTEN_BACKLOG = 64  # connections the kernel holds until the accept loop answers them (at once: serve or refuse)
@@ -231,6 +232,8 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         return labs.use(_lab(labs, request, required=True))
     if action == "help":
         return raise_hand(labs, request.get("message") or "")
+    if action == "messages":
+        return _messages(labs, request)
     if action == "consent":
         value = request.get("value")
         if not isinstance(value, bool):
@@ -241,7 +244,9 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         return terminal.set_consent(value)
     lab = _lab(labs, request)
     if action == "status":
-        return {"lab": lab, "current": labs.list_one(lab), "help": labs.help_desk and labs.help_desk.view()}
+        box = labs.message_box
+        return {"lab": lab, "current": labs.list_one(lab), "help": labs.help_desk and labs.help_desk.view(),
+                "messages": box.unread(mark_read=True) if box else []}
     if action == "check":
         return labs.check(lab, request.get("step"))
     if action == "solve":
@@ -257,6 +262,18 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         step = request.get("step") or labs.current_step(lab)
         return labs.hint(lab, step, level)
     raise ValueError(f"action {action!r} is not handled")
+
+
+def _messages(labs: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """``lab messages``: the unread ones, shown now (so read); ``all``: the recent ones, read or not."""
+    box = labs.message_box
+    if box is None:
+        return {"messages": []}
+    if request.get("all") is True:
+        recent = box.recent()
+        box.unread(mark_read=True)
+        return {"messages": recent}
+    return {"messages": box.unread(mark_read=True)}
 
 
 def _lab(labs: Any, request: dict[str, Any], required: bool = False) -> str:

@@ -60,6 +60,10 @@ class AgentConfig:
     attendee_user: str = "class"
     lab_prefix: str = "lab"
     lab_cgroup_parent: str = "labfleet"
+    # The cgroup the attendee's login sessions run in, relative like lab_cgroup_parent (the playbook's
+    # session ceiling: user.slice/user-<uid>.slice on a VM); empty: not watched. The agent reports when
+    # its pids or memory ceiling was hit (docs/help.md).
+    session_cgroup: str = ""
     attendee_socket: Path = DEFAULT_ATTENDEE_SOCKET
     attendee_max_clients: int = 16  # `lab` connections served at once; more are told "busy" at once
     attendee_client_timeout: float = 5.0  # to send the whole request, and again to take the answer
@@ -92,6 +96,9 @@ class AgentConfig:
         self.lab_prefix = _matching("lab_prefix", self.lab_prefix, _PREFIX, "2 to 6 lower-case letters/digits")
         self.lab_cgroup_parent = _matching("lab_cgroup_parent", self.lab_cgroup_parent, _CGROUP_PARENT,
                                            "a relative cgroup path such as labfleet or fleet/host1")
+        if self.session_cgroup:
+            self.session_cgroup = _matching("session_cgroup", self.session_cgroup, _CGROUP_PARENT,
+                                            "a relative cgroup path such as user.slice/user-1000.slice")
 
     @classmethod
     def from_file(cls, path: str | Path, **overrides: Any) -> AgentConfig:

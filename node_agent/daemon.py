@@ -52,6 +52,7 @@ from node_agent.journal import InvalidCommandId, Journal, check_command_id
 from node_agent.kernel import procfs
 from node_agent.labs.service import LabService
 from node_agent.logs import get_logger
+from node_agent.message_box import MessageBox
 from node_agent.protocol import (
     CommandMessage,
     CommandResult,
@@ -60,6 +61,7 @@ from node_agent.protocol import (
     HelpRequest,
     StateReport,
 )
+from node_agent.session_ceiling import SessionWatch
 from node_agent.state import collect_state, state_digest
 from node_agent.token_file import forget_token
 
@@ -150,6 +152,10 @@ class Agent:
         self._labs.namespaces_initial = self.namespaces_initial
         self._labs.help_desk = HelpDesk(self.config.state_dir, self.config.attendee_socket.parent / NOTICE_FILE,
                                         send=self._raise_hand)
+        self._labs.message_box = MessageBox(self.config.state_dir, self.config.attendee_socket.parent / NOTICE_FILE)
+        if self.config.session_cgroup:
+            self._labs.session_watch = SessionWatch(self.config.session_cgroup,
+                                                    state_file=self.config.state_dir / "session-ceiling.json")
         from node_agent.terminal import TerminalService
 
         self._ctx.terminal = self._labs.terminal = TerminalService(

@@ -243,6 +243,19 @@ class LabResetArgs:
 
     lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
     to_step: str | None = field(default=None, metadata={"pattern": LAB_ID_PATTERN})
+    # From the attendee's web page: the attendee's permissions (earlier steps skipped, never solved).
+    as_attendee: bool = False
+
+
+@dataclass
+class LabHintArgs:
+    """The attendee's ``level``-th hint for a step (recorded in the VM's activity, like `lab hint`)."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    lab: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    step: str = field(metadata={"pattern": LAB_ID_PATTERN})
+    level: int = field(default=1, metadata={"ge": 1, "le": 20})
 
 
 HELP_MESSAGE_MAX = 500  # what an attendee may type with `lab help` (and an instructor's reply)
@@ -280,6 +293,21 @@ class HelpNoticeArgs:
     text: str = field(default="", metadata={"max_length": HELP_MESSAGE_MAX})
 
 
+MESSAGE_TEXT_MAX = 1000  # an instructor's message or a lab hint sent with `labfleet message`
+
+
+@dataclass
+class MessageNoticeArgs:
+    """A message or a lab hint from the instructor: kept by the agent until the attendee has seen it."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    message_id: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
+    text: str = field(metadata={"min_length": 1, "max_length": MESSAGE_TEXT_MAX})
+    kind: str = field(default="message", metadata={"pattern": r"^(message|hint)$"})
+    by: str = field(default="", metadata={"max_length": 120})
+    lab: str = field(default="", metadata={"max_length": 64})
+    step: str = field(default="", metadata={"max_length": 64})
 @dataclass
 class TerminalOpenArgs:
     """Open (or keep) the relay of the attendee's shared terminal for the controller's session ``session``."""
@@ -297,8 +325,11 @@ COMMAND_KINDS: dict[str, type] = {
     "lab.check": LabArgs,
     "lab.solve": LabArgs,
     "lab.reset": LabResetArgs,
+    "lab.instructions": LabArgs,
+    "lab.hint": LabHintArgs,
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
+    "message.notice": MessageNoticeArgs,
     "terminal.open": TerminalOpenArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")

@@ -38,6 +38,8 @@ def collect_state(labs: Any = None) -> dict[str, Any]:
         "namespaces": _read(namespaces.ns_types),
         "seccomp": _read(_seccomp),
         **({"labs": _read(labs.inspect)} if labs is not None else {}),
+        **({"messages": labs.message_box.snapshot()} if getattr(labs, "message_box", None) else {}),
+        **({"session": _read(labs.session_watch.read)} if getattr(labs, "session_watch", None) else {}),
     }
 
 

@@ -326,6 +326,44 @@ class HelpQueue(Answer):
     stuck: list[StuckView]
 
 
+class MessageSentTo(Answer):
+    id: str
+    node: str
+
+
+class MessagesSent(Answer):
+    """One message per node (a batch): each delivered as a message.notice command."""
+
+    batch_id: str
+    kind: str = Field(description="message or hint")
+    text: str = Field(description="what was sent (a hint's text from the lab catalog)")
+    messages: list[MessageSentTo]
+
+
+class MessageView(Answer):
+    id: str
+    batch_id: str
+    kind: str
+    lab: str
+    step: str
+    text: str
+    sent_by: str
+    created_at: Time
+
+
+class SentMessageView(MessageView):
+    node: str
+    read: bool = Field(description="the node's agent reports its attendee has seen it")
+
+
+class MessageList(Answer):
+    messages: list[SentMessageView]
+
+
+class UnreadMessages(Answer):
+    messages: list[MessageView]
+
+
 class RescueStep(Answer):
     name: str = Field(description="connect, diagnose, kill_runaway, restart_agent or wait_online")
     ok: bool

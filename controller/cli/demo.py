@@ -65,7 +65,8 @@ def run_demo(settings: Settings, *, hosts: int, duration: float | None, use_flee
         else:
             names = _start_local_agents(settings, init, hosts, procs, logs)
         _wait_online(client, names, timeout=90)
-        _print_banner(settings, init, fleet is not None)
+        attendee = _seat_demo_attendees(client, sorted(names))
+        _print_banner(settings, init, fleet is not None, attendee)
         give_up = time.monotonic() + duration if duration else None
         while not stop.is_set() and (give_up is None or time.monotonic() < give_up):
             stop.wait(0.5)
@@ -175,13 +176,42 @@ def _wait_online(client: ControllerClient, names: set[str], timeout: float) -> N
     raise DemoError(f"agents not online after {timeout:.0f}s: {sorted(names - online)}")
 
 
-def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool) -> None:
+DEMO_ATTENDEES = ("Grace Hopper", "Alan Turing", "Barbara Liskov", "Edsger Dijkstra", "Frances Allen")
+
+
+def _seat_demo_attendees(client: ControllerClient, names: list[str]) -> dict[str, str] | None:
+    """One attendee per host (as an instructor's CSV would), assigned, with access codes: the first one's
+    email and code, for the banner's attendee page. None when this data directory had attendees already."""
+    people = [(DEMO_ATTENDEES[i % len(DEMO_ATTENDEES)] + ("" if i < len(DEMO_ATTENDEES) else f" {i}"),
+               f"attendee{i + 1}@demo.example") for i in range(len(names))]
+    csv = "name,email\n" + "".join(f"{name},{email}\n" for name, email in people)
+    try:
+        if client.post("/api/v1/attendees/import", {"csv": csv, "source": "demo"})["created"] == 0:
+            return None
+        client.post("/api/v1/attendees/assign", {})
+        sheet = client.post("/api/v1/attendees/credentials", {})["credentials"]
+    except ClientError as exc:
+        render.console.print(f"[yellow]no demo attendees: {render.safe(exc)}[/yellow]")
+        return None
+    seated = [row for row in sheet if row["access_code"] and row["node"]]
+    return {"email": seated[0]["email"], "code": seated[0]["access_code"], "node": seated[0]["node"]} if seated else None
+
+
+def _print_banner(settings: Settings, init: bootstrap.Initialized, fleet: bool,
+                  attendee: dict[str, str] | None = None) -> None:
     render.console.print(f"\n[bold green]labfleet demo is running[/bold green] at {render.safe(settings.base_url)}")
     render.console.print(f"instructor API token: {render.safe(init.api_token)}", soft_wrap=True)
     login = (f"password {render.safe(init.web_password)}" if init.web_password
              else "the password set earlier (new one: labfleet instructor passwd instructor)")
     render.console.print(f"the room: {render.safe(settings.base_url)}/room, log in as instructor with {login}",
                          soft_wrap=True)
+    if attendee:
+        render.console.print(f"an attendee's page: {render.safe(settings.base_url)}/attendee/login, email "
+                             f"{render.safe(attendee['email'])}, access code {render.safe(attendee['code'])} "
+                             f"(on {render.safe(attendee['node'])}; every code: labfleet credentials --out DIR)",
+                             soft_wrap=True)
+    else:
+        render.console.print("attendee pages: /attendee/login with the codes of `labfleet credentials --out DIR`")
     render.console.print(f"credentials saved in {render.safe(init.credentials_path)}; in another terminal try:")
     render.console.print("  labfleet status\n  labfleet exec ping --all\n  labfleet check ns-uts --all"
                          "\n  labfleet audit")

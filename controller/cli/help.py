@@ -45,7 +45,8 @@ def stuck_table(stuck: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for s in stuck:
         why = s["reason"] + (" [hand up]" if s.get("hand_raised") else "")
-        render.add_row(table, s["node"], s["attendee"] or "", _span(s["stuck_s"]), f"{s['lab']}/{s['step']}",
+        render.add_row(table, s["node"], s["attendee"] or "", _span(s["stuck_s"]),
+                       f"{s['lab']}/{s['step']}" if s["lab"] else "",
                        why, s["hint"])
     return table
 

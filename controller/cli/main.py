@@ -13,6 +13,7 @@ from controller.cli import attendees as attendees_cli
 from controller.cli import help as help_cli
 from controller.cli import instructors as instructors_cli
 from controller.cli import labs as labs_cli
+from controller.cli import messages as messages_cli
 from controller.cli import provision as provision_cli
 from controller.cli import render
 from controller.cli import rescue as rescue_cli
@@ -315,6 +316,7 @@ cli.add_command(attendees_cli.credentials)
 cli.add_command(instructors_cli.instructor)  # labfleet instructor add|passwd|remove|list
 labs_cli.register(cli)  # labfleet check|solve|reset|progress
 help_cli.register(cli)  # labfleet help list|claim|reply|resolve|raise
+messages_cli.register(cli)  # labfleet message
 rescue_cli.register(cli)  # labfleet rescue, labfleet diagnostics
 
 

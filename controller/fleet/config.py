@@ -22,6 +22,9 @@ CGROUP_GROUP = "labfleet-fleet"
 # is the agent's lab_cgroup_parent and never holds a system process, so no lab scan ever sees one.
 SYSTEM_LEAF = "system"
 LABS_LEAF = "labs"
+# The attendee's login sessions (the playbook's session ceiling, joined at login by pam_exec): beside
+# ``system``, so a fork bomb held at its pids ceiling leaves the host's init, sshd and agent alone.
+SESSIONS_LEAF = "sessions"
 FIRST_HOST_OCTET = 10
 MAX_HOSTS = 254 - FIRST_HOST_OCTET + 1
 # Interface names are at most 15 bytes (IFNAMSIZ - 1): prefix (10) + "-" + up to 3 digits.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from controller.fleet.config import LABS_LEAF
+from controller.fleet.config import LABS_LEAF, SESSIONS_LEAF
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,11 @@ class FleetHost:
     def __post_init__(self) -> None:
         if not self.lab_cgroup_parent:  # a state file written before hosts had a labs subtree
             object.__setattr__(self, "lab_cgroup_parent", f"{self.cgroup_parent}/{LABS_LEAF}")
+
+    @property
+    def session_cgroup(self) -> str:
+        """Where the attendee's login sessions run, under their ceiling (the playbook makes it)."""
+        return f"{self.cgroup_parent}/{SESSIONS_LEAF}"
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)

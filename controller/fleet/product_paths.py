@@ -27,5 +27,6 @@ PRODUCT_PATHS: tuple[str, ...] = (
     "/usr/local/sbin/labfleet-provisioned",
     "/usr/local/bin/lab",                           # the attendee's command, linked into the venv
     "/etc/profile.d/labfleet-help.sh",              # the attendee's prompt hook (lab help answers)
+    "/usr/local/sbin/labfleet-session-join",        # pam_exec: the attendee's login joins its ceiling cgroup
     "/etc/profile.d/labfleet-terminal.sh",          # the attendee's login in the shared tmux session
 )

@@ -1,10 +1,9 @@
-"""Who the attendee on a page is: their access code, traded once for a signed session cookie.
+"""Who the attendee on a page is: their access code, traded once (at /attendee/login) for a signed session.
 
-For every attendee-facing page (the terminal here; the attendee page reuses
-``current_attendee``). The cookie holds the attendee's id and a fingerprint of
-their current access-code hash: a reissued code (``labfleet credentials
---reissue``) ends the sessions of the old one. An attendee reaches only the
-node they are assigned to (``Attendee.node_id``).
+The one attendee session of every attendee-facing page (the attendee page, their terminal). The cookie
+holds the attendee's id, their node and a mark of when their code was issued: a reissued code
+(``labfleet credentials --reissue``) or a node reassigned ends the session. An attendee reaches only
+the node they are assigned to (``Attendee.node_id``). An attendee session is no instructor login.
 """
 
 from __future__ import annotations
@@ -13,49 +12,54 @@ import hashlib
 from dataclasses import dataclass
 
 from flask import session
-from sqlalchemy import func, select
 
-from controller.attendees import check_access_code
 from controller.models import Attendee, Node
+from controller.pages.room import GONE
 
-SESSION_KEY = "labfleet_attendee"
+SESSION_KEY = "attendee"
 
 
 @dataclass(frozen=True)
 class SignedInAttendee:
     id: str
     name: str
-    node_id: str | None
-    node_name: str | None
+    node_id: str
+    node_name: str
 
 
-def _fingerprint(attendee: Attendee) -> str:
-    return hashlib.sha256((attendee.access_code_hash or "").encode()).hexdigest()[:16]
-
-
-def authenticate(db, email: str, code: str) -> Attendee | None:
-    """The attendee with this e-mail whose current access code is ``code``, or None."""
-    for attendee in db.scalars(select(Attendee).where(func.lower(Attendee.email) == email.strip().lower())):
-        if check_access_code(code, attendee.access_code_hash):
-            return attendee
-    return None
+def issued_mark(attendee: Attendee) -> str:
+    """Changes when the code is reissued: a session made with an older code no longer matches."""
+    raw = f"{attendee.access_code_hash}\0{attendee.access_code_issued_at}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
 def sign_in(attendee: Attendee) -> None:
-    session[SESSION_KEY] = {"id": attendee.id, "key": _fingerprint(attendee)}
+    session.clear()  # never an instructor and an attendee in one browser session
+    session[SESSION_KEY] = {"id": attendee.id, "node": attendee.node_id, "mark": issued_mark(attendee)}
 
 
 def sign_out() -> None:
     session.pop(SESSION_KEY, None)
 
 
+def signed_in(db) -> tuple[Attendee, Node] | None:
+    """The attendee this browser signed in as and their node, while the code and the node still hold."""
+    held = session.get(SESSION_KEY)
+    if not isinstance(held, dict) or not isinstance(held.get("id"), str):
+        return None
+    attendee = db.get(Attendee, held["id"])
+    if (attendee is None or attendee.access_code_hash is None or attendee.node_id != held.get("node")
+            or issued_mark(attendee) != held.get("mark")):
+        return None
+    node = db.get(Node, attendee.node_id)
+    if node is None or node.state in GONE:
+        return None
+    return attendee, node
+
+
 def current_attendee(db) -> SignedInAttendee | None:
-    """The attendee this browser signed in as, while their access code is the one they used."""
-    stored = session.get(SESSION_KEY)
-    if not isinstance(stored, dict) or not isinstance(stored.get("id"), str):
+    found = signed_in(db)
+    if found is None:
         return None
-    attendee = db.get(Attendee, stored["id"])
-    if attendee is None or attendee.access_code_hash is None or stored.get("key") != _fingerprint(attendee):
-        return None
-    node = db.get(Node, attendee.node_id) if attendee.node_id else None
-    return SignedInAttendee(attendee.id, attendee.name, node.id if node else None, node.name if node else None)
+    attendee, node = found
+    return SignedInAttendee(attendee.id, attendee.name, node.id, node.name)

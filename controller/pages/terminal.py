@@ -30,11 +30,8 @@ from flask import (
     url_for,
 )
 from flask_login import current_user, login_required
-from flask_wtf import FlaskForm
 from simple_websocket import ConnectionClosed, Server
 from sqlalchemy import select
-from wtforms import PasswordField, StringField
-from wtforms.validators import DataRequired, Length
 
 from controller import audit, commands
 from controller import terminal_recordings as recordings
@@ -42,7 +39,6 @@ from controller.api.auth import require_node
 from controller.api.db_session import get_session
 from controller.errors import Forbidden, Unauthenticated
 from controller.models import Node
-from controller.pages import EXTENSION as PAGES_EXTENSION
 from controller.pages import WEB_DIR
 from controller.pages import attendee_session as attendees
 from controller.pages.views import bp
@@ -217,42 +213,13 @@ def terminal_ws(ref: str):
 # -- the attendee ------------------------------------------------------------------------------
 
 
-class AttendeeLoginForm(FlaskForm):
-    email = StringField("E-mail", validators=[DataRequired(), Length(max=320)])
-    code = PasswordField("Access code", validators=[DataRequired(), Length(max=64)])
-
-
-@bp.route("/attendee/terminal", methods=["GET", "POST"])
+@bp.get("/attendee/terminal")
 def attendee_terminal():
+    """The attendee's own terminal; they sign in on the attendee page's login, which comes back here."""
     db = get_session()
-    form = AttendeeLoginForm()
-    message, status = "", 200
-    if request.method == "POST":
-        # The instructors' login limiter, keyed "attendee:<e-mail>": guessing codes is slowed per
-        # e-mail and per address, and each guess costs the controller a PBKDF2 run.
-        key, address = f"attendee:{(request.form.get('email') or '').strip().lower()[:320]}", request.remote_addr or ""
-        limiter = current_app.extensions[PAGES_EXTENSION].limiter
-        wait = limiter.blocked_for(key, address)
-        if wait > 0:
-            message, status = f"Too many wrong codes: try again in {max(1, round(wait))} s.", 429
-        elif form.validate_on_submit():
-            found = attendees.authenticate(db, form.email.data, form.code.data)
-            if found is not None:
-                attendees.sign_in(found)
-                audit.record(db, actor=f"attendee:{found.email}", action="web.attendee_login", target=found.id,
-                             address=request.remote_addr or "")
-                db.commit()
-                return redirect(url_for("pages.attendee_terminal"))
-            limiter.failed(key, address)
-            message, status = "Wrong e-mail or access code.", 401
-        else:
-            message, status = "Give your e-mail and the access code from your sheet.", 400
     me = attendees.current_attendee(db)
     if me is None:
-        return render_template("attendee_login.html", form=form, message=message), status
-    if me.node_id is None:
-        return render_template("error.html", title="No machine yet",
-                               message="You have no lab machine yet: ask your instructor."), 409
+        return redirect(url_for("pages.attendee.login", next="terminal"))
     return _page(render_template("terminal.html", role="attendee", node={"id": me.node_id, "name": me.node_name},
                                  ws_path=_ws_path("pages.attendee_terminal_ws"), recordings_url=None))
 

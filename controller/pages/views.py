@@ -199,3 +199,11 @@ def ago(value: Any, now: datetime | None = None) -> str:
         return f"{seconds // 3600} h ago"
     return f"{seconds // 86400} d ago"
 
+
+
+# The node page and the attendee's pages, nested: they share this blueprint's CSRF check, headers and
+# CSRF error page, and like every page they are not operations of the API document.
+from controller.pages import attendee_page, node_page  # noqa: E402
+
+bp.register_blueprint(node_page.bp)
+bp.register_blueprint(attendee_page.bp)

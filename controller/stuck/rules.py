@@ -32,6 +32,9 @@ class Rules:
     hints: int = 3
     # The agent silent this long (no heartbeat).
     silent_seconds: float = 60.0
+    # The attendee's session ceiling (pids or memory) was hit within this many seconds: flagged at once,
+    # grace or not, lab or not (a fork bomb typed outside any lab cgroup). 0 turns the rule off.
+    ceiling_seconds: float = 900.0
 
     @classmethod
     def from_setting(cls, raw: str) -> Rules:
@@ -65,13 +68,17 @@ class Signals:
     resets: int = 0
     hints: int = 0
     silent_s: float | None = None  # None: heard from within the silence limit (or never enrolled)
+    # The agent's view of the session ceiling (its state report's ``session``) and the seconds since
+    # it last saw it hit (None: never, or not reported).
+    ceiling: dict[str, Any] | None = None
+    ceiling_hit_ago_s: float | None = None
 
 
 def evaluate(rules: Rules, s: Signals, median_s: float | None, peers: int) -> list[dict[str, Any]]:
     """The reasons this attendee looks stuck, each ``{"rule", "text"}``; empty when they do not."""
+    reasons = ceiling_reasons(rules, s)
     if s.on_step_s < rules.grace_seconds:
-        return []
-    reasons = []
+        return reasons
     if s.silent_s is not None and s.silent_s >= rules.silent_seconds:
         reasons.append(_reason("silent", f"their agent has been silent for {_span(s.silent_s)}"))
     if (median_s is not None and peers >= rules.min_peers and median_s > 0
@@ -87,6 +94,25 @@ def evaluate(rules: Rules, s: Signals, median_s: float | None, peers: int) -> li
     if rules.hints and s.hints >= rules.hints:
         reasons.append(_reason("hints", f"read {s.hints} hints for {s.step}"))
     return reasons
+
+
+def ceiling_reasons(rules: Rules, s: Signals) -> list[dict[str, Any]]:
+    """A session ceiling hit recently: the kernel held a fork bomb or a memory hog outside the labs."""
+    c = s.ceiling
+    if (not rules.ceiling_seconds or c is None or s.ceiling_hit_ago_s is None
+            or s.ceiling_hit_ago_s > rules.ceiling_seconds):
+        return []
+    hits = []
+    if c.get("pids_hits"):
+        limit = f" of {c['pids_max']} processes" if c.get("pids_max") else ""
+        hits.append(f"its pids ceiling{limit} ({c['pids_hits']} forks refused)")
+    if c.get("oom_kills"):
+        limit = f" of {c['memory_max'] // (1 << 20)} MiB" if c.get("memory_max") else ""
+        hits.append(f"its memory ceiling{limit} ({c['oom_kills']} processes killed)")
+    if not hits:
+        return []
+    return [_reason("ceiling", f"their login session hit {' and '.join(hits)} {_span(s.ceiling_hit_ago_s)} ago: "
+                               f"a fork bomb or a runaway program outside the labs")]
 
 
 def _reason(rule: str, text: str) -> dict[str, str]:

@@ -59,7 +59,8 @@ def run_pass(session: Session, rules: Rules, *, now: datetime | None = None,
     now = now or utcnow()
     catalog = lab_catalog.catalog(labs_dir)
     nodes = session.execute(
-        select(Node.id, Node.name, Node.state, Node.last_seen_at, Node.state_snapshot["labs"]["activity"])
+        select(Node.id, Node.name, Node.state, Node.last_seen_at, Node.state_snapshot["labs"]["activity"],
+               Node.state_snapshot["session"])
         .where(Node.state.in_((states.NODE_ONLINE, states.NODE_OFFLINE)))).all()
     rows_by_node: dict[str, list] = defaultdict(list)
     for row in session.execute(select(LabProgress.node_id, LabProgress.lab, LabProgress.step, LabProgress.status,
@@ -79,8 +80,13 @@ def run_pass(session: Session, rules: Rules, *, now: datetime | None = None,
 
     flagged: dict[str, tuple[_Position, list[dict[str, Any]], str]] = {}
     for node in nodes:
+        ceiling, hit_ago = _ceiling(node[5], now)
         position = positions.get(node.id)
         if position is None:
+            reasons = evaluate(rules, Signals(node_id=node.id, node=node.name, lab="", step="", on_step_s=0.0,
+                                              ceiling=ceiling, ceiling_hit_ago_s=hit_ago), None, 0)
+            if reasons:  # no lab position: only the session ceiling can flag them
+                flagged[node.id] = (_Position("", "", now, None), reasons, "")
             continue
         activity = _activity(node[4], position.lab, position.step)
         resets = activity.get("resets", 0) + sum(
@@ -96,7 +102,8 @@ def run_pass(session: Session, rules: Rules, *, now: datetime | None = None,
             on_step_s=(now - position.since).total_seconds(),
             fail_streak=row.fail_streak if failing else 0,
             fail_reason=(row.evidence or {}).get("reason", "") if failing else "",
-            resets=resets, hints=activity.get("hints", 0), silent_s=silent)
+            resets=resets, hints=activity.get("hints", 0), silent_s=silent, ceiling=ceiling,
+            ceiling_hit_ago_s=hit_ago)
         sample = samples.get((position.lab, position.step), [])
         median = statistics.median(sample) if sample else None
         reasons = evaluate(rules, signals, median, len(sample))
@@ -147,6 +154,23 @@ def _activity(activity: Any, lab: str, step: str) -> dict[str, int]:
     if not isinstance(entry, dict):
         return {}
     return {k: v for k, v in entry.items() if k in ("hints", "resets") and isinstance(v, int) and 0 <= v < 10_000}
+
+
+def _ceiling(session_view: Any, now: datetime) -> tuple[dict[str, Any] | None, float | None]:
+    """The agent's report of the attendee's session ceiling, and the seconds since it was last hit."""
+    if not isinstance(session_view, dict) or not isinstance(session_view.get("last_hit_at"), str):
+        return None, None
+    try:
+        at = datetime.fromisoformat(session_view["last_hit_at"].replace("Z", "+00:00"))
+    except ValueError:
+        return None, None
+    if at.tzinfo is None:
+        return None, None
+    if now.tzinfo is None:  # a caller's naive UTC clock
+        at = at.replace(tzinfo=None)
+    view = {k: session_view.get(k) if isinstance(session_view.get(k), int) and not isinstance(
+        session_view.get(k), bool) else None for k in ("pids_max", "pids_hits", "memory_max", "oom_kills")}
+    return view, max((now - at).total_seconds(), 0.0)
 
 
 def _store(session: Session, flagged: dict, now: datetime) -> int:

@@ -169,4 +169,4 @@ def cap_output(output: Any, limit: int) -> dict[str, Any]:
 
 
 # Register the built-in kinds; imported last because builtin.py imports this module.
-from node_agent.commands import builtin, help_notice, labs, terminal  # noqa: E402, F401
+from node_agent.commands import builtin, help_notice, labs, message_notice, terminal  # noqa: E402, F401

@@ -1,4 +1,4 @@
-"""The lab command kinds: ``lab.list``, ``lab.check``, ``lab.solve``, ``lab.reset`` and ``inspect``."""
+"""The lab command kinds: ``lab.list``, ``lab.check``, ``lab.solve``, ``lab.reset``, ``lab.instructions``, ``lab.hint`` and ``inspect``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,11 @@ from typing import Any
 
 from node_agent.commands import CommandContext, command
 from node_agent.errors import CommandError
-from node_agent.labs.service import ROOT
-from node_agent.protocol import LabArgs, LabResetArgs, NoArgs
+from node_agent.labs.service import ROOT, Caller
+from node_agent.protocol import LabArgs, LabHintArgs, LabResetArgs, NoArgs
+
+# The attendee, acting from their web page: whatever uid, never root, so never a solve.
+ATTENDEE_VIA_WEB = Caller(uid=-1)
 
 
 def _labs(ctx: CommandContext):
@@ -40,7 +43,17 @@ def lab_solve(ctx: CommandContext, args: LabArgs) -> dict[str, Any]:
 
 @command("lab.reset", LabResetArgs)
 def lab_reset(ctx: CommandContext, args: LabResetArgs) -> dict[str, Any]:
-    return _lab_call(_labs(ctx).reset, args.lab, args.to_step, caller=ROOT)
+    return _lab_call(_labs(ctx).reset, args.lab, args.to_step, caller=ATTENDEE_VIA_WEB if args.as_attendee else ROOT)
+
+
+@command("lab.instructions", LabArgs)
+def lab_instructions(ctx: CommandContext, args: LabArgs) -> dict[str, Any]:
+    return _lab_call(_labs(ctx).instructions, args.lab, args.step)
+
+
+@command("lab.hint", LabHintArgs)
+def lab_hint(ctx: CommandContext, args: LabHintArgs) -> dict[str, Any]:
+    return _lab_call(_labs(ctx).hint, args.lab, args.step, args.level)
 
 
 @command("inspect", NoArgs)

@@ -45,6 +45,8 @@ class LabService:
         self._lock = threading.Lock()
         self.namespaces_initial: bool | None = None  # set by the daemon's self-check at start
         self.help_desk: Any = None  # node_agent.help_desk.HelpDesk, set by the daemon (`lab help`)
+        self.message_box: Any = None  # node_agent.message_box.MessageBox, set by the daemon (`lab messages`)
+        self.session_watch: Any = None  # node_agent.session_ceiling.SessionWatch: the session ceiling's hits
         self.activity = ActivityStore(engine.progress.path.parent / "activity.json") if engine.progress else None
 
     def list(self) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 41
+    assert len(operations) == len(routes) == 44
     # Only the HTML pages (and a static folder, if any) stay out of the API document.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
@@ -174,6 +174,11 @@ def test_every_operation_answers_what_the_document_says(app, client, seed, enrol
     call("GET", "/api/v1/stuck", 200, headers=admin)
     assert call("POST", "/api/v1/stuck/walk-1/raise", 201, headers=admin).json["source"] == "stuck"
 
+    # Messages: the instructor sends one to the room, lists what was sent; the node reads its unread ones.
+    call("POST", "/api/v1/messages", 201, json={"all": True, "text": "break until 11:00"}, headers=admin)
+    call("GET", "/api/v1/messages", 200, headers=admin)
+    call("GET", f"{agent}/messages", 200, headers=node.auth)
+
     # Provisioning (the run stays pending: no worker here) and attendees.
     inventory = {"path": "room.yml", "content": "defaults: {user: root, private_key: keys/room.key}\n"
                  "hosts:\n  - {name: lab-1, address: 192.0.2.11}\n", "keys": {"keys/room.key": ssh_key}}
@@ -228,4 +233,4 @@ def test_every_operation_the_document_says_needs_a_token_refuses_a_caller_withou
             assert response.json["error"] == "unauthenticated"
             guarded += 1
     assert not checker.take_problems()
-    assert guarded == 37  # all but health, the document, metrics (its own scheme) and enroll
+    assert guarded == 40  # all but health, the document, metrics (its own scheme) and enroll

@@ -227,3 +227,28 @@ def test_rule_settings_are_checked():
     for bad in ('{"grace": 60}', '{"hints": -1}', '{"hints": true}', "[1]", "{"):
         with pytest.raises(ConfigurationError):
             Rules.from_setting(bad)
+
+
+def report_session(client, node, session, progress=None):
+    labs = {"catalog": {LAB: list(STEPS)}, "progress": {LAB: progress or {}}, "activity": {}}
+    answer = client.put(f"/api/agent/v1/nodes/{node.id}/state", headers=node.auth,
+                        json={"digest": uuid.uuid4().hex, "state": {"labs": labs, "session": session}})
+    assert answer.status_code == 200, answer.json
+
+
+def test_a_hit_session_ceiling_flags_at_once_with_its_reason_and_clears_when_it_is_old(client, db, enroll,
+                                                                                     labs_dir):
+    bombed, calm = enroll("lab-01"), enroll("lab-02")
+    hit_at = utcnow().isoformat().replace("+00:00", "Z")
+    report_session(client, bombed, {"cgroup": "user.slice/user-1000.slice", "present": True, "pids_max": 512,
+                                    "pids_hits": 37, "memory_max": None, "oom_kills": 0, "last_hit_at": hit_at})
+    report_session(client, calm, {"cgroup": "user.slice/user-1001.slice", "present": True, "pids_max": 512,
+                                  "pids_hits": 0, "memory_max": None, "oom_kills": 0, "last_hit_at": None},
+                   {"one": failed()})
+    run(db, labs_dir, after_minutes=1)  # inside the grace period, and without any lab progress: still flagged
+    found = flags(db)
+    assert set(found) == {"lab-01"}
+    assert "hit its pids ceiling of 512 processes (37 forks refused)" in found["lab-01"]["reason"]
+    assert "fork bomb" in found["lab-01"]["reason"] and found["lab-01"]["reasons"][0]["rule"] == "ceiling"
+    run(db, labs_dir, after_minutes=16)  # ceiling_seconds (15 min) later, no new hit
+    assert "lab-01" not in flags(db)

@@ -80,6 +80,29 @@ def test_demo_provisions_a_local_fleet_and_takes_it_all_down_on_ctrl_c(tmp_path)
         demo.stop()
 
 
+def _printed_attendee_login_works(log: str, data_dir) -> None:
+    """The banner's attendee page URL, email and code open that attendee's page (over the demo's TLS)."""
+    import http.cookiejar
+    import re
+    import ssl
+    import urllib.parse
+    import urllib.request
+
+    found = re.search(r"an attendee's page: (https://\S+)/attendee/login, email (\S+), access code (\S+)", log)
+    assert found, log
+    base, email, code = found.groups()
+    context = ssl.create_default_context(cafile=str(next(data_dir.rglob("ca.crt"))))
+    opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context),
+                                         urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = opener.open(f"{base}/attendee/login", timeout=10).read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    body = urllib.parse.urlencode({"csrf_token": token, "email": email, "code": code}).encode()
+    # Over HTTPS, Flask-WTF also wants the Referer a browser sends (same origin).
+    request = urllib.request.Request(f"{base}/attendee/login", data=body, headers={"Referer": f"{base}/attendee/login"})
+    with opener.open(request, timeout=10) as page:
+        assert page.url == f"{base}/attendee" and "Your machine" in page.read().decode()
+
+
 def test_demo_without_a_fleet_runs_plain_agents_and_cleans_up_on_ctrl_c(tmp_path):
     demo, env = _demo(tmp_path, "--hosts", "3", "--no-fleet")
     try:
@@ -93,6 +116,7 @@ def test_demo_without_a_fleet_runs_plain_agents_and_cleans_up_on_ctrl_c(tmp_path
         agents = [argv for argv in (cmdline(pid) for pid in started) if "node_agent" in argv]
         assert len(agents) == 3
         assert all("--ca-file" in argv and "--insecure-http" not in argv for argv in agents), agents
+        _printed_attendee_login_works(demo.log(), tmp_path / "demo")
 
         os.kill(demo.pid, signal.SIGINT)
         assert demo.popen.wait(timeout=30) == 0

@@ -106,7 +106,8 @@ def write_inventory(path: Path, host: FleetHost) -> None:
         f"      ansible_user: {host.ssh_user}\n"
         f"      ansible_ssh_private_key_file: {host.private_key_path}\n"
         f"      ansible_ssh_common_args: -o UserKnownHostsFile={host.known_hosts_path} -o StrictHostKeyChecking=yes\n"
-        f"      labfleet_cgroup_parent: {host.lab_cgroup_parent}\n")
+        f"      labfleet_cgroup_parent: {host.lab_cgroup_parent}\n"
+        f"      labfleet_session_cgroup: {host.session_cgroup}\n")
 
 
 def close_ssh_masters(control_dir: Path) -> None:

@@ -142,3 +142,13 @@ def test_the_prompt_hook_shows_no_control_characters_and_stays_out_of_scripts(tm
     sh = subprocess.run(["sh", "-c", f". {HELP_HOOK}; echo sourced"], capture_output=True, text=True, timeout=60,
                         env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
     assert sh.returncode == 0 and sh.stdout == "sourced\n" and sh.stderr == ""
+
+
+def test_the_prompt_hook_announces_a_message_once_even_without_a_reachable_agent(tmp_path):
+    # With the agent, `lab messages --new` prints the unread ones (tests/playbooks/test_session_ceiling.py);
+    # without `lab` on the PATH the hook prints the agent's announcement itself.
+    home, notice = tmp_path / "home", tmp_path / "help-notice"
+    home.mkdir()
+    notice.write_text("msg-0123456789ab\tmessage from Ada: break until 11:00\n")
+    assert prompts(home, notice) == "[lab message] message from Ada: break until 11:00\n"
+    assert prompts(home, notice) == ""

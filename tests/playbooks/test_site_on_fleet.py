@@ -30,7 +30,8 @@ SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
 ADDED_PATHS = ["/opt/labfleet-agent", "/etc/labfleet-agent", "/var/lib/labfleet-agent", "/var/log/labfleet-agent",
                "/usr/share/labfleet", SUPERVISOR, "/usr/local/bin/lab", "/usr/local/sbin/labfleet-readiness",
                "/usr/local/sbin/labfleet-provisioned", "/etc/sudoers.d/labfleet-attendee", f"/home/{ATTENDEE}",
-               "/etc/profile.d/labfleet-help.sh", "/etc/profile.d/labfleet-terminal.sh"]
+               "/etc/profile.d/labfleet-help.sh", "/etc/profile.d/labfleet-terminal.sh",
+               "/usr/local/sbin/labfleet-session-join"]
 # Run inside the host: pids of every process whose command line mentions the agent. The name is
 # split so that this script's own command line does not match.
 AGENT_PIDS = ("python3 -c \"import os; n = 'labfleet' + '-agent'; print(' '.join(p for p in os.listdir('/proc') "

@@ -37,12 +37,12 @@ def attendee_cookie(app, node_id: str) -> tuple[str, str]:
         attendee.access_code_hash = hash_access_code(ACCESS_CODE)
         attendee_id, email = attendee.id, attendee.email
         db.flush()
-        from controller.pages.attendee_session import _fingerprint
+        from controller.pages.attendee_session import SESSION_KEY, issued_mark
 
-        key = _fingerprint(attendee)
+        held = {"id": attendee_id, "node": node_id, "mark": issued_mark(attendee)}
     client = app.test_client()
     with client.session_transaction() as s:
-        s["labfleet_attendee"] = {"id": attendee_id, "key": key}
+        s[SESSION_KEY] = held
     return f"labfleet_session={client.get_cookie('labfleet_session').value}", email
 
 

@@ -29,15 +29,15 @@ def test_attendee_page_terminal_and_instructor_watch(app, live_server, agents, i
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{live_server}/attendee/terminal")
-    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Email").fill(email)
     page.get_by_label("Access code").fill("WRON-GCOD-EXXX")
-    page.get_by_role("button", name="Open my terminal").click()
-    assert page.get_by_role("alert").inner_text() == "Wrong e-mail or access code."
+    page.get_by_role("button", name="Open my machine").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong email or access code (or no machine assigned to you yet)."
     assert page.locator("#terminal").count() == 0
     page.console_errors.clear()  # the browser logs the 401 answer itself
-    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Email").fill(email)
     page.get_by_label("Access code").fill(ACCESS_CODE)
-    page.get_by_role("button", name="Open my terminal").click()
+    page.get_by_role("button", name="Open my machine").click()
     page.wait_for_selector("#terminal .xterm-screen")
     try:
         deliver_open(node, service)

@@ -123,9 +123,9 @@ def test_attendee_instructor_consent_ssh_and_replay(room, seated, browser, tmp_p
 
     attendee = _page(browser)
     attendee.goto(f"{base}/attendee/terminal")
-    attendee.get_by_label("E-mail").fill("ada@example.org")
+    attendee.get_by_label("Email").fill("ada@example.org")
     attendee.get_by_label("Access code").fill(code)
-    attendee.get_by_role("button", name="Open my terminal").click()
+    attendee.get_by_role("button", name="Open my machine").click()
     attendee.wait_for_selector("#terminal .xterm-screen")
     attendee.wait_for_function("() => document.getElementById('terminal-state').textContent === 'connected'",
                                timeout=30_000)

@@ -43,6 +43,9 @@
         el.className = "row4 check-" + (tile.check_status || "none");
       } else if (f === "state") {
         el.textContent = tile.state.replace("-", " ");
+      } else if (f === "name") {
+        el.textContent = tile.name || "";
+        if (tile.state === "provisioning") { el.removeAttribute("href"); } else { el.href = "/nodes/" + encodeURIComponent(tile.id); }
       } else if (f === "attendee") {
         el.textContent = tile.attendee || "(no attendee)";
       } else if (f === "check_at") {

@@ -34,6 +34,9 @@ VM_VARS = frozenset({
     "labfleet_agent_labs_dir", "labfleet_agent_attendee_user", "labfleet_agent_lab_cgroup_parent",
     "labfleet_agent_extra_config", "labfleet_agent_init", "labfleet_agent_unit", "labfleet_agent_supervisor",
     "labfleet_agent_pidfile", "labfleet_cgroup_parent", "labfleet_agent_lab_command",
+    # node_agent: the attendee's login sessions' pids and memory ceiling (labfleet_session_cgroup: the
+    # netns driver's, beside the host's own group)
+    "labfleet_session_pids_max", "labfleet_session_memory_max", "labfleet_session_cgroup",
     # provision_state, on the VM: the fast path and its manifest
     "labfleet_fast_path", "labfleet_python", "labfleet_manifest", "labfleet_manifest_script",
     # node_agent: how long the role waits for the agent to enroll (a slow VM may need longer)
@@ -51,6 +54,8 @@ OPERATOR_VARS = frozenset({
     "labfleet_ca_pem", "labfleet_agent_ca_file", "labfleet_agent_insecure_http",
     # A path root writes on the VM (the attendee's prompt hook): never a host's to point elsewhere.
     "labfleet_agent_help_hook",
+    # The program root runs at every SSH login (pam_exec): never a host's to point elsewhere.
+    "labfleet_session_join",
     # The same for the attendee's login hook of the shared terminal (docs/terminal.md).
     "labfleet_agent_terminal_hook",
 })

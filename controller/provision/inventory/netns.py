@@ -49,7 +49,8 @@ class NetnsInventory(Inventory):
             ssh_args = (f"-o StrictHostKeyChecking=yes -o UserKnownHostsFile={shlex.quote(fh.known_hosts_path)}")
             host = InventoryHost(name=fh.name, address=fh.address, port=fh.ssh_port, user=fh.ssh_user,
                                  private_key=fh.private_key_path, ssh_args=ssh_args,
-                                 vars={"labfleet_cgroup_parent": fh.lab_cgroup_parent})
+                                 vars={"labfleet_cgroup_parent": fh.lab_cgroup_parent,
+                                       "labfleet_session_cgroup": fh.session_cgroup})
             hosts.append(check_host(host, path="local fleet", prefix=f"{fh.name}."))
         return hosts
 

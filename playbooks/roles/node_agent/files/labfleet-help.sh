@@ -1,4 +1,4 @@
-# labfleet: show the instructor's answer to `lab help` once, on the attendee's next prompt.
+# labfleet: show the instructor's answer to `lab help`, and their messages, once, on the attendee's next prompt.
 # Installed by playbooks/roles/node_agent as /etc/profile.d/labfleet-help.sh; see docs/help.md.
 # The agent (root) writes one line "SERIAL<TAB>TEXT" to its notice file; this hook only reads it,
 # remembers the last serial shown in ~/.labfleet-help-seen and prints a new one once.
@@ -22,7 +22,13 @@ if [ -n "${BASH_VERSION-}" ]; then
         __labfleet_help_seen=$serial
         text=${line#*$'\t'}
         text=${text//[[:cntrl:]]/?}
-        printf '[lab help] %s\n' "${text:0:600}"
+        case $serial in
+          msg-*)
+            # A message or hint from the instructor: `lab messages --new` prints the unread ones and the
+            # agent marks them read; without the agent, the announcement itself.
+            command -v lab >/dev/null 2>&1 && lab messages --new 2>/dev/null || printf '[lab message] %s\n' "${text:0:1100}" ;;
+          *) printf '[lab help] %s\n' "${text:0:600}" ;;
+        esac
         [ -L "$seen" ] || printf '%s\n' "$serial" >"$seen" 2>/dev/null || true
       }
       case ";${PROMPT_COMMAND-};" in
