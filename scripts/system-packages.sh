@@ -16,18 +16,20 @@
 #   openssl                             tests/playbooks hash the attendee's test password (openssl passwd -6)
 #   python3-venv                        the agent's venv on a lab VM (playbooks/); local fleet hosts see this machine's
 #   tmux                                the attendee's shared terminal on a fleet host (docs/terminal.md); tests type in it
-#   npm                                 the pages' front-end packages (web/package-lock.json: xterm.js, asciinema-player)
+#   npm (only when no npm is on PATH)   the pages' front-end packages (web/package-lock.json: xterm.js, asciinema-player);
+#                                       a machine with NodeSource's nodejs has npm in it, and Debian's npm conflicts with that
 #   mmdebstrap qemu-system-x86 qemu-utils  tests/vm: the Debian 12 VM's image (scripts/vm-image.sh) and its boot
 #   chromium                            tests/web: the browser Playwright drives (never a downloaded one)
 set -euo pipefail
 PACKAGES=(util-linux iproute2 strace python3-seccomp libseccomp-dev gcc libc6-dev
   golang-github-containers-common stress-ng sudo uidmap openssh-server ansible-core
   ansible-lint yamllint docker-compose ruby procps psmisc busybox-static openssl python3-venv
-  netcat-openbsd iputils-ping tmux mmdebstrap qemu-system-x86 qemu-utils chromium npm)
+  netcat-openbsd iputils-ping tmux mmdebstrap qemu-system-x86 qemu-utils chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[system-packages] installing: ${missing[*]}"
   apt-get update -qq

@@ -45,15 +45,24 @@ def _authenticate():
             errors=(409, 503))
 def start_run():
     body = parse_body(StartRunRequest)
-    settings = app_state().settings
     session = get_session()
+    run = launch(session, actor=g.principal.actor, body=body)
+    return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id))), 201
+
+
+def launch(session, *, actor: str, body: StartRunRequest) -> ProvisionRun:
+    """Store the run (or the retry of the latest run's failed hosts), commit it and queue it for the worker.
+
+    The API route and the provisioning page (controller/pages/provisioning_page.py) both start runs here.
+    """
+    settings = app_state().settings
     tuning = Tuning.from_settings(settings, forks=body.forks, tune=body.tune)
     stale_after = settings.provision_time_limit + runs.RUN_GRACE
     if body.retry_failed:
-        run = runs.retry_failed(session, actor=g.principal.actor, playbook=body.playbook, tuning=tuning,
+        run = runs.retry_failed(session, actor=actor, playbook=body.playbook, tuning=tuning,
                                 stale_after=stale_after)
     else:
-        run = runs.start(session, actor=g.principal.actor, playbook=body.playbook, driver=body.driver,
+        run = runs.start(session, actor=actor, playbook=body.playbook, driver=body.driver,
                          inventory=body.inventory, tuning=tuning, default_controller_url=settings.base_url,
                          stale_after=stale_after, sources=InventorySettings.from_settings(settings))
     session.commit()
@@ -68,7 +77,7 @@ def start_run():
         runs.mark_unqueued(session, run, reason=str(exc))
         session.commit()
         raise BrokerUnavailable(f"the run could not be queued (is the broker up?): {exc}") from None
-    return jsonify(runs.to_dict(run, runs.host_statuses(session, run.id))), 201
+    return run
 
 
 @bp.get("/provision-runs")

@@ -203,7 +203,8 @@ def ago(value: Any, now: datetime | None = None) -> str:
 
 # The node page and the attendee's pages, nested: they share this blueprint's CSRF check, headers and
 # CSRF error page, and like every page they are not operations of the API document.
-from controller.pages import attendee_page, node_page  # noqa: E402
+from controller.pages import attendee_page, node_page, provisioning_page  # noqa: E402
 
 bp.register_blueprint(node_page.bp)
 bp.register_blueprint(attendee_page.bp)
+bp.register_blueprint(provisioning_page.bp)
