@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.run_all [--quick] [--database postgresql]``. ``--quick``: fan-out 1 round,
 heartbeats 5 s, agent footprint 15 s, CLI start-up 5 processes per command, stuck detection 5 passes,
-web pages 5 runs.
+web pages 5 runs, live updates 5 s per phase.
 The table is meant to be pasted into docs/benchmarks.md.
 """
 
@@ -108,6 +108,23 @@ def web_rows(out: dict[str, Any]) -> list[Row]:
     ]
 
 
+def live_rows(out: dict[str, Any]) -> list[Row]:
+    p, q = out["p95_ms"], out["ratio"]
+    load = (f"{out['dashboards']} dashboards, {out['rate']:.0f} state changes/s target "
+            f"({min(out['rate_a'], out['rate_b']):.0f}/s taken)")
+    return [
+        (f"live: change -> dashboard event p95, {load}", f"{p['events']:.0f} ms",
+         f"{p['polls_b']:.0f} ms (agent long-poll delivery p95, same load)", _ratio(p["events"], p["polls_b"]),
+         f"≤ {web.LIVE_GOAL_RATIO:g}x", _met(q["event_vs_poll"] <= web.LIVE_GOAL_RATIO)),
+        (f"live: agent long-poll delivery p95 with {load}", f"{p['polls_b']:.0f} ms",
+         f"{p['polls_a']:.0f} ms (same load, no dashboards)", _ratio(p["polls_b"], p["polls_a"]),
+         f"≤ {web.LIVE_LOAD_GOAL:g}x", _met(q["poll_load"] <= web.LIVE_LOAD_GOAL)),
+        (f"live: GET /room p95 with {load}", f"{p['pages_b']:.0f} ms",
+         f"{p['pages_a']:.0f} ms (same load, no dashboards)", _ratio(p["pages_b"], p["pages_a"]),
+         f"≤ {web.LIVE_LOAD_GOAL:g}x", _met(q["page_load"] <= web.LIVE_LOAD_GOAL)),
+    ]
+
+
 def table(rows: list[Row]) -> str:
     lines = ["| metric | labfleet | baseline (same run) | ratio | goal | met? |", "|---|---|---|---|---|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -157,6 +174,11 @@ def main(argv: list[str] | None = None) -> int:
     out = web.run(nodes=500, runs=5 if args.quick else 15, database=args.database)
     web.report(out)
     rows += web_rows(out)
+
+    print("\n## live updates", flush=True)
+    out = web.live_run(seconds=5.0 if args.quick else 15.0, database=args.database)
+    web.live_report(out)
+    rows += live_rows(out)
 
     print(f"\n## results ({args.database}{', quick' if args.quick else ''}; {time.monotonic() - started:.0f} s)\n")
     print(machine_info() + "\n")

@@ -169,9 +169,45 @@ class AttendeeLab(Answer):
     steps: list[AttendeeStep]
 
 
+class AttendeeHelp(Answer):
+    """The node's latest raised hand, as the attendee sees it."""
+
+    id: int | str
+    state: str
+    lab: str | None
+    step: str | None
+    message: str
+    claimed_by: str
+    reply: str
+    replied_by: str
+    resolved_by: str
+    created_at: Time
+
+
+class AttendeeMessage(Answer):
+    id: int | str
+    kind: str
+    lab: str | None
+    step: str | None
+    text: str
+    sent_by: str
+    created_at: Time
+    read: bool = Field(description="the node's agent reports the attendee saw it")
+
+
 class AttendeeProgress(Answer):
     node_state: str
     labs: list[AttendeeLab]
+    help: AttendeeHelp | None = Field(description="the latest raised hand; null if none")
+    messages: list[AttendeeMessage] = Field(description="the newest instructor messages and hints, newest first")
+
+
+class AttendeeHelpRequest(Body):
+    """"Raise my hand" (rate limited with the attendee's other actions)."""
+
+    message: str = Field(default="", description="what the attendee says (bounded)")
+    lab: str | None = Field(default=None, description="one of the attendee's labs; default the last touched")
+    step: str | None = Field(default=None, description="a step of that lab; default its first not done")
 
 
 class AttendeeActionIssued(Answer):

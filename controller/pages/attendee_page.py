@@ -27,13 +27,14 @@ from sqlalchemy import func, select
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
-from controller import attendees, audit, commands, counters
+from controller import attendees, audit, commands, counters, help_requests, messages
 from controller.api.openapi import documented
 from controller.errors import NotFound, TooManyRequests, ValidationFailed
-from controller.models import Attendee, Command, LabProgress, Node
+from controller.models import Attendee, Command, HelpRequest, LabProgress, Message, Node
 from controller.pages import EXTENSION, answers, attendee_session
 from controller.pages.room import ordered_catalog
 from controller.runtime.app_state import app_state
+from node_agent.protocol import HELP_MESSAGE_MAX
 
 log = logging.getLogger(__name__)
 
@@ -146,23 +147,54 @@ def logout():
     return redirect(url_for("pages.attendee.login"))
 
 
-_catalogs: dict[str, tuple[str, dict[str, list[str]]]] = {}  # node -> (state digest, catalog)
+# node -> (state digest, catalog, message ids its agent says were read)
+_catalogs: dict[str, tuple[str, dict[str, list[str]], set[str]]] = {}
 _catalogs_lock = threading.Lock()
+MESSAGES_SHOWN = 20  # the newest instructor messages the page lists
 
 
-def node_catalog(db, node: Node) -> dict[str, list[str]]:
-    """The node's labs and steps, re-read from its state snapshot only when its digest moved: the pages
-    poll every 1.5 s, and a snapshot (processes, cgroups, progress) is far larger than its digest."""
+def _from_snapshot(db, node: Node) -> tuple[dict[str, list[str]], set[str]]:
+    """The node's labs and steps and its read message ids, re-read from its state snapshot only when its
+    digest moved: the pages poll every 1.5 s, and a snapshot (processes, cgroups, progress) is far larger
+    than its digest."""
     with _catalogs_lock:
         held = _catalogs.get(node.id)
     if held is not None and held[0] == node.state_digest:
-        return held[1]
-    catalog = ordered_catalog(db.scalar(select(Node.state_snapshot).where(Node.id == node.id)))
+        return held[1], held[2]
+    snapshot = db.scalar(select(Node.state_snapshot).where(Node.id == node.id))
+    catalog, read = ordered_catalog(snapshot), messages.read_ids(snapshot)
     with _catalogs_lock:
         if len(_catalogs) >= 5000:
             _catalogs.clear()
-        _catalogs[node.id] = (node.state_digest, catalog)
-    return catalog
+        _catalogs[node.id] = (node.state_digest, catalog, read)
+    return catalog, read
+
+
+def node_catalog(db, node: Node) -> dict[str, list[str]]:
+    return _from_snapshot(db, node)[0]
+
+
+def messages_view(db, node: Node) -> list[dict[str, Any]]:
+    """The newest instructor messages and hints to this node, newest first. ``read`` is what the node's
+    agent reports (``messages.read``): the agent owns read state, and it marks a message read once the
+    attendee saw it in their terminal (``lab status``, ``lab messages``, their next prompt)."""
+    read = _from_snapshot(db, node)[1]
+    rows = db.scalars(select(Message).where(Message.node_id == node.id)
+                      .order_by(Message.created_at.desc(), Message.id).limit(MESSAGES_SHOWN)).all()
+    return [{"id": row.id, "kind": row.kind, "lab": row.lab, "step": row.step, "text": row.text,
+             "sent_by": row.sent_by, "created_at": row.created_at.isoformat(), "read": row.id in read}
+            for row in rows]
+
+
+def help_view(db, node: Node) -> dict[str, Any] | None:
+    """The node's latest raised hand, as the attendee sees it (state, who is coming, the reply)."""
+    row = db.scalar(select(HelpRequest).where(HelpRequest.node_id == node.id)
+                    .order_by(HelpRequest.created_at.desc(), HelpRequest.id).limit(1))
+    if row is None:
+        return None
+    return {"id": row.id, "state": row.state, "lab": row.lab, "step": row.step, "message": row.message,
+            "claimed_by": row.claimed_by or "", "reply": row.reply or "", "replied_by": row.replied_by or "",
+            "resolved_by": row.resolved_by or "", "created_at": row.created_at.isoformat()}
 
 
 def progress_view(db, node: Node) -> list[dict[str, Any]]:
@@ -191,7 +223,8 @@ def page(db, attendee: Attendee, node: Node):
             security="attendee_session", common_errors=False, errors=(401,))
 @attendee_required(json=True)
 def progress(db, attendee: Attendee, node: Node):
-    response = jsonify({"node_state": node.state, "labs": progress_view(db, node)})
+    response = jsonify({"node_state": node.state, "labs": progress_view(db, node), "help": help_view(db, node),
+                        "messages": messages_view(db, node)})
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -232,6 +265,44 @@ def act(db, attendee: Attendee, node: Node):
     db.commit()
     app_state().notifier.notify([node.id])
     return jsonify({"command_id": issued.command_ids[0]}), 201
+
+
+@bp.post("/attendee/help")
+@documented("Raise the attendee's hand (a new one: 201; the open one updated: 200)", request=answers.AttendeeHelpRequest,
+            responses={200: answers.AttendeeHelp, 201: answers.AttendeeHelp}, security="attendee_session",
+            common_errors=False, errors=(400, 401, 413, 429))
+@attendee_required(json=True)
+def raise_hand(db, attendee: Attendee, node: Node):
+    """"Raise my hand": the same raised hand as ``lab help`` on the VM (controller/help_requests.py),
+    with the lab and step the attendee is on and the reason of that step's last check."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationFailed("expected a JSON object", field="body")
+    message = body.get("message", "")
+    if not isinstance(message, str):
+        raise ValidationFailed("message: a string", field="message")
+    message = message.strip()
+    if len(message) > HELP_MESSAGE_MAX:
+        raise ValidationFailed(f"message: at most {HELP_MESSAGE_MAX} characters", field="message")
+    catalog = node_catalog(db, node)
+    lab, step = body.get("lab"), body.get("step")
+    if lab is not None and lab not in catalog:
+        raise ValidationFailed("lab: not one of your labs", field="lab")
+    if step is not None and (lab is None or step not in catalog[lab]):
+        raise ValidationFailed("step: not a step of this lab", field="step")
+    _state().attendee_actions.take(attendee.id)
+    rows = {(r.lab, r.step): r for r in db.scalars(select(LabProgress).where(LabProgress.node_id == node.id))}
+    if lab is None and rows:  # the lab they touched last
+        lab = max(rows.values(), key=lambda r: r.updated_at).lab
+    if lab is not None and step is None:  # its first step not done yet
+        step = next((s for s in catalog.get(lab, []) if getattr(rows.get((lab, s)), "status", "")
+                     not in ("passed", "skipped")), None)
+    last = rows.get((lab or "", step or ""))
+    reason = str((last.evidence or {}).get("reason", "")) if last is not None else ""
+    row, created = help_requests.raise_hand(db, node, lab=lab, step=step, reason=reason, message=message,
+                                            actor=f"attendee:{attendee.email}")
+    db.commit()
+    return jsonify(help_view(db, node)), 201 if created else 200
 
 
 @bp.get("/attendee/commands/<command_id>")

@@ -7,13 +7,15 @@ the state words may come from a node, so the page escapes all of it.
 
 ``TileReader`` is called a few times a second by the live feed: it re-reads
 the nodes (one row each), but the lab progress only when its count or newest
-time moved, and a node's lab catalog only when its state digest moved.
+time moved (and then only the rows written since, unless rows were deleted),
+and a node's lab catalog only when its state digest moved.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -34,6 +36,10 @@ ROOM_STATES = {
 }
 CHECK_GLYPHS = {"passed": "✓", "failed": "✗", "skipped": "↷", "unavailable": "?", "forged": "!"}
 FINISHED = ("passed", "skipped")
+# The live reader re-reads only the progress rows written since its last read, looking this far back for
+# writers that took their time stamp before a slow commit, and reads every row again this often anyway.
+LATE_COMMIT_SECONDS = 5.0
+FULL_READ_SECONDS = 30.0
 # Nodes that left the room: they have no tile.
 GONE = (states.NODE_REVOKED, states.NODE_RETIRED)
 
@@ -51,6 +57,8 @@ class TileReader:
     _progress_mark: tuple[int, Any] | None = None
     _progress: _Progress = field(default_factory=_Progress)
     _catalogs: dict[str, tuple[str, dict[str, list[str]]]] = field(default_factory=dict)  # node -> (digest, labs)
+    _rows_by_id: dict[str, tuple[str, str, str, str, datetime]] = field(default_factory=dict)
+    _full_read_at: float = 0.0
 
     def read(self, session: Session) -> dict[str, dict[str, Any]]:
         nodes = session.execute(
@@ -98,22 +106,58 @@ class TileReader:
         mark = tuple(session.execute(select(func.count(LabProgress.id), func.max(LabProgress.updated_at))).one())
         if mark == self._progress_mark:
             return
+        now = time.monotonic()
+        previous = self._progress_mark
+        if previous is None or previous[1] is None or now - self._full_read_at > FULL_READ_SECONDS:
+            self._read_all_progress(session, mark, now)
+            return
+        # Only the rows written since the last read (with a margin for writers that committed late); a
+        # count that does not add up means rows were deleted (a lab reset): read everything again.
+        since = previous[1] - timedelta(seconds=LATE_COMMIT_SECONDS)
+        touched: set[str] = set()
+        for row_id, node_id, lab, step, status, updated_at in session.execute(
+                select(LabProgress.id, LabProgress.node_id, LabProgress.lab, LabProgress.step,
+                       LabProgress.status, LabProgress.updated_at).where(LabProgress.updated_at >= since)):
+            old = self._rows_by_id.get(row_id)
+            if old is not None and old[1:] == (lab, step, status, updated_at):
+                continue
+            self._rows_by_id[row_id] = (node_id, lab, step, status, updated_at)
+            touched.add(node_id)
+        if len(self._rows_by_id) != mark[0]:
+            self._read_all_progress(session, mark, now)
+            return
+        if touched:
+            rows = {node_id: [] for node_id in touched}
+            for row_id, (node_id, lab, step, status, updated_at) in self._rows_by_id.items():
+                if node_id in rows:
+                    rows[node_id].append((lab, step, status, updated_at, row_id))
+            progress = _Progress(rows={**self._progress.rows, **rows}, reasons=dict(self._progress.reasons))
+            progress.reasons.update(self._reasons(session, rows))
+            self._progress = progress
+        self._progress_mark = mark
+
+    def _read_all_progress(self, session: Session, mark: tuple[int, Any], now: float) -> None:
         progress = _Progress()
-        newest: dict[str, tuple[datetime, str]] = {}
+        by_id: dict[str, tuple[str, str, str, str, datetime]] = {}
         for row_id, node_id, lab, step, status, updated_at in session.execute(
                 select(LabProgress.id, LabProgress.node_id, LabProgress.lab, LabProgress.step,
                        LabProgress.status, LabProgress.updated_at)):
             progress.rows.setdefault(node_id, []).append((lab, step, status, updated_at, row_id))
-            if node_id not in newest or (updated_at, row_id) > newest[node_id]:
-                newest[node_id] = (updated_at, row_id)
-        ids = [row_id for _, row_id in newest.values()]
-        by_id = {node: row_id for node, (_, row_id) in newest.items()}
+            by_id[row_id] = (node_id, lab, step, status, updated_at)
+        progress.reasons = self._reasons(session, progress.rows)
+        self._progress, self._progress_mark, self._rows_by_id, self._full_read_at = progress, mark, by_id, now
+
+    @staticmethod
+    def _reasons(session: Session, rows: dict[str, list[tuple[str, str, str, datetime, str]]]) -> dict[str, str]:
+        """The reason of each node's newest row."""
+        by_node = {node_id: max(node_rows, key=lambda r: (r[3], r[4]))[4] for node_id, node_rows in rows.items()
+                   if node_rows}
+        ids = list(by_node.values())
         evidence = {}
         for start in range(0, len(ids), 500):
             evidence.update(session.execute(
                 select(LabProgress.id, LabProgress.evidence).where(LabProgress.id.in_(ids[start:start + 500]))).all())
-        progress.reasons = {node: str((evidence.get(row_id) or {}).get("reason", "")) for node, row_id in by_id.items()}
-        self._progress, self._progress_mark = progress, mark
+        return {node: str((evidence.get(row_id) or {}).get("reason", "")) for node, row_id in by_node.items()}
 
     def _refresh_catalogs(self, session: Session, digests: dict[str, str]) -> None:
         stale = [node_id for node_id, digest in digests.items()

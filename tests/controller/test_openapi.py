@@ -43,7 +43,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 61  # 44 of the API, 17 JSON routes of the pages
+    assert len(operations) == len(routes) == 62  # 44 of the API, 18 JSON routes of the pages
     # Only the pages' HTML, event stream and WebSockets (and a static folder, if any) stay out.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
@@ -51,7 +51,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     assert {path for path, ops in doc["paths"].items() for op in ops.values() if op["tags"] == ["pages"]} == {
         "/matrix/data", "/bulk", "/bulk/labs", "/bulk/{batch_id}", "/nodes/{node_id}/live",
         "/nodes/{node_id}/actions", "/attendee/progress", "/attendee/actions", "/attendee/commands/{command_id}",
-        "/attendee/terminal/status", "/provisioning/state", "/provisioning/runs", "/provisioning/runs/{run_id}",
+        "/attendee/terminal/status", "/attendee/help", "/provisioning/state", "/provisioning/runs", "/provisioning/runs/{run_id}",
         "/provisioning/runs/{run_id}/cancel", "/provisioning/attendees/import", "/provisioning/attendees/assign",
         "/provisioning/inventory/check"}
     for rule, method in routes:
@@ -335,6 +335,10 @@ def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, 
     assert call(attendee, "GET", f"/attendee/commands/{issued['command_id']}", 200).json["done"] is False
     call(attendee, "GET", f"/attendee/commands/{command['id']}", 404)  # the instructor's, not theirs
     assert call(attendee, "GET", "/attendee/terminal/status", 200).json == {"watching": [], "consent": False}
+    hand = call(attendee, "POST", "/attendee/help", 201, json={"message": "stuck on one", "lab": "web-lab"},
+                headers=mine).json
+    assert hand["step"] == "one" and hand["state"] == "open"
+    assert call(attendee, "GET", "/attendee/progress", 200).json["help"]["id"] == hand["id"]
 
     page_ops = {(method.upper(), path) for path, ops in app.extensions["openapi_document"]["paths"].items()
                 for method, op in ops.items() if op["tags"] == ["pages"]}

@@ -182,6 +182,9 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     expect(instructor_page.locator("#history details").first).to_contain_text("lab.reset")
     shot(instructor_page, "node-page")
     assert instructor_page.evaluate(UNLABELLED) == []
+    # From the node page the instructor reaches this node's shared terminal and its recordings.
+    watch = instructor_page.get_by_role("link", name="Watch the attendee's terminal")
+    assert watch.get_attribute("href").endswith(f"/terminal/{lab_node['node_id']}")
 
     # The attendee's page shows the step back to "not started" without reloading.
     expect(make.locator("[data-f=status]")).to_have_text("not started", timeout=5000)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from playwright.sync_api import expect
+from sqlalchemy import delete
 
 from controller import sweep
-from controller.models import utcnow
+from controller.models import LabProgress, utcnow
 from tests.web.conftest import login, shot
 
 CATALOG = {"ns-pid": ["new-namespace", "pid-one"]}
@@ -146,3 +147,23 @@ def test_a_room_of_200_stays_one_screen_of_tiles_and_filters(page, live_server, 
     expect(page.locator("#tiles > li.tile")).to_have_count(200)
     page.screenshot(path=str(shot(page, "room-200-projector").with_name("room-200-projector-top.png")))
     assert page.console_errors == []
+
+
+def test_a_lab_reset_then_passing_checks_show_done_on_the_open_page(page, live_server, instructor, agents, app):
+    """The live reader re-reads only new progress rows; rows a reset deleted must not linger on the tile."""
+    (agent,) = agents([("lab-03", "Barbara Liskov")])
+    login(page, live_server)
+    expect(page.locator("#live")).to_have_text("live")
+    tile = page.locator("#tiles > li.tile").filter(has_text="Barbara Liskov")
+    agent.report("r1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+        "pid-one": {"status": "failed", "reason": "pid 1 is bash"}}}}})
+    expect(tile.locator("[data-f=check_reason]")).to_have_text("pid 1 is bash", timeout=1000)
+
+    # A lab reset deletes the lab's rows (commands.store_result -> lab_progress.from_result), then the
+    # attendee passes both steps again: as many rows as before, none of them the old failure.
+    with app.extensions["labfleet"].db.session() as session:
+        session.execute(delete(LabProgress).where(LabProgress.node_id == agent.id, LabProgress.lab == "ns-pid"))
+    agent.report("r2", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+        "new-namespace": {"status": "passed"}, "pid-one": {"status": "passed"}}}}})
+    expect(tile.locator("[data-f=state]")).to_have_text("done", timeout=1500)
+    expect(tile.locator("[data-f=check_reason]")).to_have_text("")

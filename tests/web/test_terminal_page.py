@@ -24,7 +24,7 @@ import pytest
 from tests.fleet.conftest import ssh_ok
 from tests.processes import REPO, wait_until
 from tests.provision.conftest import labfleet
-from tests.web.conftest import CHROMIUM_ARGS, PASSWORD, shot
+from tests.web.conftest import PASSWORD, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -71,16 +71,6 @@ def seated(room, fleet1):
     room.api("POST", "/api/v1/attendees/assign", {"attendee": "ada@example.org", "node": host.name})
     (row,) = room.api("POST", "/api/v1/attendees/credentials", {})["credentials"]
     return host, row["access_code"]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _page(browser):

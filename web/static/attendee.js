@@ -68,11 +68,103 @@
     });
   }
 
+  // The raised hand: its state as the help queue has it (open → claimed "is coming" → reply → resolved).
+  var STATES = { open: "waiting for an instructor", claimed: "claimed", resolved: "resolved" };
+  function applyHelp(h) {
+    var box = document.getElementById("help-state");
+    var button = document.getElementById("raise-hand");
+    if (!h) { box.hidden = true; return; }
+    box.hidden = false;
+    box.dataset.state = h.state;
+    var text = STATES[h.state] || h.state;
+    if (h.state === "claimed" && h.claimed_by) { text = h.claimed_by + " is coming"; }
+    if (h.state === "resolved") { text = "resolved" + (h.resolved_by ? " by " + h.resolved_by : ""); }
+    document.getElementById("help-state-text").textContent = text;
+    document.getElementById("help-asked").textContent =
+      (h.lab ? h.lab + (h.step ? " / " + h.step : "") : "") + (h.message ? " — “" + h.message + "”" : "");
+    var reply = document.getElementById("help-reply");
+    reply.hidden = !h.reply;
+    reply.textContent = h.reply ? (h.replied_by || "Instructor") + " replied: " + h.reply : "";
+    button.textContent = h.state === "resolved" ? "Raise my hand" : "Update my raised hand";
+  }
+
+  function applyMessages(list) {
+    var ul = document.getElementById("messages");
+    document.getElementById("messages-none").hidden = list.length > 0;
+    var key = list.map(function (m) { return m.id + (m.read ? "r" : "u"); }).join();
+    if (ul.dataset.key === key) { return; }
+    ul.dataset.key = key;
+    ul.textContent = "";
+    list.forEach(function (m) {
+      var li = document.createElement("li");
+      var unread = !m.read;
+      li.className = "instructor-message kind-" + m.kind + (unread ? " unread" : "");
+      li.dataset.id = m.id;
+      var head = document.createElement("p");
+      head.className = "message-head";
+      var who = document.createElement("b");
+      who.textContent = (m.kind === "hint" ? "Hint" : "Message") + " from " + (m.sent_by || "your instructor");
+      head.appendChild(who);
+      var when = document.createElement("time");
+      when.dateTime = m.created_at;
+      when.textContent = " · " + new Date(m.created_at).toLocaleTimeString();
+      head.appendChild(when);
+      if (m.lab) {
+        var about = document.createElement("span");
+        about.textContent = " · " + m.lab + (m.step ? " / " + m.step : "");
+        head.appendChild(about);
+      }
+      if (unread) {
+        var badge = document.createElement("span");
+        badge.className = "badge";
+        badge.textContent = "unread";
+        head.appendChild(badge);
+      }
+      li.appendChild(head);
+      var body = document.createElement("p");
+      body.className = "message-text";
+      body.textContent = m.text;
+      li.appendChild(body);
+      ul.appendChild(li);
+    });
+  }
+
+  var watching = document.getElementById("watching");
+  function pollTerminal() {
+    api(root.dataset.terminalStatus).then(function (t) {
+      var names = t.watching || [];
+      watching.hidden = names.length === 0;
+      watching.dataset.consent = t.consent ? "yes" : "no";
+      document.getElementById("watching-text").textContent = names.length === 0 ? "" :
+        names.join(", ") + (names.length > 1 ? " are" : " is") + " watching your terminal" +
+        (t.consent ? " and may type in it (you gave consent)." : " (read-only: they cannot type without your consent).");
+    }).catch(function () { /* the next round tries again */ });
+  }
+
+  document.getElementById("raise-hand").addEventListener("click", function () {
+    var button = this;
+    var result = document.getElementById("help-result");
+    var open = root.querySelector("details.lab[open]");
+    var body = { message: document.getElementById("help-message").value };
+    if (open) { body.lab = open.dataset.lab; }
+    button.disabled = true;
+    result.textContent = "Raising your hand…";
+    api(root.dataset.help, body).then(function (h) {
+      result.textContent = "Your hand is up: an instructor sees it in the help queue.";
+      document.getElementById("help-message").value = "";
+      applyHelp(h);
+    }).catch(function (e) { result.textContent = "Could not raise your hand: " + e.message; })
+      .then(function () { button.disabled = false; });
+  });
+
   var live = document.getElementById("live");
   var failures = 0;
   function poll() {
     api(root.dataset.progress)
-      .then(function (data) { failures = 0; live.dataset.state = "open"; live.textContent = "live"; applyProgress(data); })
+      .then(function (data) {
+        failures = 0; live.dataset.state = "open"; live.textContent = "live"; applyProgress(data);
+        applyHelp(data.help); applyMessages(data.messages || []); pollTerminal();
+      })
       .catch(function () { failures += 1; live.dataset.state = "retrying"; live.textContent = "live: reconnecting…"; })
       .then(function () { setTimeout(poll, failures ? 5000 : 1500); });
   }
