@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import secrets
 import threading
 import time
@@ -98,12 +99,19 @@ class Owners:
     TTL = 90  # seconds; the browsers' loops refresh it at least every RECEIVE_TIMEOUT (30 s)
 
     def __init__(self, redis_url: str = "") -> None:
-        self.me = secrets.token_hex(8)
+        self._pid, self._me = 0, ""
         self._redis = None
         if redis_url:
             import redis
 
             self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+
+    @property
+    def me(self) -> str:
+        """This process's id, made after the fork: gunicorn builds the app once, before its workers."""
+        if self._pid != os.getpid():
+            self._pid, self._me = os.getpid(), secrets.token_hex(8)
+        return self._me
 
     def claim(self, node_id: str) -> bool:
         if self._redis is None:
