@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import print_header
+from benchmarks.common import TempDirs, print_header
 from controller.rescue import steps
 from controller.rescue.target import SshTarget
 from tests.fleet.conftest import new_fleet
@@ -40,19 +40,6 @@ from tests.rescue_fleet import freeze_then_kill_agent, install_agent, record_run
 GOAL = 5.0
 
 
-class _Temp:
-    """The one method of pytest's tmp_path_factory that provisioning_controller uses."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.n = root, 0
-
-    def mktemp(self, name: str) -> Path:
-        self.n += 1
-        path = self.root / f"{name}{self.n}"
-        path.mkdir()
-        return path
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=20)
@@ -60,7 +47,7 @@ def main() -> int:
     args = parser.parse_args()
     print_header("SSH rescue of silent fleet hosts", args)
     root = Path(tempfile.mkdtemp(prefix="lf-bench-rescue-"))
-    temp = _Temp(root)
+    temp = TempDirs(root)
     fleet = new_fleet(root / "fleet")
     database_url = f"sqlite:///{root / 'labfleet.sqlite'}"
     try:

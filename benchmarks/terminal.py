@@ -49,7 +49,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from benchmarks.common import children_of, create_enroll_token, percentile, print_header
+from benchmarks.common import TempDirs, children_of, create_enroll_token, percentile, print_header
 from node_agent.terminal import TerminalService
 from node_agent.websocket import WebSocket
 
@@ -65,19 +65,6 @@ class _Csrf(html.parser.HTMLParser):
         values = dict(attrs)
         if tag == "input" and values.get("name") == "csrf_token":
             self.token = values.get("value") or ""
-
-
-class _Temp:
-    """The one method of pytest's tmp_path_factory that provisioning_controller uses."""
-
-    def __init__(self, root: Path) -> None:
-        self.root, self.n = root, 0
-
-    def mktemp(self, name: str) -> Path:
-        self.n += 1
-        path = self.root / f"{name}{self.n}"
-        path.mkdir()
-        return path
 
 
 def _urlopen(ctl, request, timeout: float = 15):
@@ -364,7 +351,7 @@ def main() -> int:
         (host,) = fleet.up(1)
         attendee_key = Path(host.private_key_path + ".pub").read_text().strip()
         env = {"LABFLEET_PROVISION_EXTRA_VARS": json.dumps({"labfleet_attendee_ssh_keys": [attendee_key]})}
-        with provisioning_controller(_Temp(root), f"sqlite:///{root / 'labfleet.sqlite'}",
+        with provisioning_controller(TempDirs(root), f"sqlite:///{root / 'labfleet.sqlite'}",
                                      queue_prefix="lfbenchterm", fleet=fleet, extra_env=env) as ctl:
             run(ctl, host, args, pool)
     finally:

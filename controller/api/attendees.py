@@ -46,17 +46,21 @@ def list_attendees():
 @bp.post("/attendees/assign")
 @documented("Assign attendees to nodes", request=AssignRequest, responses={200: r.Assignments}, errors=(409,))
 def assign():
+    return assign_as(g.principal.actor)
+
+
+def assign_as(actor: str):
+    """One pair, or round-robin when neither is named: the API's route and the provisioning page's."""
     body = parse_body(AssignRequest)
     session = get_session()
     if bool(body.attendee) != bool(body.node):
         missing = "node" if body.attendee else "attendee"
         raise ValidationFailed(f"{missing}: give both attendee and node, or neither for round-robin", field=missing)
     if body.attendee:
-        attendee, node = attendees.assign_one(session, email=body.attendee, node_ref=body.node,
-                                              actor=g.principal.actor)
+        attendee, node = attendees.assign_one(session, email=body.attendee, node_ref=body.node, actor=actor)
         pairs, waiting = [(attendee, node)], []
     else:
-        pairs, waiting = attendees.assign_round_robin(session, actor=g.principal.actor)
+        pairs, waiting = attendees.assign_round_robin(session, actor=actor)
     session.commit()
     return jsonify({"assigned": [{"attendee": a.email, "node": n.name} for a, n in pairs],
                     "unassigned": [a.email for a in waiting]})

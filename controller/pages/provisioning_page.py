@@ -18,6 +18,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import select
 
 from controller import attendees
+from controller.api import attendees as attendees_api
 from controller.api import responses as r
 from controller.api.db_session import get_session
 from controller.api.openapi import documented
@@ -136,19 +137,7 @@ def import_attendees():
             errors=(400, 404, 409, 413))
 @login_required
 def assign():
-    body = parse_body(AssignRequest)
-    session = get_session()
-    if bool(body.attendee) != bool(body.node):
-        missing = "node" if body.attendee else "attendee"
-        raise ValidationFailed(f"{missing}: give both attendee and node, or neither for round-robin", field=missing)
-    if body.attendee:
-        pair = attendees.assign_one(session, email=body.attendee, node_ref=body.node, actor=_actor())
-        pairs, waiting = [pair], []
-    else:
-        pairs, waiting = attendees.assign_round_robin(session, actor=_actor())
-    session.commit()
-    return jsonify({"assigned": [{"attendee": a.email, "node": n.name} for a, n in pairs],
-                    "unassigned": [a.email for a in waiting]})
+    return attendees_api.assign_as(_actor())
 
 
 @bp.post("/provisioning/credentials")
