@@ -34,8 +34,12 @@ def as_attendee(attendee, *argv, env=None):
 def prompt_once(attendee, home: Path, notice: Path) -> str:
     """The attendee's interactive bash with the prompt hook: what it prints over a few prompts."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LABFLEET_HELP_NOTICE": str(notice), "PS1": "$ "}
+    # A copy the attendee can read: the clone may sit under a 0700 folder such as /root.
+    hook = home / HELP_HOOK.name
+    shutil.copyfile(HELP_HOOK, hook)
+    hook.chmod(0o644)
     shell = subprocess.run(["setpriv", f"--reuid={attendee.uid}", f"--regid={attendee.gid}", "--clear-groups", "--",
-                            "bash", "--noprofile", "--norc", "-i"], input=f". {HELP_HOOK}\n:\n:\nexit\n",
+                            "bash", "--noprofile", "--norc", "-i"], input=f". {hook}\n:\n:\nexit\n",
                            capture_output=True, text=True, timeout=60, env=env, cwd=home)
     assert shell.returncode == 0, shell.stderr
     return shell.stdout
