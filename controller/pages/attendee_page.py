@@ -87,16 +87,12 @@ def _state():
     return pages
 
 
-def _current(db) -> tuple[Attendee, Node] | None:
-    return attendee_session.signed_in(db)
-
-
 def attendee_required(json: bool):
     def wrap(fn):
         @wraps(fn)
         def inner(*args, **kwargs):
             with app_state().db.session() as db:
-                found = _current(db)
+                found = attendee_session.signed_in(db)
                 if found is None:
                     attendee_session.sign_out()
                     if json:
