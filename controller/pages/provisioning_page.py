@@ -24,6 +24,7 @@ from controller.api.db_session import get_session
 from controller.api.openapi import documented
 from controller.api.provision import launch
 from controller.api.validation import parse_body
+from controller.credential_sheet import sheet_csv, sheet_html
 from controller.errors import ValidationFailed
 from controller.models import Attendee, Node, ProvisionRun
 from controller.pages import answers
@@ -144,8 +145,6 @@ def assign():
 @login_required
 def credentials():
     """The credentials sheet as a download (a form POST: it issues codes, so it is CSRF-checked and audited)."""
-    from controller.cli.attendees import sheet_csv, sheet_html  # the same sheet `labfleet credentials` writes
-
     fmt = request.form.get("format", "html")
     if fmt not in SHEETS:
         raise ValidationFailed("format: html or csv", field="format")

@@ -44,3 +44,14 @@ def test_domain_modules_import_no_edge_and_no_runtime():
                 for line, name in imported_names(ast.parse(path.read_text(), str(path)))
                 if forbidden(name)]
     assert not offences, "domain modules reach into the edge or the runtime:\n" + "\n".join(offences)
+
+
+def test_the_http_edge_does_not_import_the_cli():
+    """The CLI is a client of the API; a page that needs what the CLI renders takes it from the domain."""
+    modules = sorted([*PACKAGE.glob("api/*.py"), *PACKAGE.glob("pages/*.py"), *PACKAGE.glob("runtime/*.py")])
+    assert len(modules) > 20, f"found only {len(modules)} edge and runtime modules in {PACKAGE}"
+    offences = [f"controller/{path.relative_to(PACKAGE)}:{line} imports {name}"
+                for path in modules
+                for line, name in imported_names(ast.parse(path.read_text(), str(path)))
+                if name == "controller.cli" or name.startswith("controller.cli.")]
+    assert not offences, "the HTTP edge reaches into the CLI:\n" + "\n".join(offences)

@@ -6,7 +6,7 @@ import csv
 import io
 
 from controller import attendees
-from controller.cli.attendees import sheet_csv, sheet_html
+from controller.credential_sheet import sheet_csv, sheet_html
 from controller.models import Attendee
 
 ROOM = "name,email\nAda Lovelace,ada@example.org\nAlan Turing,alan@example.org\nGrace Hopper,grace@example.org\n"
