@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TempDirs, print_header
+from benchmarks.cpu_account import Snapshot
 from controller.rescue import steps
 from controller.rescue.target import SshTarget
 from tests.fleet.conftest import new_fleet
@@ -69,17 +70,23 @@ def main() -> int:
                 wait_until(lambda: all(ctl.nodes()[n]["state"] == "offline" for n in names), timeout=120,
                            what="every node offline")
 
+            sessions = {ctl.web.popen.pid, ctl.worker.popen.pid}
+            groups = [h.cgroup_parent for h in hosts]
             silence()
+            cpu_before = Snapshot.take(sessions, groups)
             started = time.monotonic()
             done = subprocess.run([sys.executable, "-m", "controller.cli.main", "rescue", "--silent", "--json"],
                                   env=ctl.env(), cwd=REPO, capture_output=True, text=True, timeout=1200)
             parallel = time.monotonic() - started
+            parallel_cpu = Snapshot.take(sessions, groups) - cpu_before
             run = json.loads(done.stdout)
             recovered = sum(h["state"] == "recovered" for h in run["hosts"])
             print(f"labfleet rescue --silent: {recovered}/{len(hosts)} recovered in {parallel:.1f} s; "
-                  f"mean seconds per step: {_per_step([h['steps'] for h in run['hosts']])}")
+                  f"mean seconds per step: {_per_step([h['steps'] for h in run['hosts']])}; "
+                  f"{parallel_cpu.per_host(len(hosts))}")
 
             silence()
+            cpu_before = Snapshot.take(sessions, groups)
             started = time.monotonic()
             ok = 0
             seq_steps = []
@@ -108,8 +115,9 @@ def main() -> int:
                 ok += outcome.state == steps.RECOVERED
                 seq_steps.append(outcome.steps)
             sequential = time.monotonic() - started
+            sequential_cpu = Snapshot.take(sessions, groups) - cpu_before
             print(f"sequential loop of the same steps: {ok}/{len(hosts)} recovered in {sequential:.1f} s; "
-                  f"mean seconds per step: {_per_step(seq_steps)}")
+                  f"mean seconds per step: {_per_step(seq_steps)}; {sequential_cpu.per_host(len(hosts))}")
             ratio = sequential / parallel
             print(f"| rescue of {len(hosts)} silent fleet hosts (parallel {args.parallel}) | {parallel:.1f} s | "
                   f"{sequential:.1f} s (sequential loop, same Fabric steps) | {ratio:.1f}x | >= {GOAL:.0f}x | "

@@ -41,7 +41,10 @@ def supervisor_script() -> str:
         labfleet_agent_python=sys.executable, ansible_managed="written by tests/rescue_fleet.py",
         labfleet_agent_pidfile="/var/lib/labfleet-agent/supervisor.pid",
         labfleet_agent_log_dir="/var/log/labfleet-agent", labfleet_agent_config_dir="/etc/labfleet-agent",
-        labfleet_agent_venv=VENV)
+        labfleet_agent_venv=VENV,
+        # This checkout's venv has node_agent as an editable install (a .pth finder, which needs site):
+        # the agent runs as `python -I -S` with the checkout on its path.
+        labfleet_agent_pythonpath=str(REPO))
 
 
 def record_run(database_url: str, hosts: list[FleetHost]) -> dict[str, str]:

@@ -18,6 +18,7 @@ import paramiko
 
 from controller.provision.redact import Redactor
 from controller.rescue import remote
+from controller.rescue.shell import RemoteShell, ShellClosed
 from controller.rescue.ssh import HostKeyRefused, connect
 from controller.rescue.target import SshTarget
 
@@ -57,6 +58,7 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
     deadline = time.monotonic() + time_bound
     out = Outcome()
     conn = None
+    shell: RemoteShell | None = None
 
     def left(cap: float) -> float:
         remaining = deadline - time.monotonic()
@@ -65,10 +67,10 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
         return min(cap, remaining)
 
     def sh(label: str, command: str, cap: float = 20.0) -> tuple[int, str]:
-        result = conn.run(command, timeout=left(cap), hide=True, warn=True, in_stream=False)
-        text = redact((result.stdout + result.stderr)[-MAX_OUTPUT:])
-        out.transcript.append(f"$ {label}  [exit {result.exited}]\n{text.rstrip()}")
-        return result.exited, text
+        code, output = shell.run(command, timeout=left(cap))
+        text = redact(output[-MAX_OUTPUT:])
+        out.transcript.append(f"$ {label}  [exit {code}]\n{text.rstrip()}")
+        return code, text
 
     def step(name: str, body: Callable[[], str]) -> None:
         on_step(name, None)
@@ -80,10 +82,10 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
         except StepFailed as exc:
             record["summary"] = str(exc)
             raise
-        except (paramiko.SSHException, OSError, EOFError) as exc:
+        except (paramiko.SSHException, OSError, EOFError, ShellClosed) as exc:
             record["summary"] = redact(f"{type(exc).__name__}: {exc}")
             raise StepFailed(UNREACHABLE if name == "connect" else FAILED, record["summary"]) from None
-        except Exception as exc:  # invoke's CommandTimedOut and the like
+        except Exception as exc:  # ShellTimeout and the like
             record["summary"] = redact(f"{type(exc).__name__}: {exc}")[:500]
             raise StepFailed(FAILED, record["summary"]) from None
         finally:
@@ -96,11 +98,13 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
     init = {"kind": "supervisor"}
 
     def do_connect() -> str:
-        nonlocal conn
+        nonlocal conn, shell
         try:
             conn = connect(target, timeout=left(10.0))
         except HostKeyRefused as exc:
             raise StepFailed(REFUSED, str(exc)) from None
+        # Every step's command goes through this one shell (controller/rescue/shell.py).
+        shell = RemoteShell(conn.client.get_transport(), timeout=left(10.0))
         code, text = sh("init system", remote.INIT, 10)
         init["kind"] = "systemd" if text.strip().endswith("systemd") else "supervisor"
         return f"{target.user}@{target.address}:{target.port}, host key as recorded, agent under {init['kind']}"
@@ -111,10 +115,10 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
         for name, command in remote.DIAGNOSTICS.items():
             command = command[init["kind"]] if isinstance(command, dict) else command
             parts.append(f"echo '{MARK}{name}'; ( {command} ) 2>&1")
-        result = conn.run("\n".join(parts), timeout=left(30.0), hide=True, warn=True, in_stream=False)
+        code, output = shell.run("\n".join(parts), timeout=left(30.0))
         current = None
         sections: dict[str, list[str]] = {}
-        for line in result.stdout.splitlines():
+        for line in output.splitlines():
             if line.startswith(MARK):
                 current = line[len(MARK):]
                 sections[current] = []
@@ -150,6 +154,8 @@ def rescue_host(target: SshTarget, *, time_bound: float, runaway_limit: int,
     except StepFailed as exc:
         out.state, out.message = exc.state, str(exc)
     finally:
+        if shell is not None:
+            shell.close()
         if conn is not None:
             conn.close()
     return out
