@@ -41,11 +41,12 @@ from tests.rescue_fleet import freeze_then_kill_agent, install_agent, record_run
 GOAL = 5.0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.rescue", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=20)
     parser.add_argument("--parallel", type=int, default=20, help="LABFLEET_RESCUE_PARALLEL")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print_header("SSH rescue of silent fleet hosts", args)
     root = Path(tempfile.mkdtemp(prefix="lf-bench-rescue-"))
     temp = TempDirs(root)

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterator
 
 from node_agent import __version__
-from node_agent.attendee_socket import AttendeeServer
 from node_agent.backoff import Backoff
 from node_agent.client import ControllerClient
 from node_agent.commands import CommandContext, run_command
@@ -40,7 +39,6 @@ from node_agent.errors import (
     RequestRejected,
     Unauthorized,
 )
-from node_agent.help_desk import NOTICE_FILE, HelpDesk, HelpUnavailable
 from node_agent.identity import (
     Credentials,
     Identity,
@@ -50,9 +48,7 @@ from node_agent.identity import (
 )
 from node_agent.journal import InvalidCommandId, Journal, check_command_id
 from node_agent.kernel import procfs
-from node_agent.labs.service import LabService
 from node_agent.logs import get_logger
-from node_agent.message_box import MessageBox
 from node_agent.protocol import (
     CommandMessage,
     CommandResult,
@@ -61,7 +57,6 @@ from node_agent.protocol import (
     HelpRequest,
     StateReport,
 )
-from node_agent.session_ceiling import SessionWatch
 from node_agent.state import collect_state, state_digest
 from node_agent.token_file import forget_token
 
@@ -100,6 +95,7 @@ class Agent:
         self._stop_reason: str | None = None
         self._exit_code = 0
         self._threads: list[threading.Thread] = []
+        self._early_thread: threading.Thread | None = None
         self._wake_r, self._wake_w = os.pipe()
         self._wake_lock = threading.Lock()  # stop() must never write to the pipe's fd once it is closed
         os.set_blocking(self._wake_w, False)
@@ -115,6 +111,10 @@ class Agent:
             raise ConfigurationError(f"enroll_token: required to enroll (no credentials in {self.config.state_dir})")
         if self.credentials is not None:
             self._forget_token_on_disk()  # an earlier life may have stopped between storing and forgetting
+            # Say "alive" before the lab engine loads (the heavy imports): a restarted node is online sooner.
+            self._use(self.credentials)
+            self._start("early-heartbeat", self._early_beat)
+            self._early_thread = self._threads[-1]
         self.journal = Journal(self.config.state_dir)
         self._start_labs()
         log.info("agent.starting", version=__version__, pid=os.getpid(), name=self.config.name,
@@ -131,9 +131,18 @@ class Agent:
         return self._exit_code
 
     def _start_labs(self) -> None:
-        """Subreaper, a namespace self-check, the lab engine, and the attendee socket."""
+        """Subreaper, a namespace self-check, the lab engine, and the attendee socket.
+
+        Their modules are imported here, not with this one: an agent that already enrolled sends its
+        first heartbeat (``_early_beat``) while they load.
+        """
+        from node_agent.attendee_socket import AttendeeServer
+        from node_agent.help_desk import NOTICE_FILE, HelpDesk
         from node_agent.kernel import namespaces, reaper
         from node_agent.labs.engine_setup import check_cgroup_parent, engine_from_config
+        from node_agent.labs.service import LabService
+        from node_agent.message_box import MessageBox
+        from node_agent.session_ceiling import SessionWatch
 
         check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
         if not reaper.become_subreaper():
@@ -387,11 +396,25 @@ class Agent:
     # -- heartbeats ----------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        seq, delay = 0, 0.0
+        if self._early_thread is not None:
+            self._early_thread.join()  # the same connection (self._client) as the early beat
+        seq, delay = (1 if self._early_thread is not None else 0), 0.0
         while not self._stop_polling.wait(delay):
             self._beat(seq)
             seq += 1
             delay = self._heartbeat_interval * random.uniform(0.8, 1.2)
+
+    def _early_beat(self) -> None:
+        """One heartbeat right at start (enrolled agents), before the labs load: the node is online again.
+
+        Its digest is empty and a request for the state is ignored: the heartbeat loop's first beat,
+        once the labs are loaded, carries the real digest and sends the full state if the controller's
+        is stale, so a snapshot without the labs is never uploaded.
+        """
+        try:
+            self._client.heartbeat(self._node_id(), Heartbeat(seq=0, digest="", agent_version=__version__))
+        except (ControllerUnavailable, Unauthorized, RequestRejected) as exc:
+            log.info("heartbeat.early_failed", error=str(exc))  # the heartbeat loop retries on its own
 
     def _beat(self, seq: int) -> None:
         state = collect_state(getattr(self, "_labs", None))
@@ -412,6 +435,8 @@ class Agent:
 
     def _raise_hand(self, body: dict) -> dict:
         """``lab help``: sent with this node's token (its own connection: the socket's threads come and go)."""
+        from node_agent.help_desk import HelpUnavailable
+
         if not self.enrolled.is_set():
             raise HelpUnavailable("this VM is not connected to the instructor's controller yet: try again soon")
         client = ControllerClient(self.config.controller_url, token=self._client.token, ca_file=self.config.ca_file)
