@@ -21,7 +21,7 @@ from controller.cli.options import call, json_option, pass_ctx
 
 STATE_STYLE = {"recovered": "green", "failed": "red", "refused": "bold red", "unreachable": "red",
                "no_record": "yellow", "running": "cyan", "pending": "dim"}
-POLL = 0.5
+POLL = 0.25
 
 
 def progress_table(run: dict[str, Any], *, final: bool = False) -> Table:

@@ -149,7 +149,7 @@ def _one(state, run_id: str, actor: str, row_id: int, node_id: str) -> tuple[str
                 session.refresh(node)
                 if node.state == states.NODE_ONLINE and node.last_seen_at and node.last_seen_at >= since:
                     return True
-            time.sleep(0.5)
+            time.sleep(0.25)
         return False
 
     outcome = steps.rescue_host(target, time_bound=settings.rescue_host_timeout,
