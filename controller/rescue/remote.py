@@ -71,7 +71,7 @@ RESTART = {
     # A SIGSTOPped agent ignores SIGTERM until continued: continue it, kill it, then let the supervisor
     # (started when it is not running) start a fresh one.
     "supervisor": f"for p in $(pgrep -f -- '{AGENT_ARGV}'); do kill -CONT $p; kill -KILL $p; done; "
-                  f"{SUPERVISOR} stop >/dev/null 2>&1; {SUPERVISOR} start",
+                  f"{SUPERVISOR} restart",  # stop (if running) and start in one Python process
     "systemd": f"systemctl kill -s KILL {UNIT}; systemctl reset-failed {UNIT}; systemctl restart {UNIT} && "
                f"systemctl is-active {UNIT}",
 }
