@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import TempDirs, print_header
-from benchmarks.cpu_account import Snapshot
+from benchmarks.cpu_account import Snapshot, host_cpu
 from controller.rescue import steps
 from controller.rescue.target import SshTarget
 from tests.fleet.conftest import new_fleet
@@ -91,13 +91,18 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             ok = 0
             seq_steps = []
+            host_step_cpu: dict[str, list[float]] = {}
             for host in hosts:
                 target = SshTarget(node_id="", node_name=host.name, host=host.name, address=host.address,
                                    port=host.ssh_port, user=host.ssh_user, private_key=host.private_key_path,
                                    known_hosts=host.known_hosts_path)
                 marker = {}
 
-                def on_step(name, record, marker=marker):
+                def on_step(name, record, marker=marker, group=host.cgroup_parent):
+                    if record is None:
+                        marker["cpu"] = host_cpu(group)
+                    else:
+                        host_step_cpu.setdefault(name, []).append(host_cpu(group) - marker["cpu"])
                     if name == "wait_online" and record is None:
                         marker["at"] = time.time()
 
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             sequential_cpu = Snapshot.take(sessions, groups) - cpu_before
             print(f"sequential loop of the same steps: {ok}/{len(hosts)} recovered in {sequential:.1f} s; "
                   f"mean seconds per step: {_per_step(seq_steps)}; {sequential_cpu.per_host(len(hosts))}")
+            print("  host CPU seconds per step (sequential, the host's cgroup): " +
+                  ", ".join(f"{name} {sum(v) / len(v):.3f}" for name, v in host_step_cpu.items()))
             ratio = sequential / parallel
             print(f"| rescue of {len(hosts)} silent fleet hosts (parallel {args.parallel}) | {parallel:.1f} s | "
                   f"{sequential:.1f} s (sequential loop, same Fabric steps) | {ratio:.1f}x | >= {GOAL:.0f}x | "

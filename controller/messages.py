@@ -75,6 +75,19 @@ def send(session: Session, targets: list[Node], *, text: str, actor: str, name: 
     return batch_id, rows
 
 
+def mark_read(session: Session, node: Node, message_id: str, *, actor: str) -> str:
+    """The attendee marked one of their node's messages read on their page: a ``message.read`` command to
+    its agent, which marks it in the same message box as ``lab status`` (the agent owns read state).
+    Audited as ``message.read``; returns the command id. Another node's message is a 404."""
+    row = session.get(Message, message_id) if isinstance(message_id, str) else None
+    if row is None or row.node_id != node.id:
+        raise NotFound("no such message of yours", field="message_id")
+    audit.record(session, actor=actor, action="message.read", target=row.id, node=node.name)
+    issued = commands.issue(session, actor=actor, kind="message.read", nodes=[node], timeout=NOTICE_TIMEOUT,
+                            deadline_in=NOTICE_DEADLINE, args={"message_id": row.id})
+    return issued.command_ids[0]
+
+
 def read_ids(snapshot: Any) -> set[str]:
     """The message ids a node's agent says its attendee has seen (``messages.read`` of its snapshot)."""
     messages = snapshot.get("messages") if isinstance(snapshot, dict) else None

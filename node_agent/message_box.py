@@ -74,6 +74,17 @@ class MessageBox:
                 self._save(messages)
         return fresh
 
+    def mark_read(self, message_id: str) -> dict[str, Any]:
+        """One message seen (the attendee page's "Mark read"); ``found`` False when it is not kept here."""
+        with self._lock:
+            messages = self._load()
+            found = next((m for m in messages if m.get("id") == message_id), None)
+            if found is not None and not found.get("read"):
+                found["read"] = True
+                self._save(messages)
+            unread = sum(1 for m in messages if not m.get("read"))
+        return {"found": found is not None, "unread": unread}
+
     def recent(self, limit: int = 20) -> list[dict[str, Any]]:
         """The newest ``limit`` messages, read or not (``lab messages --all``), oldest first."""
         with self._lock:

@@ -309,6 +309,15 @@ class MessageNoticeArgs:
     lab: str = field(default="", metadata={"max_length": 64})
     step: str = field(default="", metadata={"max_length": 64})
 @dataclass
+class MessageReadArgs:
+    """The attendee marked one message read on their page ("Mark read"): as ``lab status`` does in the terminal."""
+
+    __pydantic_config__ = {"strict": True, "extra": "forbid"}
+
+    message_id: str = field(metadata={"pattern": r"^[0-9a-f]{32}$"})
+
+
+@dataclass
 class TerminalOpenArgs:
     """Open (or keep) the relay of the attendee's shared terminal for the controller's session ``session``."""
 
@@ -330,6 +339,7 @@ COMMAND_KINDS: dict[str, type] = {
     "inspect": NoArgs,
     "help.notice": HelpNoticeArgs,
     "message.notice": MessageNoticeArgs,
+    "message.read": MessageReadArgs,
     "terminal.open": TerminalOpenArgs,
 }
 LAB_COMMAND_KINDS = ("lab.check", "lab.solve", "lab.reset")

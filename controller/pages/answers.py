@@ -210,6 +210,10 @@ class AttendeeHelpRequest(Body):
     step: str | None = Field(default=None, description="a step of that lab; default its first not done")
 
 
+class AttendeeMessageRead(Body):
+    """"Mark read" on one message (no fields: the message is in the path)."""
+
+
 class AttendeeActionIssued(Answer):
     command_id: str = Field(description="follow it at /attendee/commands/{command_id}")
 

@@ -263,6 +263,19 @@ def act(db, attendee: Attendee, node: Node):
     return jsonify({"command_id": issued.command_ids[0]}), 201
 
 
+@bp.post("/attendee/messages/<message_id>/read")
+@documented("Mark one of the attendee's messages read (its agent keeps it until read, as `lab status` marks it)",
+            request=answers.AttendeeMessageRead, responses={201: answers.AttendeeActionIssued},
+            security="attendee_session", common_errors=False, errors=(401, 404, 429))
+@attendee_required(json=True)
+def mark_read(db, attendee: Attendee, node: Node, message_id: str):
+    _state().attendee_actions.take(attendee.id)
+    command_id = messages.mark_read(db, node, message_id, actor=f"attendee:{attendee.email}")
+    db.commit()
+    app_state().notifier.notify([node.id])
+    return jsonify({"command_id": command_id}), 201
+
+
 @bp.post("/attendee/help")
 @documented("Raise the attendee's hand (a new one: 201; the open one updated: 200)", request=answers.AttendeeHelpRequest,
             responses={200: answers.AttendeeHelp, 201: answers.AttendeeHelp}, security="attendee_session",

@@ -43,7 +43,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     doc = client.get("/api/openapi.json").json
     routes = list(api_routes(app))
     operations = [(path, method) for path, ops in doc["paths"].items() for method in ops]
-    assert len(operations) == len(routes) == 62  # 44 of the API, 18 JSON routes of the pages
+    assert len(operations) == len(routes) == 63  # 44 of the API, 19 JSON routes of the pages
     # Only the pages' HTML, event stream and WebSockets (and a static folder, if any) stay out.
     left_out = {rule.endpoint for rule in app.url_map.iter_rules()} - {rule.endpoint for rule, _ in routes}
     assert left_out and all(e == "static" or e.startswith("pages.") for e in left_out), left_out
@@ -51,7 +51,7 @@ def test_every_route_and_method_of_the_app_is_documented_with_its_path_parameter
     assert {path for path, ops in doc["paths"].items() for op in ops.values() if op["tags"] == ["pages"]} == {
         "/matrix/data", "/bulk", "/bulk/labs", "/bulk/{batch_id}", "/nodes/{node_id}/live",
         "/nodes/{node_id}/actions", "/attendee/progress", "/attendee/actions", "/attendee/commands/{command_id}",
-        "/attendee/terminal/status", "/attendee/help", "/provisioning/state", "/provisioning/runs", "/provisioning/runs/{run_id}",
+        "/attendee/terminal/status", "/attendee/help", "/attendee/messages/{message_id}/read", "/provisioning/state", "/provisioning/runs", "/provisioning/runs/{run_id}",
         "/provisioning/runs/{run_id}/cancel", "/provisioning/attendees/import", "/provisioning/attendees/assign",
         "/provisioning/inventory/check"}
     for rule, method in routes:
@@ -339,6 +339,11 @@ def test_the_pages_json_routes_answer_what_the_document_says(app, client, seed, 
                 headers=mine).json
     assert hand["step"] == "one" and hand["state"] == "open"
     assert call(attendee, "GET", "/attendee/progress", 200).json["help"]["id"] == hand["id"]
+    sent = call(client, "POST", "/api/v1/messages", 201, headers=seed.auth,
+                json={"nodes": ["page-1"], "text": "a break at 3"}).json
+    read = call(attendee, "POST", f"/attendee/messages/{sent['messages'][0]['id']}/read", 201, json={}, headers=mine)
+    assert call(attendee, "GET", f"/attendee/commands/{read.json['command_id']}", 200).json["kind"] == "message.read"
+    call(attendee, "POST", f"/attendee/messages/{'0' * 32}/read", 404, json={}, headers=mine)
 
     page_ops = {(method.upper(), path) for path, ops in app.extensions["openapi_document"]["paths"].items()
                 for method, op in ops.items() if op["tags"] == ["pages"]}

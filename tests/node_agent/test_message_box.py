@@ -49,3 +49,13 @@ def test_the_box_keeps_a_bounded_number_and_drops_read_ones_first(tmp_path):
             messages.unread(mark_read=True)  # ID1 and m0 read
     kept = messages.recent(limit=KEPT * 2)
     assert len(kept) == KEPT
+
+
+def test_mark_read_from_the_attendee_page_marks_one_message_and_lab_status_no_longer_shows_it(tmp_path):
+    messages = box(tmp_path)
+    messages.receive(ID1, text="first", by="ana")
+    messages.receive(ID2, text="second", by="ana")
+    assert messages.mark_read(ID1) == {"found": True, "unread": 1}
+    assert messages.mark_read("c" * 32) == {"found": False, "unread": 1}  # not kept here: nothing changes
+    assert [m["id"] for m in box(tmp_path).unread(mark_read=False)] == [ID2]  # what `lab status` shows
+    assert box(tmp_path).snapshot() == {"unread": 1, "read": [ID1]}

@@ -74,6 +74,13 @@ def test_attendee_raises_a_hand_the_instructor_claims_and_replies_and_messages_a
     expect(message).to_have_class("instructor-message kind-message unread")
     expect(page.locator("#messages-none")).to_be_hidden()
     assert page.locator("img").count() == 0
+    # "Mark read": the agent marks it in its message box (as `lab status` does); its next state shows it read.
+    message.get_by_role("button", name="Mark read").click()
+    expect(message).to_have_class("instructor-message kind-message", timeout=15000)
+    expect(message.get_by_role("button", name="Mark read")).to_have_count(0)
+    status, listed = _api(live_server, seed, "/api/v1/messages")
+    (mine,) = sent["messages"]
+    assert status == 200 and [m["read"] for m in listed["messages"] if m["id"] == mine["id"]] == [True], listed
 
     # Nobody watches the terminal: no banner. An instructor opens it: the banner names them, read-only.
     expect(page.locator("#watching")).to_be_hidden()
@@ -103,6 +110,7 @@ def test_attendee_raises_a_hand_the_instructor_claims_and_replies_and_messages_a
         actions = session.execute(select(AuditEntry.actor, AuditEntry.action)).all()
     assert ("attendee:grace@example.org", "help.raise") in actions
     assert {a for _, a in actions} >= {"help.claim", "help.reply", "help.resolve", "message.send"}
+    assert ("attendee:grace@example.org", "message.read") in actions
 
 
 def test_a_raised_hand_is_validated_and_rate_limited(page, live_server, lab_node):  # noqa: F811

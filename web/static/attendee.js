@@ -125,6 +125,24 @@
       body.className = "message-text";
       body.textContent = m.text;
       li.appendChild(body);
+      if (unread) {
+        // The machine's agent keeps the message until read (as `lab status` marks it); the next
+        // state it reports shows it read here.
+        var mark = document.createElement("button");
+        mark.type = "button";
+        mark.className = "mark-read";
+        mark.textContent = "Mark read";
+        mark.addEventListener("click", function () {
+          mark.disabled = true;
+          mark.textContent = "Marking read…";
+          api("/attendee/messages/" + encodeURIComponent(m.id) + "/read", {}).catch(function (e) {
+            mark.disabled = false;
+            mark.textContent = "Mark read";
+            body.textContent = m.text + " (could not mark it read: " + e.message + ")";
+          });
+        });
+        li.appendChild(mark);
+      }
       ul.appendChild(li);
     });
   }
