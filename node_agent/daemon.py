@@ -111,10 +111,6 @@ class Agent:
             raise ConfigurationError(f"enroll_token: required to enroll (no credentials in {self.config.state_dir})")
         if self.credentials is not None:
             self._forget_token_on_disk()  # an earlier life may have stopped between storing and forgetting
-            # Say "alive" before the lab engine loads (the heavy imports): a restarted node is online sooner.
-            self._use(self.credentials)
-            self._start("early-heartbeat", self._early_beat)
-            self._early_thread = self._threads[-1]
         self.journal = Journal(self.config.state_dir)
         self._start_labs()
         log.info("agent.starting", version=__version__, pid=os.getpid(), name=self.config.name,
@@ -133,18 +129,26 @@ class Agent:
     def _start_labs(self) -> None:
         """Subreaper, a namespace self-check, the lab engine, and the attendee socket.
 
-        Their modules are imported here, not with this one: an agent that already enrolled sends its
-        first heartbeat (``_early_beat``) while they load.
+        An agent that already enrolled sends its first heartbeat (``_early_beat``) right after the
+        configuration check, while the rest loads and the lab engine is built.
         """
+        from node_agent.labs.engine_setup import check_cgroup_parent, engine_from_config
+
+        check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
+        if self.credentials is not None:
+            # Say "alive" before the lab engine is built and the attendee socket loaded: a restarted node
+            # is online sooner. Only after the configuration check, so that an agent refusing its
+            # configuration (and restarted by its supervisor every 2 s) never looks online.
+            self._use(self.credentials)
+            self._start("early-heartbeat", self._early_beat)
+            self._early_thread = self._threads[-1]
         from node_agent.attendee_socket import AttendeeServer
         from node_agent.help_desk import NOTICE_FILE, HelpDesk
         from node_agent.kernel import namespaces, reaper
-        from node_agent.labs.engine_setup import check_cgroup_parent, engine_from_config
         from node_agent.labs.service import LabService
         from node_agent.message_box import MessageBox
         from node_agent.session_ceiling import SessionWatch
 
-        check_cgroup_parent(self.config)  # before anything: a parent holding the VM itself is refused
         if not reaper.become_subreaper():
             log.warning("labs.no_subreaper", effect="killed lab processes are reaped by PID 1, cleanup is slower")
         try:
