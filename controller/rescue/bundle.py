@@ -30,6 +30,7 @@ from controller import commands, lab_progress, states
 from controller.models import Command, CommandResult, Node, utcnow
 from controller.provision.redact import Redactor
 from controller.rescue import remote
+from controller.rescue.shell import RemoteShell, ShellClosed, ShellTimeout
 from controller.rescue.ssh import HostKeyRefused, connect
 from controller.rescue.target import NoSshRecord, resolve
 
@@ -82,15 +83,21 @@ def collect(session: Session, node: Node, *, data_dir, actor: str, ask_agent: Ca
             manifest["ssh"] = f"unreachable: {type(exc).__name__}: {exc}"
         else:
             manifest["ssh"] = f"{target.user}@{target.address}:{target.port} (host key as recorded)"
+            shell = None
             try:
+                # One remote shell for every file, as rescue does (controller/rescue/shell.py).
+                shell = RemoteShell(conn.client.get_transport(), timeout=ssh_timeout)
                 for name, command in remote.BUNDLE_FILES.items():
-                    result = conn.run(command, timeout=ssh_timeout, hide=True, warn=True, in_stream=False)
-                    if result.exited == 0:
-                        put(name, result.stdout, "node over SSH")
+                    code, output = shell.run(command, timeout=ssh_timeout)
+                    if code == 0:
+                        put(name, output, "node over SSH")
                     else:
-                        manifest["parts"][name] = f"not read (exit {result.exited}): " + \
-                            redact(result.stderr.strip()[-200:])
+                        manifest["parts"][name] = f"not read (exit {code}): " + redact(output.strip()[-200:])
+            except (ShellTimeout, ShellClosed, paramiko.SSHException, OSError, EOFError) as exc:
+                manifest["ssh"] += f"; stopped: {type(exc).__name__}: {redact(str(exc))[:200]}"
             finally:
+                if shell is not None:
+                    shell.close()
                 conn.close()
     put("manifest.json", _json(manifest), "controller")
     return _tar(node.name, parts), manifest
