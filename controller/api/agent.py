@@ -77,9 +77,9 @@ def heartbeat(node_id: str):
     node = require_node(node_id)
     beat = parse_body(Heartbeat)
     state = app_state()
-    state.heartbeats.record(node.id, beat.seq)
-    response = HeartbeatResponse(send_state=beat.digest != node.state_digest,
-                                 heartbeat_interval=node.heartbeat_interval)
+    interval = state.heartbeat_pacer.next_interval(node.heartbeat_interval, beat.interval)
+    state.heartbeats.record(node.id, beat.seq, interval)
+    response = HeartbeatResponse(send_state=beat.digest != node.state_digest, heartbeat_interval=interval)
     state.metrics.heartbeat_seconds.observe(time.perf_counter() - started)
     return jsonify(encode(response))
 

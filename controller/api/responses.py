@@ -60,6 +60,8 @@ class NodeView(Answer):
     last_seen_at: Time | None
     enrolled_at: Time
     heartbeat_interval: float
+    beats_every: float = Field(description="seconds between its heartbeats now: heartbeat_interval, or longer "
+                                           "while the controller is over its heartbeat budget")
 
 
 class NodeDetail(NodeView):

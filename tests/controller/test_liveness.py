@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from controller import sweep
 from controller.models import Node, utcnow
+from controller.runtime.heartbeat_pacer import HeartbeatPacer
 
 
 def beat(client, node, seq=1, digest="d1"):
@@ -43,3 +44,47 @@ def test_silent_node_goes_offline_after_three_missed_beats_and_back_online(clien
         assert node_row.state == "online" and node_row.last_seq == 2
     actions = [e["action"] for e in client.get("/api/v1/audit", headers=seed.auth).json["entries"]]
     assert "node.offline" in actions and "node.online" in actions
+
+
+def test_a_node_told_to_beat_less_often_is_not_marked_offline_early(client, enroll, app, seed):
+    """Over its heartbeat budget the controller stretches the next interval; the sweep waits for that one."""
+    node = enroll("vm")
+    state = app.extensions["labfleet"]
+    now = [0.0]
+    state.heartbeat_pacer = HeartbeatPacer(2.0, clock=lambda: now[0])  # 2 beats/s; a clock the test moves
+    assert all(beat(client, node, seq=i)["heartbeat_interval"] == 1.0 for i in range(1, 21))  # 20 in 1 s
+    now[0] = 1.0
+    answer = beat(client, node, seq=21)
+    assert answer["heartbeat_interval"] == 11.0  # 20/s against 2/s (+10 % headroom): 11x the node's 1 s
+    state.heartbeats.flush()
+    shown = client.get("/api/v1/nodes/vm", headers=seed.auth).json
+    assert shown["heartbeat_interval"] == 1.0 and shown["beats_every"] == 11.0
+    with state.db.session() as session:  # three of its own intervals would be 3 s: it was told 11 s
+        assert sweep.sweep(session, missed_heartbeats=3, now=utcnow() + timedelta(seconds=30)).offline == []
+    with state.db.session() as session:
+        assert sweep.sweep(session, missed_heartbeats=3, now=utcnow() + timedelta(seconds=34)).offline == ["vm"]
+
+
+def test_an_agent_that_says_it_is_stretched_is_counted_at_its_own_rate(client, enroll, app):
+    """Demand, not the measured rate: one beat of a node stretched 10x stands for 10 of its own beats, so the
+    stretch holds once the nodes obey (and does not swing back and forth)."""
+    node = enroll("vm")
+    state = app.extensions["labfleet"]
+    now = [0.0]
+    state.heartbeat_pacer = HeartbeatPacer(2.0, clock=lambda: now[0])
+    for i in range(2):
+        client.post(f"/api/agent/v1/nodes/{node.id}/heartbeat", json={"seq": i, "digest": "d", "interval": 10.0},
+                    headers=node.auth)
+    now[0] = 1.0
+    assert beat(client, node, seq=3)["heartbeat_interval"] == 11.0  # 2 beats x 10 = 20/s of demand
+
+
+def test_no_budget_means_never_stretched(client, enroll, app):
+    node = enroll("vm")
+    state = app.extensions["labfleet"]
+    now = [0.0]
+    state.heartbeat_pacer = HeartbeatPacer(0, clock=lambda: now[0])
+    for i in range(30):
+        beat(client, node, seq=i)
+    now[0] = 1.0
+    assert beat(client, node, seq=31)["heartbeat_interval"] == 1.0
