@@ -204,6 +204,7 @@ def to_dict(command: Command) -> dict[str, Any]:
         "node": command.node.name, "kind": command.kind, "args": command.args, "state": command.state,
         "issued_by": command.issued_by, "issued_at": command.issued_at.isoformat(),
         "deadline": command.deadline.isoformat(), "delivery_count": command.delivery_count,
+        "delivered_at": command.delivered_at.isoformat() if command.delivered_at else None,
         "result": None,
     }
     if command.result is not None:

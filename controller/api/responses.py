@@ -105,6 +105,7 @@ class CommandView(Answer):
     issued_at: Time
     deadline: Time
     delivery_count: int
+    delivered_at: Time | None = Field(description="when it was last handed to its node; null while pending")
     result: CommandResultView | None
 
 
