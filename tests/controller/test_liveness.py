@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from controller import sweep
+from controller import sweep, web_accounts
 from controller.models import Node, utcnow
 from controller.runtime.heartbeat_pacer import HeartbeatPacer
+
+
+def signed_in(app):
+    with app.extensions["labfleet"].db.session() as session:
+        web_accounts.add(session, "ada", password="a long page password")
+    instructor = app.test_client()
+    form = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', instructor.get("/login").text)
+    instructor.post("/login", data={"name": "ada", "password": "a long page password", "csrf_token": form.group(1)})
+    return instructor
 
 
 def beat(client, node, seq=1, digest="d1"):
@@ -59,6 +69,10 @@ def test_a_node_told_to_beat_less_often_is_not_marked_offline_early(client, enro
     state.heartbeats.flush()
     shown = client.get("/api/v1/nodes/vm", headers=seed.auth).json
     assert shown["heartbeat_interval"] == 1.0 and shown["beats_every"] == 11.0
+    instructor = signed_in(app)  # the node page says so, and its live view
+    assert "beats every <b id=\"n-beats\">11 s (stretched: the controller is busy)</b>" in \
+        instructor.get(f"/nodes/{node.id}").text
+    assert instructor.get(f"/nodes/{node.id}/live").json["beats_every"] == 11.0
     with state.db.session() as session:  # three of its own intervals would be 3 s: it was told 11 s
         assert sweep.sweep(session, missed_heartbeats=3, now=utcnow() + timedelta(seconds=30)).offline == []
     with state.db.session() as session:
