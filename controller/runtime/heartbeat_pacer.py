@@ -73,6 +73,10 @@ class HeartbeatPacer:
     def _restretch(self, demand: float) -> float:
         target = demand * HEADROOM / self.budget
         target = min(max(math.ceil(target / STEP) * STEP, 1.0), MAX_STRETCH)
-        if target > self._stretch or target < self._stretch * RELAX_BELOW:
+        if target > self._stretch:
             return target
+        if target < self._stretch * RELAX_BELOW:
+            # Back down in steps: all the nodes returning to their own interval at once would be the
+            # overload again, and a quiet half window (few, slow beats) is not yet a quiet room.
+            return max(target, math.ceil(self._stretch / 2 / STEP) * STEP, 1.0)
         return self._stretch

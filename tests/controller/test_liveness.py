@@ -93,6 +93,22 @@ def test_an_agent_that_says_it_is_stretched_is_counted_at_its_own_rate(client, e
     assert beat(client, node, seq=3)["heartbeat_interval"] == 11.0  # 2 beats x 10 = 20/s of demand
 
 
+def test_the_stretch_comes_back_in_steps_as_the_load_falls(client, enroll, app):
+    node = enroll("vm")
+    state = app.extensions["labfleet"]
+    now = [0.0]
+    state.heartbeat_pacer = HeartbeatPacer(2.0, clock=lambda: now[0])
+    for i in range(20):
+        beat(client, node, seq=i)
+    now[0] = 1.0
+    assert beat(client, node, seq=20)["heartbeat_interval"] == 11.0
+    answers = []
+    for i in range(21, 25):  # one beat per second from now on: well under the budget
+        now[0] += 1.0
+        answers.append(beat(client, node, seq=i)["heartbeat_interval"])
+    assert answers == [5.5, 2.75, 1.5, 1.0]
+
+
 def test_no_budget_means_never_stretched(client, enroll, app):
     node = enroll("vm")
     state = app.extensions["labfleet"]
