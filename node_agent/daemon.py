@@ -416,7 +416,8 @@ class Agent:
         is stale, so a snapshot without the labs is never uploaded.
         """
         try:
-            self._client.heartbeat(self._node_id(), Heartbeat(seq=0, digest="", agent_version=__version__))
+            self._client.heartbeat(self._node_id(), Heartbeat(seq=0, digest="", agent_version=__version__,
+                                                              interval=self._heartbeat_interval))
         except (ControllerUnavailable, Unauthorized, RequestRejected) as exc:
             log.info("heartbeat.early_failed", error=str(exc))  # the heartbeat loop retries on its own
 
