@@ -205,11 +205,31 @@ class Host:
                     return fields[1]
         return None
 
+    def bundle_current(self) -> bool:
+        """Whether the host's bundle is the controller's (the action then sends it only when not)."""
+        if self.p["bundle_upload"]:
+            return True
+        try:
+            with open(self.p["bundle"], "rb") as fh:
+                digest = hashlib.sha256()
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except FileNotFoundError:
+            return False
+        return digest.hexdigest() == self.p["bundle_sha256"]
+
     def bundle(self) -> dict[str, bytes]:
-        """The members of the bundle site.yml copied, by name."""
+        """The members of the bundle the action sent, by name."""
         out: dict[str, bytes] = {}
         path = self.p["bundle"]
+        upload = self.p["bundle_upload"]
+        if upload:
+            with open(upload, "rb") as fh:
+                self.ensure_dir(self.p["share_dir"], 0o755)
+                self.ensure_file(path, fh.read(), 0o644, show=False)
+            path = upload
         if self.check and not os.path.exists(path):
+            self.changed(f"{path}: would be sent")
             return out
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
@@ -404,6 +424,10 @@ class Host:
             self.m.fail_json(msg=f"labfleet_enroll_token is empty and the agent on {self.p['name']} has not "
                                  "enrolled yet: create one with `labfleet enroll-token create` and pass it in the "
                                  "inventory or --extra-vars")
+        if not self.bundle_current():
+            if not self.check:
+                self.m.exit_json(changed=False, need_bundle=True)
+            self.changed(f"{self.p['bundle']}: would be sent")
         init = self.p["agent_init"]
         if init == "auto":
             init = "systemd" if os.path.isdir("/run/systemd/system") else "supervisor"
@@ -419,6 +443,9 @@ class Host:
         report: dict = {}
         if not self.check:
             self.wait_enrolled()
+        # The readiness check runs when anything changed or there is no report yet; an unchanged host
+        # reports what it found last time (its kernel and packages are as they were).
+        if not self.check and (self.changes or not os.path.exists(self.p["readiness_file"])):
             report = self.readiness()
         elif os.path.exists(self.p["readiness_file"]):
             with open(self.p["readiness_file"]) as fh:
@@ -449,6 +476,8 @@ def main() -> None:
     module = AnsibleModule(argument_spec={
         "name": {"type": "str", "required": True},
         "bundle": {"type": "path", "required": True},
+        "bundle_sha256": {"type": "str", "required": True},
+        "bundle_upload": {"type": "path", "default": ""},
         "wheel_name": {"type": "str", "required": True},
         "packages": {"type": "list", "elements": "str", "default": []},
         "apt_cache_valid_time": {"type": "int", "default": 3600},
