@@ -7,8 +7,8 @@ Celery worker on Redis), ``labfleet provision --driver netns`` runs
 
 - **baseline**: the playbooks of ``--baseline-ref`` (default: main before
   issue 14, about 45 small tasks per host), taken with ``git archive``;
-- **new**: the working tree's playbooks (four tasks per host: the settings,
-  one bundle copy, one ``labfleet_host`` module call, the verdict).
+- **new**: the working tree's playbooks (three tasks per host: the settings,
+  one ``labfleet_host`` call that also sends the bundle, the verdict).
 
 Each variant gets a fresh fleet and controller; a first run is timed from the
 request to every agent online, then a **second, idempotent** run on the same
