@@ -1,33 +1,40 @@
-"""Provisioning a room: N local fleet hosts from bare to agent online, and fan-out over them.
+"""Provisioning a room: N local fleet hosts from bare to agent online, today's playbook beside the new one.
 
-For each N (default 5, 10, 20), on fresh local fleet hosts (namespaces, real
+For each N (default 5 and 20), on fresh local fleet hosts (namespaces, real
 sshd, real SSH) and a real controller (gunicorn on the fleet's bridge, a
-Celery worker on Redis), ``labfleet provision --driver netns`` runs the real
-``playbooks/site.yml`` through ansible-runner:
+Celery worker on Redis), ``labfleet provision --driver netns`` runs
+``playbooks/site.yml`` through ansible-runner, twice per variant and size:
 
-- **tuned** (labfleet's settings: forks, pipelining, SSH ControlPersist, no
-  facts), timed from the request to every agent online; then a **second,
-  idempotent** run on the same hosts;
-- **Ansible's defaults** (``--no-tune``: forks 5, no pipelining, no SSH
-  multiplexing, facts gathered) on fresh bare hosts, side by side.
+- **baseline**: the playbooks of ``--baseline-ref`` (default: main before
+  issue 14, about 45 small tasks per host), taken with ``git archive``;
+- **new**: the working tree's playbooks (three tasks per host: the settings,
+  one ``labfleet_host`` call that also sends the bundle, the verdict).
 
-It prints total, per-host marginal cost (slope between sizes) and
-t(20)/t(5), the tuned/defaults ratio and first/second-run ratio. On the
-largest fleet it also compares fan-out of a trivial command: ``labfleet exec
-ping --all`` through the agents vs ``ansible all -m ping`` (defaults and
-tuned) vs a sequential ``ssh host true`` loop.
+Each variant gets a fresh fleet and controller; a first run is timed from the
+request to every agent online, then a **second, idempotent** run on the same
+hosts. The worker (and with it ansible-runner, ansible-playbook, its forks and
+SSH masters) runs in a cpuacct cgroup of its own, so **controller
+CPU-seconds per host** is that cgroup's usage over the run divided by N.
+**Ansible's defaults** (``--no-tune``) run the new playbook on fresh hosts at
+the smallest size.
 
-Goals (issue 4): t(20)/t(5) <= 2.5; tuned >= 2x faster than defaults; second
-run >= 3x faster than the first; agents >= 20x faster than the SSH loop and
->= 5x faster than Ansible.
+It prints, per variant and N: bare → online, CPU-s/host, the second run, and
+the goals of issue 14: CPU-s/host ≤ 1.0 on a first run; t(20)/t(5) ≤ 2.5; at
+the largest N, bare → online ≥ 2.5x faster than the baseline; the second run
+≥ 5x faster than the first; and a projection to 500 hosts from the measured
+per-host CPU and marginal time (a projection, not a measurement). On the
+largest fleet it can also compare fan-out (``--fanout-rounds``).
 
-    python -m benchmarks.provision [--sizes 5 10 20] [--defaults-sizes 5 10 20] [--quick]
+    python -m benchmarks.provision [--sizes 5 20] [--variants baseline new] [--defaults-sizes 5]
+        [--baseline-ref REF] [--fanout-rounds N] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,13 +43,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import print_header
+from benchmarks.common import children_of, print_header, tree_cpu_seconds
 from tests.processes import REPO, Controller, wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/15"  # its own database: the worker's queue is nobody else's
 GOAL_SCALING = 2.5
 GOAL_TUNED = 2.0
-GOAL_IDEMPOTENT = 3.0
+GOAL_IDEMPOTENT = 5.0
+GOAL_CPU_PER_HOST = 1.0
+GOAL_VS_BASELINE = 2.5
+# main before issue 14 (the playbooks of about 45 tasks per host with a fast path)
+BASELINE_REF = "6d5b010f11a4e3e9f00c323f389bfbb4a066c90b"
+CPUACCT = Path("/sys/fs/cgroup/cpuacct")
 GOAL_VS_SSH = 20.0
 GOAL_VS_ANSIBLE = 5.0
 
@@ -65,9 +77,46 @@ class BridgeController(Controller):
         return env
 
 
+class WorkerCpu:
+    """CPU-seconds of the worker's process tree: a cpuacct cgroup of its own (forks, ansible-playbook and its
+    SSH masters, which leave the tree, included), or, without cgroup v1 cpuacct, the live tree plus what it
+    reaped."""
+
+    def __init__(self, pid: int, name: str) -> None:
+        self.pid, self.group = pid, None
+        if (CPUACCT / "cgroup.procs").exists():
+            group = CPUACCT / name
+            group.mkdir()
+            for p in [pid, *children_of(pid)]:
+                try:
+                    (group / "cgroup.procs").write_text(str(p))
+                except OSError:
+                    pass
+            self.group = group
+
+    def seconds(self) -> float:
+        if self.group is not None:
+            return int((self.group / "cpuacct.usage").read_text()) / 1e9
+        return tree_cpu_seconds(self.pid)
+
+    def remove(self) -> None:
+        if self.group is None:
+            return
+        for pid in (self.group / "cgroup.procs").read_text().split():
+            try:
+                (CPUACCT / "cgroup.procs").write_text(pid)
+            except OSError:
+                pass
+        try:
+            self.group.rmdir()
+        except OSError as exc:
+            print(f"WARNING: cgroup {self.group} not removed: {exc}", flush=True)
+
+
 @contextmanager
-def room(size: int, base: Path):
-    """A fresh fleet of ``size`` bare hosts and a controller with a worker; all removed afterwards."""
+def room(size: int, base: Path, playbooks: Path):
+    """A fresh fleet of ``size`` bare hosts and a controller with a worker running ``playbooks``; all removed
+    afterwards."""
     from tests.fleet.conftest import leftovers, new_fleet
 
     fleet = new_fleet(base / f"fleet-{size}-{time.monotonic_ns()}")
@@ -75,20 +124,37 @@ def room(size: int, base: Path):
     data_dir = Path(tempfile.mkdtemp(prefix="lfbench-prov-", dir=base))
     controller = BridgeController(data_dir, f"sqlite:///{data_dir / 'labfleet.sqlite'}", REDIS_URL,
                                   host=fleet.bridge_address, heartbeat_interval=5.0, sweep_interval=5.0,
-                                  extra_env={**pinned_inputs(base),
+                                  extra_env={**pinned_inputs(base), "LABFLEET_PLAYBOOKS_DIR": str(playbooks),
                                              "LABFLEET_FLEET_DIR": str(fleet.config.state_dir),
                                              "LABFLEET_CELERY_QUEUE": f"lfbench-{time.monotonic_ns()}"})
+    cpu = None
     try:
         controller.init(enroll_uses=1)
         controller.start_web()
         controller.start_worker(beat=True)
+        time.sleep(2)  # the prefork pool's child exists
+        cpu = WorkerCpu(controller.worker.pid, f"lfbench-prov-{os.getpid()}-{time.monotonic_ns()}")
+        controller.cpu = cpu
         yield fleet, controller
     finally:
         controller.stop()
+        if cpu is not None:
+            cpu.remove()
         fleet.down()
         left = leftovers(fleet)
         if left:
             print(f"WARNING: fleet leftovers: {left}", flush=True)
+
+
+def baseline_playbooks(base: Path, ref: str) -> Path:
+    """The playbooks of ``ref`` (``git archive``) in a copy of the pinned project (same catalog and agent)."""
+    pinned_inputs(base)
+    project = base / f"baseline-{ref[:12]}"
+    if not project.exists():
+        shutil.copytree(base / "project", project, ignore=shutil.ignore_patterns("playbooks"))
+        archive = subprocess.run(["git", "archive", ref, "playbooks"], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(project)], input=archive.stdout, check=True)
+    return project / "playbooks"
 
 
 def pinned_inputs(base: Path) -> dict[str, str]:
@@ -115,8 +181,11 @@ def provision(controller: Controller, fleet, *, tune: bool) -> dict[str, Any]:
     args = ["provision", "--driver", "netns", "--json"]  # the fleet: the controller's LABFLEET_FLEET_DIR
     if not tune:
         args.append("--no-tune")
+    cpu0 = controller.cpu.seconds()
     started = time.monotonic()
     done = labfleet(controller, *args)
+    run_s = time.monotonic() - started
+    cpu = controller.cpu.seconds() - cpu0
     run = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {}
     if run.get("state") != "succeeded":
         raise RuntimeError(f"provisioning failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
@@ -124,7 +193,8 @@ def provision(controller: Controller, fleet, *, tune: bool) -> dict[str, Any]:
                interval=0.2, what="every agent online")
     total = time.monotonic() - started
     changed = sum(h["changed"] for h in run["hosts"])
-    return {"total_s": total, "changed": changed, "tasks_total": run["tasks_total"]}
+    return {"total_s": total, "run_s": run_s, "changed": changed, "tasks_total": run["tasks_total"],
+            "cpu_s": cpu, "cpu_per_host": cpu / len(names)}
 
 
 def _nodes(controller: Controller, names: list[str]) -> list[dict[str, Any]]:
@@ -207,52 +277,87 @@ def fanout(controller: Controller, fleet, base: Path, rounds: int) -> dict[str, 
 
 # -- the run ----------------------------------------------------------------
 
-def run(sizes: list[int], defaults_sizes: list[int], fanout_rounds: int) -> dict[str, Any]:
+def run(sizes: list[int], variants: list[str], defaults_sizes: list[int], fanout_rounds: int,
+        baseline_ref: str) -> dict[str, Any]:
     base = Path(tempfile.mkdtemp(prefix="lfbench-provision-"))
-    out: dict[str, Any] = {"tuned": {}, "second": {}, "defaults": {}, "fanout": None}
+    pinned_inputs(base)
+    books = {"new": base / "project" / "playbooks"}
+    if "baseline" in variants:
+        books["baseline"] = baseline_playbooks(base, baseline_ref)
+    out: dict[str, Any] = {"first": {v: {} for v in variants}, "second": {v: {} for v in variants},
+                           "defaults": {}, "fanout": None, "baseline_ref": baseline_ref}
     for size in sizes:
-        with room(size, base) as (fleet, controller):
-            first = provision(controller, fleet, tune=True)
-            second = provision(controller, fleet, tune=True)
-            out["tuned"][size], out["second"][size] = first, second
-            print(f"N={size} tuned: bare -> online {first['total_s']:.1f} s ({first['changed']} changed); "
-                  f"second run {second['total_s']:.1f} s ({second['changed']} changed)", flush=True)
-            if size == max(sizes) and fanout_rounds:
-                try:
-                    out["fanout"] = {"hosts": size, **fanout(controller, fleet, base, fanout_rounds)}
-                    print(f"N={size} fan-out: {out['fanout']}", flush=True)
-                except (RuntimeError, AssertionError, subprocess.SubprocessError) as exc:
-                    print(f"N={size} fan-out NOT MEASURED: {exc}", flush=True)
+        for variant in variants:
+            with room(size, base, books[variant]) as (fleet, controller):
+                first = provision(controller, fleet, tune=True)
+                second = provision(controller, fleet, tune=True)
+                out["first"][variant][size], out["second"][variant][size] = first, second
+                print(f"N={size} {variant}: bare -> online {first['total_s']:.1f} s, {first['cpu_per_host']:.2f} "
+                      f"controller CPU-s/host ({first['changed']} changed); second run {second['total_s']:.1f} s, "
+                      f"{second['cpu_per_host']:.2f} CPU-s/host ({second['changed']} changed)", flush=True)
+                if size == max(sizes) and variant == variants[-1] and fanout_rounds:
+                    try:
+                        out["fanout"] = {"hosts": size, **fanout(controller, fleet, base, fanout_rounds)}
+                        print(f"N={size} fan-out: {out['fanout']}", flush=True)
+                    except (RuntimeError, AssertionError, subprocess.SubprocessError) as exc:
+                        print(f"N={size} fan-out NOT MEASURED: {exc}", flush=True)
     for size in defaults_sizes:
-        with room(size, base) as (fleet, controller):
+        with room(size, base, books["new"]) as (fleet, controller):
             out["defaults"][size] = provision(controller, fleet, tune=False)
-            print(f"N={size} Ansible defaults: bare -> online {out['defaults'][size]['total_s']:.1f} s", flush=True)
+            print(f"N={size} new, Ansible defaults: bare -> online {out['defaults'][size]['total_s']:.1f} s, "
+                  f"{out['defaults'][size]['cpu_per_host']:.2f} CPU-s/host", flush=True)
+    shutil.rmtree(base, ignore_errors=True)
     return out
 
 
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def report(out: dict[str, Any]) -> None:
-    tuned, second, defaults = out["tuned"], out["second"], out["defaults"]
+    first, second, defaults = out["first"], out["second"], out["defaults"]
     print()
-    print("| N | tuned: bare → online | second run (changed) | first/second | Ansible defaults | defaults/tuned |")
+    print("| variant | N | bare → online | controller CPU-s/host | second run (changed) | first / second |")
     print("|---|---|---|---|---|---|")
-    for size in sorted(tuned):
-        t, s = tuned[size]["total_s"], second[size]["total_s"]
-        d = defaults.get(size, {}).get("total_s")
-        print(f"| {size} | {t:.1f} s | {s:.1f} s ({second[size]['changed']}) | {t / s:.2f}x "
-              f"(goal ≥ {GOAL_IDEMPOTENT:g}x) | {f'{d:.1f} s' if d else '—'} | "
-              f"{f'{d / t:.2f}x' if d else '—'} (goal ≥ {GOAL_TUNED:g}x) |")
-    sizes = sorted(tuned)
-    if len(sizes) >= 2:
+    for variant in first:
+        for size in sorted(first[variant]):
+            f, s2 = first[variant][size], second[variant][size]
+            print(f"| {variant} | {size} | {f['total_s']:.1f} s | {f['cpu_per_host']:.2f} | {s2['total_s']:.1f} s "
+                  f"({s2['changed']}) | {f['total_s'] / s2['total_s']:.1f}x |")
+    print()
+    new = first.get("new", {})
+    sizes = sorted(new)
+    if sizes:
         lo, hi = sizes[0], sizes[-1]
-        slope = (tuned[hi]["total_s"] - tuned[lo]["total_s"]) / (hi - lo)
-        print(f"\ntuned: per-host marginal cost {slope:.2f} s/host (N={lo}..{hi}); "
-              f"t({hi})/t({lo}) = {tuned[hi]['total_s'] / tuned[lo]['total_s']:.2f} (goal ≤ {GOAL_SCALING:g})")
-        dsizes = sorted(defaults)
-        if len(dsizes) >= 2:
-            dlo, dhi = dsizes[0], dsizes[-1]
-            dslope = (defaults[dhi]["total_s"] - defaults[dlo]["total_s"]) / (dhi - dlo)
-            print(f"Ansible defaults: per-host marginal cost {dslope:.2f} s/host (N={dlo}..{dhi}); "
-                  f"t({dhi})/t({dlo}) = {defaults[dhi]['total_s'] / defaults[dlo]['total_s']:.2f}")
+        worst = max(new[n]["cpu_per_host"] for n in sizes)
+        print(f"- new: controller CPU-s/host on a first run ≤ {GOAL_CPU_PER_HOST:g}: worst {worst:.2f} "
+              f"({_verdict(worst <= GOAL_CPU_PER_HOST)})")
+        if hi != lo:
+            ratio = new[hi]["total_s"] / new[lo]["total_s"]
+            print(f"- new: t({hi})/t({lo}) = {ratio:.2f} (goal ≤ {GOAL_SCALING:g}: {_verdict(ratio <= GOAL_SCALING)})")
+            base = first.get("baseline", {})
+            if lo in base and hi in base:
+                print(f"  baseline: t({hi})/t({lo}) = {base[hi]['total_s'] / base[lo]['total_s']:.2f}")
+        for n in sizes:
+            if n in first.get("baseline", {}):
+                ratio = first["baseline"][n]["total_s"] / new[n]["total_s"]
+                print(f"- N={n}: bare → online, baseline / new = {ratio:.2f}x (goal ≥ {GOAL_VS_BASELINE:g}x at the "
+                      f"largest N: {_verdict(ratio >= GOAL_VS_BASELINE)})")
+        worst_idem = min(new[n]["total_s"] / second["new"][n]["total_s"] for n in sizes)
+        print(f"- new: second run vs first, worst {worst_idem:.1f}x faster (goal ≥ {GOAL_IDEMPOTENT:g}x: "
+              f"{_verdict(worst_idem >= GOAL_IDEMPOTENT)})")
+        for n, d in sorted(defaults.items()):
+            if n in new:
+                print(f"- new, Ansible defaults (--no-tune) at N={n}: {d['total_s']:.1f} s, {d['cpu_per_host']:.2f} "
+                      f"CPU-s/host = {d['total_s'] / new[n]['total_s']:.2f}x the tuned run (goal ≥ {GOAL_TUNED:g}x)")
+        if hi != lo:
+            slope = (new[hi]["total_s"] - new[lo]["total_s"]) / (hi - lo)
+            cpu = new[hi]["cpu_per_host"]
+            cores = os.cpu_count() or 1
+            t500 = new[hi]["total_s"] + (500 - hi) * slope
+            print(f"- projection to 500 hosts (not measured): marginal {slope:.2f} s/host (N={lo}..{hi}) gives "
+                  f"{t500:.0f} s; controller CPU {cpu:.2f} s/host x 500 = {cpu * 500:.0f} CPU-s, at least "
+                  f"{cpu * 500 / cores:.0f} s on {cores} cores before any host-side work")
     f = out.get("fanout")
     if f:
         print(f"\nfan-out of a trivial command to {f['hosts']} hosts (median):")
@@ -268,17 +373,19 @@ def report(out: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.provision", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20])
-    parser.add_argument("--defaults-sizes", type=int, nargs="*", default=[5, 10, 20],
-                        help="sizes for the Ansible-defaults run (slow; may be fewer than --sizes)")
-    parser.add_argument("--fanout-rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="sizes 2 and 4, defaults at 2, one fan-out round")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5, 20])
+    parser.add_argument("--variants", nargs="+", choices=["baseline", "new"], default=["baseline", "new"])
+    parser.add_argument("--baseline-ref", default=BASELINE_REF, help="git ref of today's playbooks")
+    parser.add_argument("--defaults-sizes", type=int, nargs="*", default=[5],
+                        help="sizes for the new playbook with Ansible's defaults (--no-tune)")
+    parser.add_argument("--fanout-rounds", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="sizes 2 and 4, defaults at 2")
     parser.add_argument("--json", action="store_true", help="also print the raw results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.defaults_sizes, args.fanout_rounds = [2, 4], [2], 1
+        args.sizes, args.defaults_sizes = [2, 4], [2]
     print_header("provisioning a room of local fleet hosts", args)
-    out = run(args.sizes, args.defaults_sizes, args.fanout_rounds)
+    out = run(args.sizes, args.variants, args.defaults_sizes, args.fanout_rounds, args.baseline_ref)
     report(out)
     if args.json:
         print(json.dumps(out, indent=2))

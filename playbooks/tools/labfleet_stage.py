@@ -171,6 +171,30 @@ def tree_hash(paths: list[str]) -> str:
     return digest.hexdigest()
 
 
+def bundle_archive(artifacts: dict[str, dict[str, str]], extra: list[str]) -> bytes:
+    """One uncompressed, reproducible tar of everything a host gets (its members are compressed
+    already): the catalog as ``labs.tar.gz``, the root fs as ``rootfs.tar.gz``, the wheel under its
+    own name, and each ``NAME=PATH`` of ``extra``. site.yml copies it once per host (one task, and no
+    transfer at all when the host's copy has the same sha256); labfleet_host places its members."""
+    members: list[tuple[str, Path]] = []
+    for key, name in (("labs", "labs.tar.gz"), ("rootfs", "rootfs.tar.gz"), ("wheel", None)):
+        if key in artifacts:
+            path = Path(artifacts[key]["path"])
+            members.append((name or path.name, path))
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep or not name or "/" in name:
+            raise StageError(f"bundle: {item!r} is not NAME=PATH")
+        members.append((name, _given_file(f"bundle file {name}", value)))
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, path in sorted(members):
+            data = path.read_bytes()
+            mode = 0o755 if os.access(path, os.X_OK) else 0o644
+            tar.addfile(_member(name, mode=mode, size=len(data)), io.BytesIO(data))
+    return raw.getvalue()
+
+
 def write_if_changed(path: Path, data: bytes) -> bool:
     """Write ``data`` atomically unless ``path`` already holds exactly these bytes."""
     if path.is_file() and path.read_bytes() == data:
@@ -220,6 +244,9 @@ def stage(args: argparse.Namespace) -> dict:
         record("wheel", _given_file("labfleet_agent_wheel", args.wheel), False)
     elif args.build_wheel:
         record("wheel", *build_wheel(project, args.python, out / "wheels"))
+    if args.bundle:
+        path = out / "bundle.tar"
+        record("bundle", path, write_if_changed(path, bundle_archive(artifacts, args.bundle_file)))
     result = {"changed": changed, "artifacts": artifacts}
     if args.inputs:
         result["inputs_sha256"] = tree_hash(args.inputs)
@@ -236,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project", required=True, help="the labfleet source tree (root fs builder, wheel)")
     parser.add_argument("--build-wheel", action="store_true", help="build the wheel from --project (cached)")
     parser.add_argument("--python", default=sys.executable, help="Python whose pip builds the wheel")
+    parser.add_argument("--bundle", action="store_true",
+                        help="also write bundle.tar: the artifacts and every --bundle-file in one archive")
+    parser.add_argument("--bundle-file", action="append", default=[], metavar="NAME=PATH",
+                        help="a file to add to the bundle under NAME")
     parser.add_argument("--inputs", nargs="*", default=[], help="files/folders to hash into inputs_sha256")
     args = parser.parse_args(argv)
     try:

@@ -53,7 +53,7 @@ class PlaybookResult:
 
 
 def run_playbook(playbook: str, inventory: Path, host: str, extra_vars: dict[str, Any], tmp: Path,
-                 timeout: float = 900) -> PlaybookResult:
+                 timeout: float = 900, flags: tuple[str, ...] = ()) -> PlaybookResult:
     """``ansible-playbook -i inventory playbooks/<playbook>`` with the JSON callback; variables from a 0600 file."""
     vars_file = tmp / f"vars-{os.getpid()}.json"
     vars_file.touch(mode=0o600)
@@ -63,7 +63,7 @@ def run_playbook(playbook: str, inventory: Path, host: str, extra_vars: dict[str
            # SSH master sockets per test run, never shared with another engineer's ansible on this machine.
            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp / "cp")}
     proc = subprocess.run(["ansible-playbook", "-i", str(inventory), str(PLAYBOOKS / playbook),
-                           "-e", f"@{vars_file}"], capture_output=True, text=True, timeout=timeout, env=env,
+                           "-e", f"@{vars_file}", *flags], capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=REPO)
     vars_file.unlink()
     try:

@@ -53,8 +53,9 @@ class Room:
     extra_vars: dict
     work: Path
 
-    def play(self, playbook: str, **more_vars) -> PlaybookResult:
-        return run_playbook(playbook, self.inventory, self.host.name, {**self.extra_vars, **more_vars}, self.work)
+    def play(self, playbook: str, *flags: str, **more_vars) -> PlaybookResult:
+        return run_playbook(playbook, self.inventory, self.host.name, {**self.extra_vars, **more_vars}, self.work,
+                            flags=flags)
 
     def ssh(self, command: str, user: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run(

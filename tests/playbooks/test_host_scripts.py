@@ -1,7 +1,6 @@
-"""The two scripts site.yml leaves on a lab VM, run here on this machine's real kernel.
+"""The scripts site.yml leaves on a lab VM, run here on this machine's real kernel.
 
-``labfleet-readiness`` only reads the kernel and a catalog, and
-``labfleet-provisioned`` only hashes the files it is given; both write to the
+``labfleet-readiness`` only reads the kernel and a catalog and writes to the
 test's temporary folder. (The full path through Ansible on a fleet host is in
 test_site_on_fleet.py.)
 """
@@ -20,7 +19,6 @@ from tests.processes import REPO
 
 ROLES = REPO / "playbooks" / "roles"
 READINESS = ROLES / "lab_vm" / "files" / "labfleet-readiness"
-MANIFEST_TOOL = ROLES / "provision_state" / "files" / "labfleet-provisioned"
 
 
 def run(script: Path, *args: str) -> dict:
@@ -51,44 +49,6 @@ def test_readiness_reports_kernel_facts_and_flags_what_cannot_run(tmp_path):
 
     again = run(READINESS, "--labs", str(catalog), "--out", str(out), "--name", "vm-7")
     assert again == {"changed": False, "report": report}
-
-
-def manifest_args(tmp_path: Path, files: list[Path], supervisor: str) -> list[str]:
-    return ["record", "--manifest", str(tmp_path / "m.json"), "--inputs", "a" * 64, "--agent-check", "supervisor",
-            "--supervisor", supervisor, "--user", "root", *[f"--file={f}" for f in files]]
-
-
-def check(tmp_path: Path, readiness: Path) -> dict:
-    return run(MANIFEST_TOOL, "check", "--manifest", str(tmp_path / "m.json"), "--readiness", str(readiness))
-
-
-def test_the_manifest_sees_every_kind_of_drift(tmp_path):
-    config, absent = tmp_path / "agent.toml", tmp_path / "agent.service"
-    config.write_text("name = 'vm-1'\n")
-    readiness = tmp_path / "readiness.json"
-    readiness.write_text('{"ready": true}')
-    # STAND-IN for the agent's supervisor: /bin/true answers `status` as a running one, /bin/false as a dead one.
-    assert run(MANIFEST_TOOL, *manifest_args(tmp_path, [config, absent], "/bin/true")) == {"changed": True}
-    assert run(MANIFEST_TOOL, *manifest_args(tmp_path, [config, absent], "/bin/true")) == {"changed": False}
-    assert check(tmp_path, readiness) == {"inputs": "a" * 64, "drift": [], "readiness": {"ready": True}}
-
-    config.write_text("name = 'tampered'\n")
-    absent.write_text("[Unit]\n")
-    assert check(tmp_path, readiness)["drift"] == [f"{absent}: changed since provisioning",
-                                                   f"{config}: changed since provisioning"]
-    config.unlink()
-    absent.unlink()
-    assert check(tmp_path, readiness)["drift"] == [f"{config}: missing since provisioning"]
-
-    config.write_text("name = 'vm-1'\n")
-    run(MANIFEST_TOOL, *manifest_args(tmp_path, [config], "/bin/false"))
-    readiness.unlink()
-    assert check(tmp_path, readiness)["drift"] == ["the agent is not running", "no readiness report"]
-
-
-def test_a_host_never_provisioned_is_not_skipped(tmp_path):
-    result = check(tmp_path, tmp_path / "none.json")
-    assert result == {"inputs": None, "drift": ["never provisioned (no manifest)"], "readiness": None}
 
 
 def test_the_readiness_script_needs_only_the_agents_code(tmp_path):

@@ -71,3 +71,30 @@ def test_bad_inputs_are_refused_naming_the_variable(tmp_path):
         result = subprocess.run([sys.executable, str(TOOL), "--out", str(tmp_path / "s"), "--project", str(REPO),
                                  *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 2 and key in result.stderr, (args, result.stderr)
+
+
+def test_one_bundle_holds_everything_a_host_gets_and_is_reproducible(tmp_path):
+    wheel = tmp_path / "labfleet-0.1.0-py3-none-any.whl"
+    wheel.write_bytes(b"not built here")
+    hook = tmp_path / "hook.sh"
+    hook.write_text("echo hi\n")
+    tarball = tmp_path / "mine.tar.gz"
+    tarball.write_bytes(b"my own root fs")
+    args = ("--labs", str(REPO / "labs"), "--rootfs-tarball", str(tarball), "--wheel", str(wheel), "--bundle",
+            f"--bundle-file=labfleet-help.sh={hook}")
+    first = stage(tmp_path / "a", *args)
+    again = stage(tmp_path / "a", *args)
+    elsewhere = stage(tmp_path / "b", *args)
+    assert "bundle" in first["changed"] and again["changed"] == []
+    assert elsewhere["artifacts"]["bundle"]["sha256"] == first["artifacts"]["bundle"]["sha256"]
+    with tarfile.open(first["artifacts"]["bundle"]["path"]) as tar:
+        members = {m.name: tar.extractfile(m).read() for m in tar.getmembers()}
+    assert set(members) == {"labs.tar.gz", "rootfs.tar.gz", wheel.name, "labfleet-help.sh"}
+    assert members[wheel.name] == b"not built here" and members["labfleet-help.sh"] == b"echo hi\n"
+
+    hook.write_text("echo changed\n")
+    after = stage(tmp_path / "a", *args)
+    assert after["changed"] == ["bundle"]
+    bad = subprocess.run([sys.executable, str(TOOL), "--out", str(tmp_path / "c"), "--project", str(REPO),
+                          "--bundle", "--bundle-file=nothing"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "NAME=PATH" in bad.stderr

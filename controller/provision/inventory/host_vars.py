@@ -37,8 +37,8 @@ VM_VARS = frozenset({
     # node_agent: the attendee's login sessions' pids and memory ceiling (labfleet_session_cgroup: the
     # netns driver's, beside the host's own group)
     "labfleet_session_pids_max", "labfleet_session_memory_max", "labfleet_session_cgroup",
-    # provision_state, on the VM: the fast path and its manifest
-    "labfleet_fast_path", "labfleet_python", "labfleet_manifest", "labfleet_manifest_script",
+    # provision_state, on the VM: the venv's Python; the old fast path's manifest (teardown removes it)
+    "labfleet_python", "labfleet_manifest", "labfleet_manifest_script",
     # node_agent: how long the role waits for the agent to enroll (a slow VM may need longer)
     "labfleet_agent_enroll_timeout",
 })
@@ -47,8 +47,7 @@ VM_VARS = frozenset({
 OPERATOR_VARS = frozenset({
     "labfleet_controller_url", "labfleet_enroll_token", "labfleet_project_dir", "labfleet_labs_src",
     "labfleet_stage_dir", "labfleet_busybox", "labfleet_rootfs_tarball", "labfleet_agent_wheel",
-    "labfleet_agent_wheel_python", "labfleet_agent_unit_src", "labfleet_managed_files",
-    "labfleet_fast_path_ignore",
+    "labfleet_agent_wheel_python", "labfleet_agent_unit_src",
     # TLS: the CA the agents pin comes from the controller's own files; where it lands on the VM and
     # whether plain HTTP is allowed are the operator's (LABFLEET_PROVISION_EXTRA_VARS), never a host's.
     "labfleet_ca_pem", "labfleet_agent_ca_file", "labfleet_agent_insecure_http",
