@@ -9,7 +9,7 @@ from sqlalchemy import delete
 
 from controller import sweep
 from controller.models import LabProgress, utcnow
-from tests.web.conftest import login, shot
+from tests.web.conftest import PASSWORD, login, shot
 
 CATALOG = {"ns-pid": ["new-namespace", "pid-one"]}
 
@@ -167,3 +167,74 @@ def test_a_lab_reset_then_passing_checks_show_done_on_the_open_page(page, live_s
         "new-namespace": {"status": "passed"}, "pid-one": {"status": "passed"}}}}})
     expect(tile.locator("[data-f=state]")).to_have_text("done", timeout=1500)
     expect(tile.locator("[data-f=check_reason]")).to_have_text("")
+
+
+def _logged_in_cookie(base: str) -> str:
+    """A logged-in instructor session cookie, as a browser gets it (login form, CSRF token)."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(f"{base}/login", timeout=10).read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    opener.open(f"{base}/login", data=urllib.parse.urlencode(
+        {"name": "ada", "password": PASSWORD, "csrf_token": token}).encode(), timeout=10).read()
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def test_twenty_open_rooms_get_one_frame_read_and_rendered_once(live_server, instructor, agents, app):
+    """Dashboards cost the database nothing per stream: only the feed's reader reads tiles, and every open
+    stream sends the very same frame for a change."""
+    import http.client
+    import threading
+    import urllib.parse
+
+    from sqlalchemy import event
+
+    (agent,) = agents([("lab-07", "Frances Allen")])
+    cookie = _logged_in_cookie(live_server)
+    engine = app.extensions["labfleet"].db.engine
+    readers: list[str] = []  # the thread of every statement that read the progress rows while pages connected
+
+    def note(conn, cursor, statement, *args):
+        if "lab_progress" in statement and statement.lstrip().upper().startswith("SELECT"):
+            readers.append(threading.current_thread().name)
+
+    event.listen(engine, "before_cursor_execute", note)
+    host = urllib.parse.urlsplit(live_server)
+    streams = []
+    try:
+        for _ in range(20):
+            conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+            conn.request("GET", "/room/stream", headers={"Cookie": cookie, "Accept": "text/event-stream"})
+            response = conn.getresponse()
+            assert response.status == 200
+            streams.append((conn, response))
+        firsts = []
+        for _, response in streams:
+            lines = [response.readline() for _ in range(5)]  # retry, blank, event, data, blank
+            firsts.append(next(line for line in lines if line.startswith(b"data: ")))
+        event.remove(engine, "before_cursor_execute", note)
+        assert all(b'"full":true' in first and b"Frances Allen" in first for first in firsts)
+        assert set(firsts) == {firsts[0]}, "the pages that connected got the same first frame"
+        agent.report("f1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+            "new-namespace": {"status": "failed", "reason": "fan-out reason"}}}}})
+        frames = []
+        for _, response in streams:
+            for _ in range(200):  # bounded: a few frames at most before the change's
+                line = response.readline()
+                if b"fan-out reason" in line:
+                    frames.append(line)
+                    break
+        assert len(frames) == 20 and len(set(frames)) == 1, "every stream sends the same frame"
+    finally:
+        if event.contains(engine, "before_cursor_execute", note):
+            event.remove(engine, "before_cursor_execute", note)
+        for conn, _ in streams:
+            conn.close()
+    assert readers and set(readers) == {"room-feed"}, f"progress read outside the feed's reader: {set(readers)}"
+    feed = app.extensions["labfleet_pages"].feed
+    assert feed.renders <= feed.reads + 1
