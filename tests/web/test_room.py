@@ -9,6 +9,7 @@ from sqlalchemy import delete
 
 from controller import sweep
 from controller.models import LabProgress, utcnow
+from tests.web import a11y
 from tests.web.conftest import PASSWORD, login, shot
 
 CATALOG = {"ns-pid": ["new-namespace", "pid-one"]}
@@ -28,6 +29,8 @@ def test_login_opens_the_room_with_a_tile_per_node(page, live_server, instructor
     agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing"), ("lab-03", "Barbara Liskov")])
     page.goto(f"{live_server}/room")
     expect(page).to_have_url(f"{live_server}/login?next=%2Froom")
+    shot(page, "login")
+    a11y.check(page, "the login page")
     login(page, live_server)
     expect(page).to_have_url(f"{live_server}/room")
     tiles = page.locator("#tiles > li.tile")
@@ -42,10 +45,13 @@ def test_login_opens_the_room_with_a_tile_per_node(page, live_server, instructor
     shot(page, "room-search")
     page.get_by_label("Search attendees, nodes, labs").fill("")
     shot(page, "room-laptop")
+    a11y.check(page, "the room on a laptop")
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.goto(f"{live_server}/room?large=1")
     expect(tiles).to_have_count(3)
+    expect(page.locator("#live")).to_have_text("live")
     shot(page, "room-projector")
+    a11y.check(page, "the room on a projector")
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(f"{live_server}/login")
     assert page.console_errors == []
