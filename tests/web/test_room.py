@@ -244,3 +244,53 @@ def test_twenty_open_rooms_get_one_frame_read_and_rendered_once(live_server, ins
     assert readers and set(readers) == {"room-feed"}, f"progress read outside the feed's reader: {set(readers)}"
     feed = app.extensions["labfleet_pages"].feed
     assert feed.renders <= feed.reads + 1
+
+
+def test_the_room_selects_everyone_failing_a_step_and_the_reset_names_how_many(page, live_server, instructor,
+                                                                                agents, app):
+    from sqlalchemy import select
+
+    from controller.models import Command
+
+    grace, alan, barbara = agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing"),
+                                   ("lab-03", "Barbara Liskov")])
+    for agent, status in ((grace, "failed"), (alan, "failed"), (barbara, "passed")):
+        agent.report("s1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+            "new-namespace": {"status": status, "reason": "no process in a new PID namespace"}}}}})
+    login(page, live_server)
+    expect(page.locator("#live")).to_have_text("live")
+    failing = page.locator("#select-failing")
+    expect(failing).to_be_disabled()  # no step picked yet
+    page.get_by_label("Action", exact=True).select_option("lab.reset")
+    page.get_by_label("Lab", exact=True).select_option("ns-pid")
+    page.get_by_label("Step", exact=True).select_option("new-namespace")
+    page.get_by_role("button", name="Select everyone failing ns-pid / new-namespace").click()
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    expect(page.locator("#bulk-note")).to_have_text("2 attendees fail ns-pid / new-namespace.")
+    expect(page.get_by_label("Select Grace Hopper")).to_be_checked()
+    expect(page.get_by_label("Select Alan Turing")).to_be_checked()
+    expect(page.get_by_label("Select Barbara Liskov")).not_to_be_checked()
+
+    page.get_by_role("button", name="Reset 2 machines").click()
+    dialog = page.locator("dialog#bulk-confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Reset lab ns-pid to step new-namespace for 2 attendees?")
+    shot(page, "room-select-failing-confirm")
+    a11y.check(page, "the room's bulk confirmation")
+    dialog.get_by_role("button", name="Reset 2 attendees").click()
+    expect(page.locator("#bulk-list li")).to_have_count(2)
+    with app.extensions["labfleet"].db.session() as session:
+        issued = session.execute(select(Command.node_id, Command.kind, Command.args)).all()
+    assert sorted(node for node, _, _ in issued) == sorted([grace.id, alan.id])
+    assert {(kind, args.get("lab"), args.get("to_step")) for _, kind, args in issued} == {
+        ("lab.reset", "ns-pid", "new-namespace")}
+
+    # A filter that hides Alan: he is not selected, and the note says so.
+    page.get_by_label("Search attendees, nodes, labs").fill("grace")
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_role("button", name="Select everyone failing ns-pid / new-namespace").click()
+    expect(page.locator("#bulk-count")).to_have_text("1 selected")
+    expect(page.locator("#bulk-note")).to_have_text(
+        "2 attendees fail ns-pid / new-namespace (1 hidden by the filter, not selected).")
+    shot(page, "room-select-failing-filtered")
+    a11y.check(page, "the room with a filtered selection")
