@@ -160,7 +160,9 @@ class RoomFeed:
                 stop.wait(1.0)
                 continue
             self.reads += 1
-            changed = [tile for tile_id, tile in tiles.items() if last.get(tile_id) != tile]
+            # The reader hands back the same tile object for a node that did not move: mostly identity checks.
+            changed = [tile for tile_id, tile in tiles.items()
+                       if (old := last.get(tile_id)) is not tile and old != tile]
             removed = [tile_id for tile_id in last if tile_id not in tiles]
             # The first read after a start is not a change: pages get it as their first frame.
             first = self._tiles is None
