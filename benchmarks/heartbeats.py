@@ -12,7 +12,17 @@ statistics): on a 2-core box one asyncio process may itself be the bottleneck. T
 and its scheduling lag are printed so you can tell.
 
 Baseline, same controller, same run: the keep-alive loopback floor, one client sending beats
-one after the other for ``--floor-seconds`` (median / p99).
+one after the other for ``--floor-seconds`` (median / p99). These runs measure the controller
+without pacing (``LABFLEET_HEARTBEAT_BUDGET=0``).
+
+``--capacity``: the goals as ratios to that floor (docs/benchmarks.md). With pacing off, the target
+rate grows by ``--step`` until the controller no longer keeps up (achieved < 95 % of the target, or
+a beat dropped): capacity is the highest rate it kept up with. Then, with the controller's default
+budget (``LABFLEET_HEARTBEAT_BUDGET``, per web process; ``--budget`` to change it), a run at 80 % of
+capacity and one at twice capacity, where the controller answers with stretched intervals and the
+simulated agents obey them. The simulated agents beat faster than the interval they enrolled with
+(that is how a few hundred of them make this load): they apply the stretch the answer asks for,
+the answered interval over their own, to their own period, and report the interval they were told.
 """
 
 from __future__ import annotations
@@ -44,25 +54,44 @@ from benchmarks.sim_agents import SimAgent, enroll_many, new_session
 
 GOAL_RATE = 1000.0
 GOAL_P99_S = 0.050
+# --capacity: goals as ratios to the floor measured in the same run (issue 14).
+GOAL_CAPACITY_X = 3.0       # capacity >= 3x one sequential keep-alive client's rate
+GOAL_P99_AT_80_X = 10.0     # p99 at 80 % of capacity <= 10x the floor's p99
+GOAL_P99_OVERLOAD_S = 1.0   # at 2x capacity: none dropped, p99 <= 1 s
+PACED_WARMUP_S = 3.0       # seconds not counted at the start of each paced point
+KEEPS_UP = 0.95             # achieved / target at or above this: the controller keeps up
 
 
 # -- one client process -------------------------------------------------------
 
 async def _beat(http: aiohttp.ClientSession, url: str, headers: dict[str, str], body: bytes) -> int:
+    status, _ = await _beat_answer(http, url, headers, body)
+    return status
+
+
+async def _beat_answer(http: aiohttp.ClientSession, url: str, headers: dict[str, str],
+                       body: bytes) -> tuple[int, float | None]:
+    """The status and the next interval the controller answered with."""
     async with http.post(url, data=body, headers=headers) as r:
         payload = await r.read()
-        if r.status == 200 and "send_state" not in json.loads(payload):
-            return -1
-        return r.status
+        if r.status != 200:
+            return r.status, None
+        answer = json.loads(payload)
+        if "send_state" not in answer:
+            return -1, None
+        return r.status, answer.get("heartbeat_interval")
 
 
 async def _agent_loop(agent: SimAgent, http: aiohttp.ClientSession, *, interval: float, jitter: float,
-                      start: float, count_from: float, end: float, timeout: float, stats: dict[str, Any]) -> None:
+                      start: float, count_from: float, end: float, timeout: float, stats: dict[str, Any],
+                      own_interval: float = 0.0) -> None:
+    """``own_interval`` > 0: the interval the node enrolled with; obey the stretch each answer asks for."""
     loop = asyncio.get_running_loop()
     url = agent.base_url + f"/api/agent/v1/nodes/{agent.node_id}/heartbeat"
     headers = {**agent.headers, "Content-Type": "application/json"}
     rng = random.Random(agent.node_id)
     next_t = start + rng.uniform(0, interval)
+    stretch = 1.0
     while next_t < end:
         now = loop.time()
         if next_t > now:
@@ -72,11 +101,15 @@ async def _agent_loop(agent: SimAgent, http: aiohttp.ClientSession, *, interval:
         if counted:
             stats["lag"].append(sent - next_t)
         agent.seq += 1
-        body = json.dumps({"seq": agent.seq, "digest": agent.digest}).encode()
+        beat: dict[str, Any] = {"seq": agent.seq, "digest": agent.digest}
+        if own_interval:
+            beat["interval"] = own_interval * stretch
+        body = json.dumps(beat).encode()
         t0 = time.perf_counter()
+        answered = None
         try:
             async with asyncio.timeout(timeout):
-                status = await _beat(http, url, headers, body)
+                status, answered = await _beat_answer(http, url, headers, body)
         except TimeoutError:
             status = "timeout"
             stats["timeouts_at"].append(sent - start)
@@ -85,14 +118,17 @@ async def _agent_loop(agent: SimAgent, http: aiohttp.ClientSession, *, interval:
         elapsed = time.perf_counter() - t0
         if counted:
             stats["sent"] += 1
+            stats["demand"] += stretch  # beats this one stands for at the node's own interval
             if status == 200:
                 stats["latencies"].append(elapsed)
                 if elapsed > GOAL_P99_S:
                     stats["slow_at"].append(sent - start)
             else:
                 stats["failures"][str(status)] += 1
-        next_t += interval * rng.uniform(1 - jitter, 1 + jitter)
-        if next_t < loop.time() - interval:  # fell behind by more than one beat: skip, do not burst
+        if own_interval and answered:
+            stretch = max(1.0, answered / own_interval)
+        next_t += interval * stretch * rng.uniform(1 - jitter, 1 + jitter)
+        if next_t < loop.time() - interval * stretch:  # fell behind by more than one beat: skip, do not burst
             stats["skipped"] += 1 if next_t >= count_from else 0
             next_t = loop.time()
 
@@ -107,10 +143,11 @@ async def _loop_lag(stop: asyncio.Event, lags: list[float], period: float = 0.01
 
 
 async def _client_async(base_url: str, creds: list[tuple[str, str, str, str]], *, interval: float, jitter: float,
-                        start_wall: float, warmup: float, duration: float, timeout: float) -> dict[str, Any]:
+                        start_wall: float, warmup: float, duration: float, timeout: float,
+                        own_interval: float = 0.0) -> dict[str, Any]:
     agents = [SimAgent.from_credentials(base_url, c) for c in creds]
     stats: dict[str, Any] = {"sent": 0, "latencies": [], "failures": Counter(), "lag": [], "skipped": 0,
-                             "timeouts_at": [], "slow_at": []}
+                             "timeouts_at": [], "slow_at": [], "demand": 0.0}
     loop = asyncio.get_running_loop()
     # Same wall-clock start in every process, expressed on this loop's clock.
     start = loop.time() + (start_wall - time.time())
@@ -120,7 +157,7 @@ async def _client_async(base_url: str, creds: list[tuple[str, str, str, str]], *
         monitor = asyncio.create_task(_loop_lag(stop, lags))
         await asyncio.gather(*(
             _agent_loop(a, http, interval=interval, jitter=jitter, start=start, count_from=start + warmup,
-                        end=start + warmup + duration, timeout=timeout, stats=stats)
+                        end=start + warmup + duration, timeout=timeout, stats=stats, own_interval=own_interval)
             for a in agents))
         stop.set()
         await monitor
@@ -162,11 +199,12 @@ async def _floor(base_url: str, creds: tuple[str, str, str, str], seconds: float
 # -- one load run ---------------------------------------------------------------
 
 def load(base_url: str, creds: list[tuple[str, str, str, str]], *, rate: float, duration: float, warmup: float,
-         jitter: float, timeout: float, client_procs: int, server_pid: int) -> dict[str, Any]:
+         jitter: float, timeout: float, client_procs: int, server_pid: int, own_interval: float = 0.0
+         ) -> dict[str, Any]:
     interval = len(creds) / rate
     start_wall = time.time() + 3.0  # time enough for the client processes to start
     options = {"interval": interval, "jitter": jitter, "start_wall": start_wall, "warmup": warmup,
-               "duration": duration, "timeout": timeout}
+               "duration": duration, "timeout": timeout, "own_interval": own_interval}
     shares = [creds[i::client_procs] for i in range(client_procs)]
     meter = CpuMeter(server_pid)
     # Even one client runs in its own process: this one only watches the controller's CPU.
@@ -189,6 +227,7 @@ def load(base_url: str, creds: list[tuple[str, str, str, str]], *, rate: float, 
         "agents": len(creds), "target_rate": rate, "duration_s": duration, "client_procs": client_procs, "timeout_s": timeout,
         "sent": sent, "ok": len(latencies), "dropped": sent - len(latencies), "failures": dict(failures),
         "skipped": sum(p["skipped"] for p in parts), "rate": len(latencies) / duration,
+        "demand_rate": sum(p["demand"] for p in parts) / duration,
         "p50_s": percentile(latencies, 50), "p95_s": percentile(latencies, 95), "p99_s": percentile(latencies, 99),
         "max_s": max(latencies) if latencies else float("nan"),
         "lag_p99_s": percentile(lag, 99), "loop_lag_p99_s": percentile(loop_lag, 99),
@@ -201,7 +240,9 @@ def run(*, agents: int = 500, rate: float = 1200.0, duration: float = 20.0, warm
         timeout: float = 5.0, web_workers: tuple[int, ...] = (1, 2), client_procs: int | str = "auto",
         floor_seconds: float = 2.0, database: str = "sqlite") -> dict[str, Any]:
     runs = []
-    with bench_controller(database, web_workers=web_workers[0]) as controller:
+    with bench_controller(database, web_workers=web_workers[0], start=False) as controller:
+        controller.extra_env["LABFLEET_HEARTBEAT_BUDGET"] = "0"  # the controller's own throughput, unpaced
+        controller.start_web()
         enroll_token = create_enroll_token(controller, agents)
 
         async def enroll() -> list[tuple[str, str, str, str]]:
@@ -233,6 +274,97 @@ def run(*, agents: int = 500, rate: float = 1200.0, duration: float = 20.0, warm
                 print(f"  -> reported: the run with {best['client_procs']} client process(es)")
             runs.append(best)
     return {"database": database, "runs": runs}
+
+
+def run_capacity(*, agents: int = 500, duration: float = 15.0, search_duration: float = 8.0, warmup: float = 1.0,
+                 jitter: float = 0.1, timeout: float = 5.0, web_workers: int = 2, client_procs: int = 2,
+                 floor_seconds: float = 3.0, step: float = 1.25, budget: float | None = None,
+                 database: str = "sqlite") -> dict[str, Any]:
+    """Floor, capacity (pacing off), then 80 % and 2x capacity with pacing on (see the module's doc)."""
+    own_interval = 5.0
+    with bench_controller(database, web_workers=web_workers, heartbeat_interval=own_interval,
+                          start=False) as controller:
+        controller.extra_env["LABFLEET_HEARTBEAT_BUDGET"] = "0"
+        controller.start_web()
+        enroll_token = create_enroll_token(controller, agents)
+
+        async def enroll() -> list[tuple[str, str, str, str]]:
+            async with new_session() as http:
+                sims = await enroll_many(http, controller.url, enroll_token, agents, prefix="hb")
+            return [a.credentials() for a in sims]
+
+        creds = asyncio.run(enroll())
+        asyncio.run(_floor(controller.url, creds[0], 1.0))  # warm the process up (imports, caches)
+        floor = asyncio.run(_floor(controller.url, creds[0], floor_seconds))
+        floor_rate, floor_p99 = len(floor) / floor_seconds, percentile(floor, 99)
+        print(f"floor: one sequential keep-alive client: {floor_rate:.0f} beats/s, median "
+              f"{median(floor) * 1000:.2f} ms, p99 {floor_p99 * 1000:.2f} ms", flush=True)
+
+        def point(rate: float, seconds: float, *, obey: bool, settle: float = warmup) -> dict[str, Any]:
+            r = load(controller.url, creds, rate=rate, duration=seconds, warmup=settle, jitter=jitter,
+                     timeout=timeout, client_procs=client_procs, server_pid=controller.web.pid,
+                     own_interval=own_interval if obey else 0.0)
+            r.update({"web_workers": web_workers, "floor_median_s": median(floor), "floor_p99_s": floor_p99,
+                      "floor_rate": floor_rate})
+            keeps = r["rate"] >= KEEPS_UP * rate and r["dropped"] == 0
+            print(f"  target {rate:.0f}/s: achieved {r['rate']:.0f}/s ({'keeps up' if keeps else 'falls behind'}), "
+                  f"p50 {r['p50_s'] * 1000:.1f} ms, p99 {r['p99_s'] * 1000:.1f} ms, dropped {r['dropped']}, "
+                  f"controller CPU {r['server_cpu_pct']:.0f} %, client CPU "
+                  f"{' + '.join(f'{c:.0f} %' for c in r['client_cpu_pct'])}, loop lag p99 "
+                  f"{r['loop_lag_p99_s'] * 1000:.0f} ms", flush=True)
+            r["keeps_up"] = keeps
+            return r
+
+        print(f"capacity search, pacing off, {agents} agents, {web_workers} web processes, "
+              f"{search_duration:g} s per point, x{step:g} per step:", flush=True)
+        rate, capacity, search = floor_rate, None, []
+        while True:
+            r = point(rate, search_duration, obey=False)
+            search.append(r)
+            if not r["keeps_up"]:
+                break
+            capacity = r
+            rate *= step
+        if capacity is None:
+            capacity = search[0]
+        cap = capacity["rate"]
+        print(f"capacity: {cap:.0f} beats/s = {cap / floor_rate:.2f}x the floor "
+              f"(goal >= {GOAL_CAPACITY_X:g}x: {'MET' if cap / floor_rate >= GOAL_CAPACITY_X else 'NOT MET'})",
+              flush=True)
+        print("80 % of capacity, pacing off (what the controller itself does at that load):", flush=True)
+        unpaced80 = point(0.8 * cap, duration, obey=False)
+
+        controller.stop()
+        controller.web = None
+        if budget is None:
+            controller.extra_env.pop("LABFLEET_HEARTBEAT_BUDGET", None)
+        else:
+            controller.extra_env["LABFLEET_HEARTBEAT_BUDGET"] = f"{budget:g}"
+        controller.start_web()
+        shown = "the default" if budget is None else f"{budget:g}/s"
+        print(f"pacing on (LABFLEET_HEARTBEAT_BUDGET: {shown} per web process); agents obey the answer:", flush=True)
+        asyncio.run(_floor(controller.url, creds[0], 1.0))
+        # Not counted: the restarted web processes' first seconds (every node's token cache miss, new
+        # threads) and the pacer's first windows (a node obeys at its next beat).
+        at80 = point(0.8 * cap, duration, obey=True, settle=max(warmup, PACED_WARMUP_S))
+        over = point(2.0 * cap, duration, obey=True, settle=max(warmup, PACED_WARMUP_S))
+        over_stretch = over["demand_rate"] / over["rate"] if over["rate"] else float("nan")
+        at80_stretch = at80["demand_rate"] / at80["rate"] if at80["rate"] else float("nan")
+        p99_80_x = at80["p99_s"] / floor_p99
+        unpaced_x = unpaced80["p99_s"] / floor_p99
+        print(f"80 % of capacity ({0.8 * cap:.0f}/s), paced: served {at80['rate']:.0f} beats/s (mean stretch "
+              f"{at80_stretch:.2f}x), p99 {at80['p99_s'] * 1000:.1f} ms = {p99_80_x:.1f}x the floor's p99 (goal <= "
+              f"{GOAL_P99_AT_80_X:g}x: {'MET' if p99_80_x <= GOAL_P99_AT_80_X else 'NOT MET'}); dropped "
+              f"{at80['dropped']}; unpaced: p99 {unpaced80['p99_s'] * 1000:.1f} ms = {unpaced_x:.1f}x "
+              f"({'MET' if unpaced_x <= GOAL_P99_AT_80_X else 'NOT MET'})", flush=True)
+        over_met = over["dropped"] == 0 and over["p99_s"] <= GOAL_P99_OVERLOAD_S
+        print(f"2x capacity ({2 * cap:.0f}/s asked): served {over['rate']:.0f} beats/s standing for "
+              f"{over['demand_rate']:.0f}/s (mean stretch {over_stretch:.1f}x); dropped {over['dropped']} of "
+              f"{over['sent']}, p99 {over['p99_s'] * 1000:.0f} ms (goal 0 dropped, p99 <= "
+              f"{GOAL_P99_OVERLOAD_S * 1000:.0f} ms: {'MET' if over_met else 'NOT MET'})", flush=True)
+    return {"database": database, "floor_rate": floor_rate, "floor_p99_s": floor_p99,
+            "floor_median_s": median(floor), "capacity": cap, "capacity_x": cap / floor_rate, "search": search,
+            "at80": at80, "p99_at80_x": p99_80_x, "unpaced80": unpaced80, "at80_stretch": at80_stretch, "overload": over, "overload_stretch": over_stretch}
 
 
 def client_busy(r: dict[str, Any]) -> bool:
@@ -278,9 +410,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="client processes sharing the agents; auto (default): 1, and again with 2 if the "
                              "one client looks busy or starved of CPU (the better run is kept)")
     parser.add_argument("--floor-seconds", type=float, default=2.0, help="length of the floor measurement")
+    parser.add_argument("--capacity", action="store_true",
+                        help="floor, capacity search (pacing off), then 80 %% and 2x capacity with pacing on")
+    parser.add_argument("--step", type=float, default=1.25, help="--capacity: rate factor per search step")
+    parser.add_argument("--budget", type=float, default=None,
+                        help="--capacity: LABFLEET_HEARTBEAT_BUDGET for the paced runs (default: the controller's)")
     add_database_option(parser)
     args = parser.parse_args(argv)
     print_header("labfleet benchmark: heartbeats", args)
+    if args.capacity:
+        procs = 2 if args.client_procs == "auto" else int(args.client_procs)
+        run_capacity(agents=args.agents, duration=args.duration, warmup=args.warmup, jitter=args.jitter,
+                     timeout=args.timeout, web_workers=int(args.web_workers.split(",")[-1]), client_procs=procs,
+                     floor_seconds=max(args.floor_seconds, 3.0), step=args.step, budget=args.budget,
+                     database=args.database)
+        return 0
     workers = tuple(int(w) for w in args.web_workers.split(","))
     run(agents=args.agents, rate=args.rate, duration=args.duration, warmup=args.warmup, jitter=args.jitter,
         timeout=args.timeout, web_workers=workers, client_procs=args.client_procs, floor_seconds=args.floor_seconds,

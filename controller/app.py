@@ -18,6 +18,7 @@ from controller.api.ratelimit import poll_limiter
 from controller.api.validation import check_request_text
 from controller.runtime.app_state import AppState
 from controller.runtime.group_commit import GroupCommit
+from controller.runtime.heartbeat_pacer import HeartbeatPacer
 from controller.runtime.heartbeats import HeartbeatRecorder
 from controller.runtime.metrics import DatabaseCollector, Metrics, queue_depth_reader
 from controller.runtime.node_cache import NodeTokenCache
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         polls=poll_limiter(settings.redis_url, per_key=2),
         node_cache=node_cache,
         group_commit=GroupCommit(database),
+        heartbeat_pacer=HeartbeatPacer(settings.heartbeat_budget),
     )
     state.metrics.add_collector(DatabaseCollector(
         read_nodes=lambda: _read(database, _nodes.count_by_state),

@@ -64,13 +64,18 @@ def issue(
 
 def _offered(node_id: str, *, resync: bool, redeliver_after: float, now: datetime) -> tuple:
     """The conditions under which a command is handed to its node (both the look and the take use them)."""
+    return (Command.node_id == node_id, *offer_conditions(resync=resync, redeliver_after=redeliver_after, now=now))
+
+
+def offer_conditions(*, resync: bool, redeliver_after: float, now: datetime) -> tuple:
+    """Which commands of a node are offered to it (controller/command_bulk.py applies them to many nodes)."""
     if resync:
         state = Command.state.in_(states.COMMAND_OPEN_STATES)
     else:
         stale = now - timedelta(seconds=redeliver_after)
         state = or_(Command.state == states.COMMAND_PENDING,
                     and_(Command.state == states.COMMAND_DELIVERED, Command.delivered_at < stale))
-    return Command.node_id == node_id, state, Command.deadline > now
+    return state, Command.deadline > now
 
 
 def has_deliverable(session: Session, node_id: str, *, resync: bool, redeliver_after: float) -> bool:
@@ -199,6 +204,7 @@ def to_dict(command: Command) -> dict[str, Any]:
         "node": command.node.name, "kind": command.kind, "args": command.args, "state": command.state,
         "issued_by": command.issued_by, "issued_at": command.issued_at.isoformat(),
         "deadline": command.deadline.isoformat(), "delivery_count": command.delivery_count,
+        "delivered_at": command.delivered_at.isoformat() if command.delivered_at else None,
         "result": None,
     }
     if command.result is not None:

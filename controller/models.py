@@ -130,7 +130,10 @@ class Node(Base):
     hostname: Mapped[str] = mapped_column(String(255), default="")
     address: Mapped[str] = mapped_column(String(64), default="")
     agent_version: Mapped[str] = mapped_column(String(64), default="")
-    heartbeat_interval: Mapped[float] = mapped_column(Float)
+    heartbeat_interval: Mapped[float] = mapped_column(Float)  # the node's own, set at enrollment
+    # The interval the controller last answered its heartbeat with: longer than its own while the
+    # controller is over its heartbeat budget (controller/runtime/heartbeat_pacer.py). None: its own.
+    paced_interval: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     state_digest: Mapped[str] = mapped_column(String(128), default="")
@@ -141,6 +144,11 @@ class Node(Base):
     # Credentials sheets and teardown match nodes to hosts by this, never by the name a node asked for.
     provision_host: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     event: Mapped[Event] = relationship()
+
+    @property
+    def beats_every(self) -> float:
+        """Seconds between its heartbeats now: its own interval, or the longer one it was told to use."""
+        return max(self.heartbeat_interval, self.paced_interval or 0.0)
 
 
 class Attendee(Base):

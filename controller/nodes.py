@@ -67,6 +67,7 @@ def to_dict(node: Node, *, with_state: bool = False) -> dict[str, Any]:
         "hostname": node.hostname, "agent_version": node.agent_version, "provision_host": node.provision_host,
         "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else None,
         "enrolled_at": node.enrolled_at.isoformat(), "heartbeat_interval": node.heartbeat_interval,
+        "beats_every": node.beats_every,
     }
     if with_state:
         view["state_snapshot"] = node.state_snapshot

@@ -41,6 +41,9 @@ class Settings:
     web_workers: int = 0
     web_threads: int = 600
     heartbeat_interval: float = 5.0
+    # Heartbeats/s one web process serves before it asks agents to beat less often (up to 12x their
+    # interval, controller/runtime/heartbeat_pacer.py); 0 = never stretch.
+    heartbeat_budget: float = 600.0
     offline_after_missed: int = 3
     poll_wait_max: float = 25.0
     sweep_interval: float = 5.0
@@ -130,6 +133,8 @@ class Settings:
                      "rescue_check_interval", "rescue_retry_after"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{ENV_PREFIX}{name.upper()} must be > 0")
+        if self.heartbeat_budget < 0:
+            raise ConfigurationError(f"{ENV_PREFIX}HEARTBEAT_BUDGET must not be negative (0 = off)")
         if self.web_workers < 0 or self.db_pool_size < 1 or self.db_max_overflow < 0:
             raise ConfigurationError(f"{ENV_PREFIX}WEB_WORKERS, DB_POOL_SIZE and DB_MAX_OVERFLOW must not be negative")
         for name in ("port", "web_threads", "offline_after_missed", "max_body_bytes",

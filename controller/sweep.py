@@ -34,7 +34,8 @@ def mark_silent_offline(session: Session, *, missed_heartbeats: int, now: dateti
     went_offline = []
     for node in session.scalars(select(Node).where(Node.state == states.NODE_ONLINE)):
         # Beats are jittered by +-20 % and flushed within 0.5 s: three intervals leave room for both.
-        limit = timedelta(seconds=node.heartbeat_interval * missed_heartbeats)
+        # A node told to beat less often (controller over its heartbeat budget) is judged by that interval.
+        limit = timedelta(seconds=node.beats_every * missed_heartbeats)
         if node.last_seen_at is None or now - node.last_seen_at > limit:
             states.check_node_move(node.state, states.NODE_OFFLINE)
             node.state = states.NODE_OFFLINE

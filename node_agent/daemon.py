@@ -397,10 +397,14 @@ class Agent:
         state = collect_state(getattr(self, "_labs", None))
         digest = state_digest(state)
         try:
-            answer = self._client.heartbeat(self._node_id(), Heartbeat(seq=seq, digest=digest,
-                                                                       agent_version=__version__))
+            answer = self._client.heartbeat(self._node_id(), Heartbeat(
+                seq=seq, digest=digest, agent_version=__version__, interval=self._heartbeat_interval))
             if self.config.heartbeat_interval is None:
-                self._heartbeat_interval = _sane_interval(answer.heartbeat_interval)
+                # The controller stretches it while it is over its heartbeat budget, and shrinks it back.
+                interval = _sane_interval(answer.heartbeat_interval)
+                if interval != self._heartbeat_interval:
+                    log.info("heartbeat.interval", seconds=interval, was=self._heartbeat_interval)
+                self._heartbeat_interval = interval
             if answer.send_state:
                 self._client.put_state(self._node_id(), StateReport(digest=digest, state=state))
                 log.info("state.sent", digest=digest)

@@ -106,6 +106,9 @@ class Heartbeat:
     seq: int = field(metadata={"ge": 0, "le": 2**31 - 1})
     digest: str = field(metadata={"max_length": 128})
     agent_version: str = field(default="", metadata={"max_length": 64})
+    # The interval the agent beats at now (the last one the controller answered with); 0 = not said.
+    # The controller counts a stretched node's beats as the load it would be at its own interval.
+    interval: float = field(default=0.0, metadata={"ge": 0, "le": 3600})
 
 
 @dataclass
@@ -113,6 +116,7 @@ class HeartbeatResponse:
     __pydantic_config__ = _STRICT
 
     send_state: bool
+    # The next interval: the node's own, or longer while the controller is over its heartbeat budget.
     heartbeat_interval: float
 
 

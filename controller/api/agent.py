@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 
 from flask import Blueprint, jsonify, request
 
@@ -13,6 +12,7 @@ from controller.api.db_session import get_session, release_session
 from controller.api.openapi import Param, documented
 from controller.api.query_args import seconds_arg
 from controller.api.validation import parse_body
+from controller.command_bulk import Delivery, ResultPost
 from controller.errors import Conflict, Unauthenticated
 from controller.runtime.app_state import app_state
 from node_agent.protocol import (
@@ -77,9 +77,9 @@ def heartbeat(node_id: str):
     node = require_node(node_id)
     beat = parse_body(Heartbeat)
     state = app_state()
-    state.heartbeats.record(node.id, beat.seq)
-    response = HeartbeatResponse(send_state=beat.digest != node.state_digest,
-                                 heartbeat_interval=node.heartbeat_interval)
+    interval = state.heartbeat_pacer.next_interval(node.heartbeat_interval, beat.interval)
+    state.heartbeats.record(node.id, beat.seq, interval)
+    response = HeartbeatResponse(send_state=beat.digest != node.state_digest, heartbeat_interval=interval)
     state.metrics.heartbeat_seconds.observe(time.perf_counter() - started)
     return jsonify(encode(response))
 
@@ -125,7 +125,7 @@ def _hold_poll(state, node_id: str, wait: float, resync: bool):
         # Woken for a command: it is there, go straight to the writer; else look read-only first.
         if notified or commands.has_deliverable(get_session(), node_id, **options):
             release_session()
-            taken = state.group_commit.submit(partial(commands.take_for_delivery, node_id=node_id, **options))
+            taken = state.group_commit.submit(Delivery(node_id, **options))
         batch = CommandBatch(commands=taken)
         remaining = give_up - time.monotonic()
         if taken or remaining <= 0:
@@ -142,8 +142,7 @@ def post_result(node_id: str):
     node = require_node(node_id)
     message = parse_body(CommandResult)
     max_rows = app_state().settings.max_progress_rows_per_node
-    stored = app_state().group_commit.submit(
-        lambda session: commands.store_result(session, node, message, max_progress_rows=max_rows))
+    stored = app_state().group_commit.submit(ResultPost(node, message, max_rows))
     if not stored.duplicate:
         metrics = app_state().metrics
         metrics.command_seconds.labels(kind=stored.kind).observe(stored.latency)

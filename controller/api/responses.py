@@ -60,6 +60,8 @@ class NodeView(Answer):
     last_seen_at: Time | None
     enrolled_at: Time
     heartbeat_interval: float
+    beats_every: float = Field(description="seconds between its heartbeats now: heartbeat_interval, or longer "
+                                           "while the controller is over its heartbeat budget")
 
 
 class NodeDetail(NodeView):
@@ -103,6 +105,7 @@ class CommandView(Answer):
     issued_at: Time
     deadline: Time
     delivery_count: int
+    delivered_at: Time | None = Field(description="when it was last handed to its node; null while pending")
     result: CommandResultView | None
 
 

@@ -143,6 +143,9 @@ class NodeLive(Answer):
     attendee: str
     agent_version: str
     last_seen_at: str = Field(description="ISO 8601 time; empty if never seen")
+    beats_every: float = Field(description="seconds between its heartbeats now: its own interval, or longer "
+                                           "while the controller is over its heartbeat budget")
+    heartbeat_interval: float = Field(description="its own heartbeat interval (seconds)")
     kernel: str
     seccomp: dict[str, Any]
     processes: list[Any]

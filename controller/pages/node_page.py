@@ -57,6 +57,7 @@ def node_view(session, node: Node) -> dict[str, Any]:
         "id": node.id, "name": node.name, "hostname": node.hostname, "address": node.address,
         "state": node.state, "attendee": attendee or "", "agent_version": node.agent_version,
         "last_seen_at": node.last_seen_at.isoformat() if node.last_seen_at else "",
+        "beats_every": node.beats_every, "heartbeat_interval": node.heartbeat_interval,
         "kernel": str(snapshot.get("kernel_release", "")),
         "seccomp": snapshot.get("seccomp") if isinstance(snapshot.get("seccomp"), dict) else {},
         "processes": labs.get("processes") if isinstance(labs.get("processes"), list) else [],

@@ -10,6 +10,7 @@ from controller.api.enroll_guard import EnrollGuard
 from controller.api.ratelimit import ConcurrencyLimiter, SharedConcurrencyLimiter
 from controller.db import Database
 from controller.runtime.group_commit import GroupCommit
+from controller.runtime.heartbeat_pacer import HeartbeatPacer
 from controller.runtime.heartbeats import HeartbeatRecorder
 from controller.runtime.metrics import Metrics
 from controller.runtime.node_cache import NodeTokenCache
@@ -28,6 +29,7 @@ class AppState:
     polls: ConcurrencyLimiter | SharedConcurrencyLimiter
     node_cache: NodeTokenCache
     group_commit: GroupCommit
+    heartbeat_pacer: HeartbeatPacer
 
 
 def app_state() -> AppState:

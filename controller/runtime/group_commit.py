@@ -69,8 +69,24 @@ class GroupCommit:
 
     def _commit_together(self, batch: list[tuple[Callable[[Session], object], Future]]) -> None:
         outcomes: list[tuple[Future, object, BaseException | None]] = []
+        # Jobs of one bulk kind (controller/command_bulk.py) run together, where the first of them was queued.
+        kinds: dict[str, list[tuple[Callable[[Session], object], Future]]] = {}
+        for item in batch:
+            kind = getattr(item[0], "bulk", None)
+            if kind is not None and len(kinds.setdefault(kind, [])) < MAX_BATCH:
+                kinds[kind].append(item)
         with self._db.session() as session:
             for job, future in batch:
+                kind = getattr(job, "bulk", None)
+                if kind in kinds and len(kinds[kind]) > 1:
+                    together = kinds.pop(kind)
+                    answers = type(job).run_many(session, [j for j, _ in together])
+                    for (_, f), answer in zip(together, answers, strict=True):
+                        error = answer if isinstance(answer, ApiError) else None
+                        outcomes.append((f, None if error else answer, error))
+                    continue
+                if kind is not None and kind not in kinds:
+                    continue  # ran with the others of its kind
                 try:
                     outcomes.append((future, job(session), None))
                 except ApiError as exc:

@@ -31,14 +31,15 @@ class HeartbeatRecorder:
         self._db = database
         self._flush_interval = flush_interval
         self._lock = threading.Lock()
-        self._pending: dict[str, tuple[int, datetime]] = {}
+        self._pending: dict[str, tuple[int, datetime, float | None]] = {}
         self._flusher = PerProcessThread("heartbeat-flusher", self._run, on_start=self._on_start)
         self._stop = threading.Event()
 
-    def record(self, node_id: str, seq: int) -> None:
+    def record(self, node_id: str, seq: int, paced_interval: float | None = None) -> None:
+        """One beat; ``paced_interval`` is the interval the answer told the node to beat at next."""
         self._flusher.ensure()
         with self._lock:
-            self._pending[node_id] = (seq, utcnow())
+            self._pending[node_id] = (seq, utcnow(), paced_interval)
 
     def flush(self) -> int:
         """Write every pending beat; nodes that were offline come back online."""
@@ -58,13 +59,15 @@ class HeartbeatRecorder:
                 audit.record(session, actor=f"node:{node.name}", action="node.online", target=node.id)
         return len(pending)
 
-    def _write_beats(self, session: Session, pending: dict[str, tuple[int, datetime]]) -> None:
+    def _write_beats(self, session: Session, pending: dict[str, tuple[int, datetime, float | None]]) -> None:
         if self._db.is_sqlite:
             # SQLite has no VALUES list with column names; its executemany is in-process and cheap.
-            rows = [{"b_id": node_id, "b_seq": seq, "b_at": at} for node_id, (seq, at) in pending.items()]
+            rows = [{"b_id": node_id, "b_seq": seq, "b_at": at, "b_every": every}
+                    for node_id, (seq, at, every) in pending.items()]
             session.connection().execute(
                 update(Node.__table__).where(Node.__table__.c.id == bindparam("b_id"))
-                .values(last_seen_at=bindparam("b_at"), last_seq=bindparam("b_seq")),
+                .values(last_seen_at=bindparam("b_at"), last_seq=bindparam("b_seq"),
+                        paced_interval=bindparam("b_every")),
                 rows,
             )
             return
@@ -73,10 +76,10 @@ class HeartbeatRecorder:
         # to show in every request's tail latency.
         ids = list(pending)
         session.execute(
-            text("UPDATE nodes SET last_seen_at = beats.at, last_seq = beats.seq "
-                 "FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS integer[]), CAST(:ats AS timestamp[])) "
-                 "AS beats(id, seq, at) WHERE nodes.id = beats.id"),
-            {"ids": ids, "seqs": [pending[i][0] for i in ids],
+            text("UPDATE nodes SET last_seen_at = beats.at, last_seq = beats.seq, paced_interval = beats.every "
+                 "FROM unnest(CAST(:ids AS varchar[]), CAST(:seqs AS integer[]), CAST(:ats AS timestamp[]), "
+                 "CAST(:everys AS float8[])) AS beats(id, seq, at, every) WHERE nodes.id = beats.id"),
+            {"ids": ids, "seqs": [pending[i][0] for i in ids], "everys": [pending[i][2] for i in ids],
              "ats": [pending[i][1].astimezone(UTC).replace(tzinfo=None) for i in ids]},
         )
 

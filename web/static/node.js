@@ -46,6 +46,7 @@
     set("n-name", v.name); set("n-attendee", v.attendee || "(no attendee)");
     set("n-state", v.state); set("n-host", v.hostname || v.address); set("n-address", v.address);
     set("n-kernel", v.kernel); set("n-agent", v.agent_version);
+    set("n-beats", v.beats_every + " s" + (v.beats_every > v.heartbeat_interval ? " (stretched: the controller is busy)" : ""));
     var seen = document.getElementById("n-seen");
     seen.setAttribute("datetime", v.last_seen_at || ""); seen.textContent = v.last_seen_at ? v.last_seen_at.slice(11, 19) + " UTC" : "never";
     var labs = v.progress.map(function (l) { return l.lab; });
