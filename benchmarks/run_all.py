@@ -110,7 +110,8 @@ def web_rows(out: dict[str, Any]) -> list[Row]:
 
 def live_rows(out: dict[str, Any]) -> list[Row]:
     p, q = out["p95_ms"], out["ratio"]
-    load = (f"{out['dashboards']} dashboards, {out['rate']:.0f} state changes/s target "
+    kind = {"target": "target", "held": "held (the target saturated the controller)"}.get(out.get("kind", ""), "target")
+    load = (f"{out['dashboards']} dashboards, {out['rate']:.0f} state changes/s {kind} "
             f"({min(out['rate_a'], out['rate_b']):.0f}/s taken)")
     return [
         (f"live: change -> dashboard event p95, {load}", f"{p['events']:.0f} ms",
@@ -176,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     rows += web_rows(out)
 
     print("\n## live updates", flush=True)
-    out = web.live_run(seconds=5.0 if args.quick else 15.0, database=args.database)
-    web.live_report(out)
-    rows += live_rows(out)
+    for out in web.live_runs(seconds=5.0 if args.quick else 15.0, database=args.database):
+        web.live_report(out)
+        rows += live_rows(out)
 
     print(f"\n## results ({args.database}{', quick' if args.quick else ''}; {time.monotonic() - started:.0f} s)\n")
     print(machine_info() + "\n")

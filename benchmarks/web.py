@@ -159,6 +159,7 @@ def report(r: dict[str, Any]) -> None:
 
 LIVE_GOAL_RATIO = 3.0  # change -> dashboard event p95 vs an agent's long-poll delivery p95, same run
 LIVE_LOAD_GOAL = 1.5   # long-poll delivery and a page request with the dashboards vs without them
+HELD_SHARE = 0.9       # a run whose achieved rate is below this share of the asked rate is saturated
 MARKER = re.compile(rb'"check_reason":"bench ([0-9]+)"')
 LIVE_CATALOG = {"lab-a": [f"step-{j:02d}" for j in range(10)]}
 
@@ -446,8 +447,37 @@ def live_run(*, nodes: int = 500, rate: float = 500.0, dashboards: int = 50, sec
     return out
 
 
+def saturated(r: dict[str, Any]) -> bool:
+    """The controller did not take the run's rate (with or without the dashboards): the ratios compare queues."""
+    return min(r["rate_a"], r["rate_b"]) < HELD_SHARE * r["rate"]
+
+
+def held_rate(r: dict[str, Any]) -> float:
+    """A rate the controller holds: 80 % of what it took in the saturated run (the lower phase), in tens."""
+    return max(10.0, (0.8 * min(r["rate_a"], r["rate_b"])) // 10 * 10)
+
+
+def live_runs(*, rate: float = 500.0, held: float | None = None, **kwargs: Any) -> list[dict[str, Any]]:
+    """The run at the target ``rate``; when the controller cannot take it, a second run at a rate it holds.
+
+    Each result carries ``kind``: ``"target"`` (the goal's rate) or ``"held"`` (the rate the controller
+    held, measured because the target saturated it). ``held`` forces the second run's rate.
+    """
+    first = live_run(rate=rate, **kwargs)
+    first["kind"] = "target"
+    runs = [first]
+    if saturated(first) or held is not None:
+        second = live_run(rate=held if held is not None else held_rate(first), **kwargs)
+        second["kind"] = "held"
+        runs.append(second)
+    return runs
+
+
 def live_report(r: dict[str, Any]) -> None:
     p, q = r["p95_ms"], r["ratio"]
+    kind = {"target": "AT THE TARGET RATE", "held": "AT A RATE THE CONTROLLER HOLDS (the target saturated it)"}
+    if r.get("kind"):
+        print(f"\n== live updates {kind[r['kind']]}: {r['rate']:.0f} state changes/s asked")
     print(f"\n== live updates: {r['dashboards']} dashboards on /room/stream ({r['connected']} connected), "
           f"{r['nodes']} agents sending state changes at {r['rate']:.0f}/s target ({r['rate_a']:.0f}/s achieved "
           f"without the dashboards, {r['rate_b']:.0f}/s with them; {r['load']['errors']} errors, "
@@ -463,9 +493,12 @@ def live_report(r: dict[str, Any]) -> None:
                              ("long-poll delivery with / without dashboards", "poll_load", LIVE_LOAD_GOAL),
                              ("GET /room with / without dashboards", "page_load", LIVE_LOAD_GOAL)):
         print(f"{label:<46} {q[key]:5.2f}x (goal ≤ {goal:g}x) {'MET' if q[key] <= goal else 'NOT MET'}")
-    if min(r["rate_a"], r["rate_b"]) < 0.9 * r["rate"]:
+    if saturated(r):
         print(f"SATURATED: the controller took {min(r['rate_a'], r['rate_b']):.0f} of {r['rate']:.0f} state changes/s; "
               "every figure above is queueing behind the state reports, and the ratios say little")
+    else:
+        print(f"HELD: the controller took {r['rate_a']:.0f} / {r['rate_b']:.0f} of {r['rate']:.0f} state changes/s "
+              "(without / with the dashboards)")
     if r["dash_errors"]:
         print(f"dashboard errors ({len(r['dash_errors'])} shown): " + "; ".join(r["dash_errors"]))
 
@@ -480,14 +513,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboards", type=int, default=50, help="open /room/stream dashboards (default 50)")
     parser.add_argument("--rate", type=float, default=500.0, help="state changes per second (default 500)")
     parser.add_argument("--seconds", type=float, default=15.0, help="seconds per live phase (default 15)")
+    parser.add_argument("--held-rate", type=float, default=None,
+                        help="the second live run's rate (default: when the --rate run saturates the controller, "
+                             "80%% of the rate it took)")
     add_database_option(parser)
     args = parser.parse_args(argv)
     print_header("labfleet web pages benchmark", args)
     if args.live != "only":
         report(run(nodes=args.nodes, runs=args.runs, database=args.database))
     if args.live != "no":
-        live_report(live_run(nodes=args.nodes, rate=args.rate, dashboards=args.dashboards, seconds=args.seconds,
-                             database=args.database))
+        runs = live_runs(nodes=args.nodes, rate=args.rate, held=args.held_rate, dashboards=args.dashboards,
+                         seconds=args.seconds, database=args.database)
+        for r in runs:
+            live_report(r)
+        if len(runs) > 1:
+            print(f"\nThe target ({runs[0]['rate']:.0f}/s) saturated the controller "
+                  f"(it took {runs[0]['rate_a']:.0f}/s without the dashboards, {runs[0]['rate_b']:.0f}/s with them); "
+                  f"the goals are judged at the held rate ({runs[1]['rate']:.0f}/s asked).")
     return 0
 
 

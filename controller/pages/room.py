@@ -59,6 +59,11 @@ class TileReader:
     _catalogs: dict[str, tuple[str, dict[str, list[str]]]] = field(default_factory=dict)  # node -> (digest, labs)
     _rows_by_id: dict[str, tuple[str, str, str, str, datetime]] = field(default_factory=dict)
     _full_read_at: float = 0.0
+    # node -> (what its tile was built from, the tile): a node whose row, progress and catalog did not move
+    # keeps the very same tile object, so the feed's comparison with its last read is an identity check.
+    _tiles: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
+    _progress_versions: dict[str, int] = field(default_factory=dict)  # node -> bumped when its rows move
+    _progress_generation: int = 0  # bumped by every full read of the progress
 
     def read(self, session: Session) -> dict[str, dict[str, Any]]:
         nodes = session.execute(
@@ -70,11 +75,19 @@ class TileReader:
         self._refresh_progress(session)
         self._refresh_catalogs(session, {row[0]: row[5] for row in nodes})
         tiles: dict[str, dict[str, Any]] = {}
+        built: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         for node_id, name, hostname, address, state, _digest, provision_host, attendee in nodes:
             if node_id in tiles:  # two attendees on one node: the first one names the tile
                 continue
-            tiles[node_id] = self._node_tile(node_id, name, hostname or address or provision_host or "",
-                                             state, attendee)
+            host = hostname or address or provision_host or ""
+            key = (name, host, state, attendee, self._progress_generation, self._progress_versions.get(node_id, 0),
+                   self._catalogs.get(node_id, ("",))[0])
+            cached = self._tiles.get(node_id)
+            tile = cached[1] if cached is not None and cached[0] == key else self._node_tile(
+                node_id, name, host, state, attendee)
+            tiles[node_id] = tile
+            built[node_id] = (key, tile)
+        self._tiles = built
         enrolled_hosts = {row[6] for row in nodes if row[6]}
         for tile in _provisioning_tiles(session, enrolled_hosts):
             tiles[tile["id"]] = tile
@@ -134,6 +147,8 @@ class TileReader:
             progress = _Progress(rows={**self._progress.rows, **rows}, reasons=dict(self._progress.reasons))
             progress.reasons.update(self._reasons(session, rows))
             self._progress = progress
+            for node_id in touched:
+                self._progress_versions[node_id] = self._progress_versions.get(node_id, 0) + 1
         self._progress_mark = mark
 
     def _read_all_progress(self, session: Session, mark: tuple[int, Any], now: float) -> None:
@@ -146,6 +161,7 @@ class TileReader:
             by_id[row_id] = (node_id, lab, step, status, updated_at)
         progress.reasons = self._reasons(session, progress.rows)
         self._progress, self._progress_mark, self._rows_by_id, self._full_read_at = progress, mark, by_id, now
+        self._progress_generation += 1
 
     @staticmethod
     def _reasons(session: Session, rows: dict[str, list[tuple[str, str, str, datetime, str]]]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from wtforms.validators import DataRequired, Length
 from controller import audit, web_accounts
 from controller.models import Instructor
 from controller.pages import EXTENSION, WEB_DIR, csrf
-from controller.pages.live import TooManyStreams
+from controller.pages.live import FeedUnavailable, TooManyStreams
 from controller.pages.room import CHECK_GLYPHS, ROOM_STATES, sort_key
 from controller.runtime.app_state import app_state
 
@@ -175,8 +175,13 @@ def room_stream():
         response.headers["Retry-After"] = "5"
         return response
     try:
-        first = feed.read_all()
-    except Exception:
+        first = feed.first_frame(subscription)  # the feed's current tiles: no read of its own
+    except FeedUnavailable as exc:
+        feed.unsubscribe(subscription)
+        response = Response(f"{exc}; the page retries by itself\n", status=503, mimetype="text/plain")
+        response.headers["Retry-After"] = "5"
+        return response
+    except BaseException:
         feed.unsubscribe(subscription)
         raise
     response = Response(stream_with_context(feed.stream(subscription, first)), mimetype="text/event-stream")

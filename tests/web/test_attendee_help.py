@@ -17,8 +17,9 @@ from sqlalchemy import select
 
 from controller.models import AuditEntry
 from tests.labs.conftest import attendee as attendee  # noqa: F401 - the session's real attendee account
+from tests.web import a11y
 from tests.web.conftest import login, shot
-from tests.web.test_node_attendee import HOSTILE, UNLABELLED, _get, attendee_login
+from tests.web.test_node_attendee import HOSTILE, _get, attendee_login
 from tests.web.test_node_attendee import lab_node as lab_node  # noqa: F401 - the real agent with the web-lab
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the agent's labs act on the kernel as root")
@@ -103,7 +104,7 @@ def test_attendee_raises_a_hand_the_instructor_claims_and_replies_and_messages_a
     expect(page.locator("#help-state-text")).to_have_text("resolved by test-instructor", timeout=5000)
     expect(page.get_by_role("button", name="Raise my hand")).to_be_visible()
     assert page.evaluate("window.__not_reloaded") is True
-    assert page.evaluate(UNLABELLED) == []
+    a11y.check(page, "the attendee page with a raised hand and messages")
     assert page.console_errors == []
 
     with app.extensions["labfleet"].db.session() as session:

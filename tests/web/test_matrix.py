@@ -13,6 +13,7 @@ from controller import audit
 from controller.models import AuditEntry, CommandResult, Node, utcnow
 from tests.processes import Agent as AgentProcess
 from tests.processes import wait_until
+from tests.web import a11y
 from tests.web.conftest import login, shot
 
 CATALOG = {"ns-pid": ["new-namespace", "pid-one"], "cg-mem": ["limit"]}
@@ -58,6 +59,7 @@ def test_matrix_shows_each_cell_with_its_reason_and_groups_the_failures(page, li
     for label in ("Action", "Lab", "Step"):
         expect(page.get_by_label(label, exact=True)).to_be_visible()
     shot(page, "matrix")
+    a11y.check(page, "the progress matrix")
 
     # Live: Barbara fixes it on her machine; the matrix follows without a reload.
     page.evaluate("window.__not_reloaded = true")
@@ -159,6 +161,7 @@ def test_a_bulk_reset_from_the_matrix_reaches_every_selected_node(page, live_ser
         expect(dialog).to_be_visible()
         expect(dialog).to_contain_text("Reset lab two-step to its start for 2 attendees?")
         shot(page, "matrix-bulk-confirm")
+        a11y.check(page, "the matrix's bulk confirmation")
         dialog.get_by_role("button", name="Reset 2 attendees").click()
         expect(dialog).to_be_hidden()
         results = page.locator("#bulk-list li")
@@ -244,7 +247,7 @@ def test_the_audit_page_filters_by_who_action_node_and_time_and_pages(page, live
     expect(rows).to_have_count(3)  # grace's, 10 h to 4.5 h ago: i = 51, 53, 55
     expect(rows.locator("td.target")).to_have_text(["t55", "t53", "t51"])
     shot(page, "audit-filtered")
-    assert page.console_errors == []
+    a11y.check(page, "the audit log")
     page.goto(f"{live_server}/audit?since=yesterday")  # a 400: the browser logs it, the page names the field
     expect(page.get_by_role("alert")).to_contain_text("since: expected a time like")
 

@@ -22,6 +22,7 @@ from controller.models import Attendee, AuditEntry, Node
 from tests.labs.conftest import LabEnv
 from tests.labs.conftest import attendee as attendee  # noqa: F401 - the session's real attendee account
 from tests.processes import Agent, wait_until
+from tests.web import a11y
 from tests.web.conftest import login, shot
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the agent's labs act on the kernel as root")
@@ -105,12 +106,6 @@ def lab_node(app, seed, live_server, attendee, tmp_path):  # noqa: F811
         shutil.rmtree(socket_dir, ignore_errors=True)
 
 
-UNLABELLED = """() => Array.from(document.querySelectorAll("input:not([type=hidden]), select, button, textarea"))
-  .filter(e => !e.closest("[hidden], dialog:not([open])"))
-  .filter(e => !(e.labels && e.labels.length) && !e.getAttribute("aria-label") && !e.textContent.trim())
-  .map(e => e.outerHTML)"""
-
-
 def attendee_login(page, base: str, email: str, code: str) -> None:
     page.goto(f"{base}/attendee/login")
     page.get_by_label("Email").fill(email)
@@ -120,6 +115,9 @@ def attendee_login(page, base: str, email: str, code: str) -> None:
 
 def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, page, live_server, instructor,
                                                                       lab_node, app):
+    page.goto(f"{live_server}/attendee/login")
+    shot(page, "attendee-login")
+    a11y.check(page, "the attendee login")
     attendee_login(page, live_server, lab_node["email"], lab_node["code"])
     expect(page).to_have_url(f"{live_server}/attendee")
     expect(page.locator("#ssh")).to_have_value("ssh class@127.0.0.1")
@@ -147,7 +145,7 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     expect(make.locator(".hint-box")).to_contain_text("Hint 2 of 2", timeout=15000)
     expect(make.get_by_role("button", name="No more hints")).to_be_disabled()
     shot(page, "attendee-check-failed")
-    assert page.evaluate(UNLABELLED) == []
+    a11y.check(page, "the attendee page")
     page.evaluate("window.__not_reloaded = true")
 
     # The instructor, in another browser session, solves the step, then resets the lab from the node page.
@@ -155,6 +153,8 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     instructor_page = context.new_page()
     instructor_errors: list[str] = []
     instructor_page.on("console", lambda m: m.type == "error" and instructor_errors.append(m.text))
+    instructor_page.on("pageerror", lambda exc: instructor_errors.append(f"uncaught: {exc}"))
+    instructor_page.console_errors = instructor_errors
     login(instructor_page, live_server)
     instructor_page.locator("#tiles a.name", has_text="vm-web").click()
     expect(instructor_page).to_have_url(f"{live_server}/nodes/{lab_node['node_id']}")
@@ -181,7 +181,7 @@ def test_attendee_checks_and_the_instructor_resets_from_the_node_page(browser, p
     instructor_page.locator("#history details").first.locator("summary").click()
     expect(instructor_page.locator("#history details").first).to_contain_text("lab.reset")
     shot(instructor_page, "node-page")
-    assert instructor_page.evaluate(UNLABELLED) == []
+    a11y.check(instructor_page, "the node page")
     # From the node page the instructor reaches this node's shared terminal and its recordings.
     watch = instructor_page.get_by_role("link", name="Watch the attendee's terminal")
     assert watch.get_attribute("href").endswith(f"/terminal/{lab_node['node_id']}")

@@ -22,6 +22,7 @@ from controller.models import AuditEntry
 from controller.provision.wheel import agent_wheel
 from tests.controller.test_web_accounts import log_in
 from tests.processes import Proc, free_port
+from tests.web import a11y
 from tests.web.conftest import PASSWORD, login, shot
 
 FAILED = re.compile("^(failed|unreachable)$")
@@ -137,6 +138,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     expect(row.locator("td.message")).to_contain_text(str(port))
     expect(row.locator("td.task")).not_to_be_empty()
     shot(page, "provisioning-failed-host")
+    a11y.check(page, "the provisioning page with a failed host", allow=["responded with a status of 400"])
 
     # Retry the failed hosts: a new run of lab-1 only.
     page.get_by_role("button", name="Retry failed hosts").click()
@@ -148,6 +150,7 @@ def test_a_run_from_an_uploaded_inventory_fails_retries_cancels_and_tears_down(
     page.get_by_role("button", name="Tear down…").click()
     expect(dialog).to_contain_text("Tear down 1 host?")
     shot(page, "provisioning-teardown-dialog")
+    a11y.check(page, "the teardown confirmation", allow=["responded with a status of 400"])
     page.get_by_role("button", name="Keep going").click()
     expect(page.locator("#start-result")).to_have_text("Teardown not started.")
     page.get_by_role("button", name="Tear down…").click()
@@ -205,6 +208,7 @@ def test_attendees_import_assign_and_the_credentials_sheet(app, seed, instructor
     assert len(rows) == 3 and "(issued" in rows[1]  # codes are shown once; later sheets say when
     expect(page.locator("#attendees tr", has_text="Ada Lovelace").locator("td").nth(3)).to_have_text("issued")
     shot(page, "provisioning-attendees")
+    a11y.check(page, "the provisioning page's attendees", allow=["responded with a status of 400"])
 
     assert page.evaluate("document.body.dataset.owned") is None
     assert unexpected_errors(page) == []

@@ -9,7 +9,8 @@ from sqlalchemy import delete
 
 from controller import sweep
 from controller.models import LabProgress, utcnow
-from tests.web.conftest import login, shot
+from tests.web import a11y
+from tests.web.conftest import PASSWORD, login, shot
 
 CATALOG = {"ns-pid": ["new-namespace", "pid-one"]}
 
@@ -28,6 +29,8 @@ def test_login_opens_the_room_with_a_tile_per_node(page, live_server, instructor
     agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing"), ("lab-03", "Barbara Liskov")])
     page.goto(f"{live_server}/room")
     expect(page).to_have_url(f"{live_server}/login?next=%2Froom")
+    shot(page, "login")
+    a11y.check(page, "the login page")
     login(page, live_server)
     expect(page).to_have_url(f"{live_server}/room")
     tiles = page.locator("#tiles > li.tile")
@@ -42,10 +45,13 @@ def test_login_opens_the_room_with_a_tile_per_node(page, live_server, instructor
     shot(page, "room-search")
     page.get_by_label("Search attendees, nodes, labs").fill("")
     shot(page, "room-laptop")
+    a11y.check(page, "the room on a laptop")
     page.set_viewport_size({"width": 1920, "height": 1080})
     page.goto(f"{live_server}/room?large=1")
     expect(tiles).to_have_count(3)
+    expect(page.locator("#live")).to_have_text("live")
     shot(page, "room-projector")
+    a11y.check(page, "the room on a projector")
     page.get_by_role("button", name="Log out").click()
     expect(page).to_have_url(f"{live_server}/login")
     assert page.console_errors == []
@@ -167,3 +173,124 @@ def test_a_lab_reset_then_passing_checks_show_done_on_the_open_page(page, live_s
         "new-namespace": {"status": "passed"}, "pid-one": {"status": "passed"}}}}})
     expect(tile.locator("[data-f=state]")).to_have_text("done", timeout=1500)
     expect(tile.locator("[data-f=check_reason]")).to_have_text("")
+
+
+def _logged_in_cookie(base: str) -> str:
+    """A logged-in instructor session cookie, as a browser gets it (login form, CSRF token)."""
+    import http.cookiejar
+    import re
+    import urllib.parse
+    import urllib.request
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    form = opener.open(f"{base}/login", timeout=10).read().decode()
+    token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', form).group(1)
+    opener.open(f"{base}/login", data=urllib.parse.urlencode(
+        {"name": "ada", "password": PASSWORD, "csrf_token": token}).encode(), timeout=10).read()
+    return "; ".join(f"{c.name}={c.value}" for c in jar)
+
+
+def test_twenty_open_rooms_get_one_frame_read_and_rendered_once(live_server, instructor, agents, app):
+    """Dashboards cost the database nothing per stream: only the feed's reader reads tiles, and every open
+    stream sends the very same frame for a change."""
+    import http.client
+    import threading
+    import urllib.parse
+
+    from sqlalchemy import event
+
+    (agent,) = agents([("lab-07", "Frances Allen")])
+    cookie = _logged_in_cookie(live_server)
+    engine = app.extensions["labfleet"].db.engine
+    readers: list[str] = []  # the thread of every statement that read the progress rows while pages connected
+
+    def note(conn, cursor, statement, *args):
+        if "lab_progress" in statement and statement.lstrip().upper().startswith("SELECT"):
+            readers.append(threading.current_thread().name)
+
+    event.listen(engine, "before_cursor_execute", note)
+    host = urllib.parse.urlsplit(live_server)
+    streams = []
+    try:
+        for _ in range(20):
+            conn = http.client.HTTPConnection(host.hostname, host.port, timeout=10)
+            conn.request("GET", "/room/stream", headers={"Cookie": cookie, "Accept": "text/event-stream"})
+            response = conn.getresponse()
+            assert response.status == 200
+            streams.append((conn, response))
+        firsts = []
+        for _, response in streams:
+            lines = [response.readline() for _ in range(5)]  # retry, blank, event, data, blank
+            firsts.append(next(line for line in lines if line.startswith(b"data: ")))
+        event.remove(engine, "before_cursor_execute", note)
+        assert all(b'"full":true' in first and b"Frances Allen" in first for first in firsts)
+        assert set(firsts) == {firsts[0]}, "the pages that connected got the same first frame"
+        agent.report("f1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+            "new-namespace": {"status": "failed", "reason": "fan-out reason"}}}}})
+        frames = []
+        for _, response in streams:
+            for _ in range(200):  # bounded: a few frames at most before the change's
+                line = response.readline()
+                if b"fan-out reason" in line:
+                    frames.append(line)
+                    break
+        assert len(frames) == 20 and len(set(frames)) == 1, "every stream sends the same frame"
+    finally:
+        if event.contains(engine, "before_cursor_execute", note):
+            event.remove(engine, "before_cursor_execute", note)
+        for conn, _ in streams:
+            conn.close()
+    assert readers and set(readers) == {"room-feed"}, f"progress read outside the feed's reader: {set(readers)}"
+    feed = app.extensions["labfleet_pages"].feed
+    assert feed.renders <= feed.reads + 1
+
+
+def test_the_room_selects_everyone_failing_a_step_and_the_reset_names_how_many(page, live_server, instructor,
+                                                                                agents, app):
+    from sqlalchemy import select
+
+    from controller.models import Command
+
+    grace, alan, barbara = agents([("lab-01", "Grace Hopper"), ("lab-02", "Alan Turing"),
+                                   ("lab-03", "Barbara Liskov")])
+    for agent, status in ((grace, "failed"), (alan, "failed"), (barbara, "passed")):
+        agent.report("s1", {"labs": {"catalog": CATALOG, "progress": {"ns-pid": {
+            "new-namespace": {"status": status, "reason": "no process in a new PID namespace"}}}}})
+    login(page, live_server)
+    expect(page.locator("#live")).to_have_text("live")
+    failing = page.locator("#select-failing")
+    expect(failing).to_be_disabled()  # no step picked yet
+    page.get_by_label("Action", exact=True).select_option("lab.reset")
+    page.get_by_label("Lab", exact=True).select_option("ns-pid")
+    page.get_by_label("Step", exact=True).select_option("new-namespace")
+    page.get_by_role("button", name="Select everyone failing ns-pid / new-namespace").click()
+    expect(page.locator("#bulk-count")).to_have_text("2 selected")
+    expect(page.locator("#bulk-note")).to_have_text("2 attendees fail ns-pid / new-namespace.")
+    expect(page.get_by_label("Select Grace Hopper")).to_be_checked()
+    expect(page.get_by_label("Select Alan Turing")).to_be_checked()
+    expect(page.get_by_label("Select Barbara Liskov")).not_to_be_checked()
+
+    page.get_by_role("button", name="Reset 2 machines").click()
+    dialog = page.locator("dialog#bulk-confirm")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Reset lab ns-pid to step new-namespace for 2 attendees?")
+    shot(page, "room-select-failing-confirm")
+    a11y.check(page, "the room's bulk confirmation")
+    dialog.get_by_role("button", name="Reset 2 attendees").click()
+    expect(page.locator("#bulk-list li")).to_have_count(2)
+    with app.extensions["labfleet"].db.session() as session:
+        issued = session.execute(select(Command.node_id, Command.kind, Command.args)).all()
+    assert sorted(node for node, _, _ in issued) == sorted([grace.id, alan.id])
+    assert {(kind, args.get("lab"), args.get("to_step")) for _, kind, args in issued} == {
+        ("lab.reset", "ns-pid", "new-namespace")}
+
+    # A filter that hides Alan: he is not selected, and the note says so.
+    page.get_by_label("Search attendees, nodes, labs").fill("grace")
+    page.get_by_role("button", name="Clear").click()
+    page.get_by_role("button", name="Select everyone failing ns-pid / new-namespace").click()
+    expect(page.locator("#bulk-count")).to_have_text("1 selected")
+    expect(page.locator("#bulk-note")).to_have_text(
+        "2 attendees fail ns-pid / new-namespace (1 hidden by the filter, not selected).")
+    shot(page, "room-select-failing-filtered")
+    a11y.check(page, "the room with a filtered selection")

@@ -59,7 +59,49 @@
       .map(function (box) { return box.closest("[data-id]").dataset.id; });
   }
 
+  var failingButton = document.getElementById("select-failing");  // the room only
+  var note = document.getElementById("bulk-note");
+
+  function relabelFailing() {
+    if (!failingButton) { return; }
+    var lab = labSelect.value, step = stepSelect.value;
+    failingButton.disabled = !(lab && step);
+    failingButton.textContent = lab && step ? "Select everyone failing " + lab + " / " + step
+      : "Select everyone failing (pick a step)";
+  }
+
+  // "Select everyone failing <lab> / <step>" in the room: who fails it comes from the matrix's JSON
+  // (/matrix/data, the same reading as the matrix page); the selection becomes exactly those attendees.
+  function selectFailing() {
+    var lab = labSelect.value, step = stepSelect.value;
+    if (!lab || !step) { return; }
+    failingButton.disabled = true;
+    fetch(failingButton.dataset.matrix, { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : Promise.reject(new Error("HTTP " + r.status)); })
+      .then(function (data) {
+        var col = -1;
+        data.columns.forEach(function (c, i) { if (c.lab === lab && c.step === step) { col = i; } });
+        var failing = new Set();
+        if (col >= 0) {
+          data.rows.forEach(function (row) { if (row.cells[col][0] === "failing") { failing.add(row.id); } });
+        }
+        var hidden = 0;
+        boxes().forEach(function (box) {
+          var id = box.closest("[data-id]").dataset.id;
+          box.checked = failing.has(id) && shown(box);
+          if (failing.has(id) && !shown(box)) { hidden += 1; }
+        });
+        recount();
+        var n = failing.size;
+        note.textContent = (n === 1 ? "1 attendee fails " : n + " attendees fail ") + lab + " / " + step +
+          (hidden ? " (" + hidden + " hidden by the filter, not selected)" : "") + ".";
+      })
+      .catch(function (err) { note.textContent = "Could not read who is failing (" + err.message + ")."; })
+      .then(relabelFailing);
+  }
+
   function recount() {
+    relabelFailing();
     var n = selected().length;
     count.textContent = n + " selected";
     go.textContent = VERB[action.value] + " " + n + (n === 1 ? " machine" : " machines");
@@ -184,6 +226,7 @@
     }
     recount();
   });
+  if (failingButton) { failingButton.addEventListener("click", selectFailing); }
   action.addEventListener("change", fillSteps);
   labSelect.addEventListener("change", fillSteps);
   stepSelect.addEventListener("change", recount);
