@@ -6,7 +6,7 @@ UPDATE...RETURNING in the group transaction (and each result its own SELECT, INS
 ``Delivery`` and ``ResultPost`` are group-commit jobs (controller/runtime/group_commit.py) that
 the writer merges with the others of their kind in its batch: one SELECT and one
 UPDATE...RETURNING for all the woken polls; one SELECT, one INSERT and one UPDATE per outcome for
-all the results. Alone (a batch of one), each does exactly what commands.py does for one node.
+all the results; a result stored alone goes the same way.
 The conditions are the same as commands.py's, so at-least-once delivery and exactly-once storage
 hold as before: the UPDATE repeats the offer's conditions and returns only the rows it changed.
 """
@@ -80,7 +80,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class ResultPost:
-    """Store one posted result once (commands.store_result)."""
+    """Store one posted result once; a second post of the same result changes nothing."""
 
     node: NodeIdentity
     message: ResultMessage
@@ -88,7 +88,12 @@ class ResultPost:
     bulk: ClassVar[str] = "result"
 
     def __call__(self, session: Session) -> commands.StoredResult:
-        return commands.store_result(session, self.node, self.message, max_progress_rows=self.max_progress_rows)
+        # Alone (a batch of one, or the writer's retry after a failed batch) it is the bulk path too:
+        # one way to store a result.
+        answer = self.run_many(session, [self])[0]
+        if isinstance(answer, ApiError):
+            raise answer
+        return answer
 
     @staticmethod
     def run_many(session: Session, jobs: list[ResultPost]) -> list[commands.StoredResult | ApiError]:

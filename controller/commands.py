@@ -16,13 +16,11 @@ from typing import Any
 from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session, selectinload
 
-from controller import audit, lab_progress, states
+from controller import audit, states
 from controller.errors import NotFound, ValidationFailed
-from controller.models import Command, CommandResult, Node, new_id, utcnow
-from controller.principals import NodeIdentity
+from controller.models import Command, Node, new_id, utcnow
 from controller.validation import parse
-from node_agent.protocol import COMMAND_KINDS, LAB_COMMAND_KINDS, CommandMessage, LabOutcome
-from node_agent.protocol import CommandResult as ResultMessage
+from node_agent.protocol import COMMAND_KINDS, CommandMessage
 
 
 @dataclass
@@ -112,51 +110,6 @@ class StoredResult:
     duplicate: bool
     kind: str
     latency: float  # seconds from issuing to storing the result
-
-
-def store_result(session: Session, node: NodeIdentity, message: ResultMessage, *,
-                 max_progress_rows: int) -> StoredResult:
-    """Store a node's result once; a second post of the same result changes nothing.
-
-    Runs in the group writer: everything that can refuse the result (a 4xx)
-    happens before the first write, so a refusal never undoes other jobs.
-    """
-    row = session.execute(
-        select(Command.id, Command.node_id, Command.kind, Command.args, Command.batch_id, Command.issued_at,
-               Command.state, CommandResult.id.label("result_id"))
-        .outerjoin(CommandResult, CommandResult.command_id == Command.id)
-        .where(Command.id == message.command_id)
-    ).first()
-    if row is None or row.node_id != node.id:
-        # Same answer for "no such command" and "another node's command": no probing.
-        raise NotFound(f"no command {message.command_id!r} for this node", field="command_id")
-    now = utcnow()
-    stored = StoredResult(duplicate=row.result_id is not None, kind=row.kind,
-                          latency=(now - row.issued_at).total_seconds())
-    if stored.duplicate:
-        return stored
-    outcome = None
-    if message.ok and row.kind in LAB_COMMAND_KINDS:
-        outcome = parse(LabOutcome, message.output, prefix="output.")
-    new_state = states.COMMAND_SUCCEEDED if message.ok else states.COMMAND_FAILED
-    if row.state == states.COMMAND_EXPIRED:
-        new_state = states.COMMAND_EXPIRED  # a late result is kept, the outcome stays "expired"
-    else:
-        states.check_command_move(row.state, new_state)
-    # A post racing this one in another web process makes the commit fail on the unique
-    # command_id; the group writer then retries alone, and the retry finds the duplicate.
-    session.execute(insert(CommandResult).values(
-        id=new_id(), command_id=row.id, node_id=node.id, ok=message.ok, output=message.output,
-        error=message.error, started_at=message.started_at, finished_at=message.finished_at,
-        duration_ms=message.duration_ms, received_at=now,
-    ))
-    session.execute(update(Command).where(Command.id == row.id).values(state=new_state, finished_at=now))
-    if outcome is not None:
-        lab_progress.from_result(session, node.id, row.kind, outcome, asked_lab=(row.args or {}).get("lab"),
-                                 max_rows=max_progress_rows)
-    audit.record(session, actor=f"node:{node.name}", action="command.result", target=row.id,
-                 kind=row.kind, batch=row.batch_id, ok=message.ok, error=message.error)
-    return stored
 
 
 def expire_overdue(session: Session, *, now: datetime | None = None) -> int:

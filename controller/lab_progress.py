@@ -57,7 +57,7 @@ def from_result(session: Session, node_id: str, kind: str, outcome: LabOutcome, 
     """Record what a ``lab.check``/``lab.solve`` result says; a ``lab.reset`` clears the lab's rows, then
     records the steps a reset to a later step solved or skipped.
 
-    ``outcome`` was validated before anything was written (``commands.store_result``).
+    ``outcome`` was validated before anything was written (``command_bulk.ResultPost``).
     """
     if outcome.lab != asked_lab or not ID.match(outcome.lab):
         return 0

@@ -165,7 +165,7 @@ def test_a_lab_reset_then_passing_checks_show_done_on_the_open_page(page, live_s
         "pid-one": {"status": "failed", "reason": "pid 1 is bash"}}}}})
     expect(tile.locator("[data-f=check_reason]")).to_have_text("pid 1 is bash", timeout=1000)
 
-    # A lab reset deletes the lab's rows (commands.store_result -> lab_progress.from_result), then the
+    # A lab reset deletes the lab's rows (command_bulk.ResultPost -> lab_progress.from_result), then the
     # attendee passes both steps again: as many rows as before, none of them the old failure.
     with app.extensions["labfleet"].db.session() as session:
         session.execute(delete(LabProgress).where(LabProgress.node_id == agent.id, LabProgress.lab == "ns-pid"))
