@@ -236,6 +236,18 @@ def load(base_url: str, creds: list[tuple[str, str, str, str]], *, rate: float, 
     }
 
 
+def enrolled_credentials(controller: Any, agents: int) -> list[tuple[str, str, str, str]]:
+    """Enroll ``agents`` simulated agents; their credentials for the load clients."""
+    enroll_token = create_enroll_token(controller, agents)
+
+    async def enroll() -> list[tuple[str, str, str, str]]:
+        async with new_session() as http:
+            sims = await enroll_many(http, controller.url, enroll_token, agents, prefix="hb")
+        return [a.credentials() for a in sims]
+
+    return asyncio.run(enroll())
+
+
 def run(*, agents: int = 500, rate: float = 1200.0, duration: float = 20.0, warmup: float = 1.0, jitter: float = 0.1,
         timeout: float = 5.0, web_workers: tuple[int, ...] = (1, 2), client_procs: int | str = "auto",
         floor_seconds: float = 2.0, database: str = "sqlite") -> dict[str, Any]:
@@ -243,14 +255,7 @@ def run(*, agents: int = 500, rate: float = 1200.0, duration: float = 20.0, warm
     with bench_controller(database, web_workers=web_workers[0], start=False) as controller:
         controller.extra_env["LABFLEET_HEARTBEAT_BUDGET"] = "0"  # the controller's own throughput, unpaced
         controller.start_web()
-        enroll_token = create_enroll_token(controller, agents)
-
-        async def enroll() -> list[tuple[str, str, str, str]]:
-            async with new_session() as http:
-                sims = await enroll_many(http, controller.url, enroll_token, agents, prefix="hb")
-            return [a.credentials() for a in sims]
-
-        creds = asyncio.run(enroll())
+        creds = enrolled_credentials(controller, agents)
         for i, workers in enumerate(web_workers):
             if i > 0:
                 restart_web(controller, web_workers=workers)
@@ -286,14 +291,7 @@ def run_capacity(*, agents: int = 500, duration: float = 15.0, search_duration: 
                           start=False) as controller:
         controller.extra_env["LABFLEET_HEARTBEAT_BUDGET"] = "0"
         controller.start_web()
-        enroll_token = create_enroll_token(controller, agents)
-
-        async def enroll() -> list[tuple[str, str, str, str]]:
-            async with new_session() as http:
-                sims = await enroll_many(http, controller.url, enroll_token, agents, prefix="hb")
-            return [a.credentials() for a in sims]
-
-        creds = asyncio.run(enroll())
+        creds = enrolled_credentials(controller, agents)
         asyncio.run(_floor(controller.url, creds[0], 1.0))  # warm the process up (imports, caches)
         floor = asyncio.run(_floor(controller.url, creds[0], floor_seconds))
         floor_rate, floor_p99 = len(floor) / floor_seconds, percentile(floor, 99)
