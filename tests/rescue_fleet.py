@@ -43,7 +43,7 @@ def supervisor_script() -> str:
         labfleet_agent_log_dir="/var/log/labfleet-agent", labfleet_agent_config_dir="/etc/labfleet-agent",
         labfleet_agent_venv=VENV,
         # This checkout's venv has node_agent as an editable install (a .pth finder, which needs site):
-        # the agent runs as `python -I -S` with the checkout on its path.
+        # the agent runs as `python -I` with the checkout first on its path.
         labfleet_agent_pythonpath=str(REPO))
 
 
