@@ -411,7 +411,9 @@ class Host:
     def readiness(self) -> dict:
         if self.check and not os.path.exists(self.p["readiness_python"]):
             return {}
-        _, out, _ = self.run([self.p["readiness_python"], self.p["readiness_script"], "--labs", self.p["labs_dir"],
+        # The agent's own interpreter and flags (python -I, with site: Debian's libseccomp bindings come
+        # through the venv's system site-packages), so the report sees what the agent will import.
+        _, out, _ = self.run([self.p["readiness_python"], "-I", self.p["readiness_script"], "--labs", self.p["labs_dir"],
                               "--out", self.p["readiness_file"], "--name", self.p["name"]])
         result = json.loads(out)
         if result.get("changed"):
