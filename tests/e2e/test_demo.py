@@ -68,6 +68,7 @@ def test_demo_provisions_a_local_fleet_and_takes_it_all_down_on_ctrl_c(tmp_path)
         results = json.loads(check.stdout)["commands"]
         # Freshly provisioned: every host's agent ran the check, and nobody has done the lab yet.
         assert [c["result"]["output"]["status"] for c in results] == ["failed"] * 3, check.stdout[-2000:]
+        _newcomer_in_the_browser(demo.log(), tmp_path / "demo")
         started = children(demo.pid)
 
         os.kill(demo.pid, signal.SIGINT)  # what Ctrl-C sends
@@ -78,6 +79,74 @@ def test_demo_provisions_a_local_fleet_and_takes_it_all_down_on_ctrl_c(tmp_path)
         assert not [n for n in os.listdir("/sys/class/net") if n.startswith("lfdemo")]
     finally:
         demo.stop()
+
+
+def _newcomer_in_the_browser(log: str, data_dir) -> None:
+    """Issue 11's newcomer, in Chromium: the printed room URL and login, three hosts live, a lab reset from the
+    node page, then the printed attendee code opens that attendee's page."""
+    import base64
+    import re
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS, shot
+
+    room = re.search(r"the room: (https://\S+)/room, log in as instructor with password (\S+)", log)
+    attendee = re.search(r"an attendee's page: \S+, email (\S+), access code (\S+) \(on (\S+);", log)
+    assert room and attendee, log
+    base, password = room.groups()
+    email, code, seat = attendee.groups()
+    # Chromium keeps its trust in an NSS database; rather than turn certificate checks off, it is told to accept
+    # the one key the demo's server certificate carries (its SPKI hash), the way a room pins its CA.
+    cert = x509.load_pem_x509_certificate(next(data_dir.rglob("server.crt")).read_bytes())
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(spki)
+    pin = base64.b64encode(digest.finalize()).decode()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=[*CHROMIUM_ARGS, f"--ignore-certificate-errors-spki-list={pin}"])
+        try:
+            page = browser.new_page(viewport={"width": 1366, "height": 768})
+            page.goto(f"{base}/room")
+            page.get_by_label("Name").fill("instructor")
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Log in").click()
+            expect(page).to_have_url(f"{base}/room")
+            tiles = page.locator("#tiles > li.tile")
+            expect(tiles).to_have_count(3)
+            for name in ("lfdemo-1", "lfdemo-2", "lfdemo-3"):
+                expect(tiles.filter(has_text=name).locator("[data-f=state]")).to_have_text("online")
+            expect(page.locator("#live")).to_have_text("live")
+            shot(page, "demo-room")
+
+            page.locator("#tiles a.name", has_text="lfdemo-1").click()
+            row = page.locator("#progress tr[data-step='ns-uts/rename']")
+            expect(row).to_contain_text("failed")  # the CLI's check above
+            page.get_by_label("Lab", exact=True).select_option("ns-uts")
+            page.get_by_role("button", name="Reset lab").click()
+            expect(page.locator("#confirm-text")).to_contain_text("Reset ns-uts on lfdemo-1")
+            page.get_by_role("button", name="Yes, do it").click()
+            expect(row).to_contain_text("not started", timeout=20000)
+            shot(page, "demo-node-reset")
+
+            visitor = browser.new_page(viewport={"width": 1366, "height": 768})
+            visitor.goto(f"{base}/attendee/login")
+            visitor.get_by_label("Email").fill(email)
+            visitor.get_by_label("Access code").fill(code)
+            visitor.get_by_role("button", name="Open my machine").click()
+            expect(visitor).to_have_url(f"{base}/attendee")
+            expect(visitor.locator("body")).to_contain_text("Your machine")
+            expect(visitor.locator("#ssh")).to_have_value(re.compile(r"^ssh \S+@10\.213\.0\.\d+"))
+            # The open lab's instructions come from the attendee's own machine (its agent), rendered.
+            first = visitor.locator("details.lab[open]").first
+            expect(first.locator("li.step [data-f=instructions]").first).not_to_be_empty(timeout=20000)
+            expect(first).not_to_contain_text("Loading the instructions")
+            shot(visitor, f"demo-attendee-{seat}")
+        finally:
+            browser.close()
 
 
 def _printed_attendee_login_works(log: str, data_dir) -> None:
