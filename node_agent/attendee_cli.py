@@ -3,11 +3,16 @@
     lab list                 the labs on this VM and your progress
     lab use LAB              choose the lab you are working on
     lab status               where you are in the current lab
-    lab show [STEP]          the instructions
-    lab check [STEP]         check your work (the result also reaches your instructor)
-    lab hint [STEP] [-n N]   a hint; -n 2, 3 are more explicit
-    lab reset [--to-step S]  start the lab again from a clean state; with --to-step, the steps
+    lab show [STEP|LAB]      the instructions
+    lab check [STEP|LAB]     check your work (the result also reaches your instructor)
+    lab hint [STEP|LAB] [-n N]
+                             a hint; -n 2, 3 are more explicit
+    lab reset [LAB] [--to-step S]
+                             start the lab again from a clean state; with --to-step, the steps
                              before S are marked skipped (not done for you: only root may solve)
+
+Without LAB (or --lab) these act on the current lab: the one chosen with `lab use`, else the
+one last worked on.
     lab help [MESSAGE]       raise your hand: your instructor sees where you are and your message;
                              their answer shows in `lab status` and on your next prompt
     lab messages [--all]     messages and hints from your instructor (they also show in
@@ -67,14 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     use.add_argument("lab_id", metavar="LAB")
     sub.add_parser("status", help="where you are in the current lab")
     show = sub.add_parser("show", help="the instructions")
-    show.add_argument("step", nargs="?")
+    show.add_argument("step", nargs="?", metavar="STEP|LAB")
     check = sub.add_parser("check", help="check your work")
-    check.add_argument("step", nargs="?")
+    check.add_argument("step", nargs="?", metavar="STEP|LAB")
     check.add_argument("-v", "--evidence", action="store_true", help="show what the check looked at")
     hint = sub.add_parser("hint", help="a hint for the step you are on")
-    hint.add_argument("step", nargs="?")
+    hint.add_argument("step", nargs="?", metavar="STEP|LAB")
     hint.add_argument("-n", "--level", type=int, default=1, help="1 gentle ... 3 explicit")
     reset = sub.add_parser("reset", help="start again from a clean state")
+    reset.add_argument("lab_id", nargs="?", metavar="LAB", help="the lab to reset (default: the current one)")
     reset.add_argument("--to-step", metavar="STEP", help="start at STEP; the steps before it are marked skipped")
     consent = sub.add_parser("consent", help="let an instructor who watches your terminal type in it (yes), or stop it (no)")
     consent.add_argument("answer", choices=["yes", "no"])
@@ -98,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.action == "hint":
         payload.update(step=args.step, level=args.level)
     elif args.action == "reset":
-        payload["to_step"] = args.to_step
+        payload.update(to_step=args.to_step, lab=args.lab_id or args.lab)
     elif args.action == "help":
         payload["message"] = " ".join(args.message)
     elif args.action == "messages":

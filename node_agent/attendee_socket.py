@@ -242,7 +242,8 @@ def _dispatch(labs: Any, action: str, request: dict[str, Any], caller: Caller) -
         if terminal is None:
             raise LookupError("the shared terminal is not available on this VM")
         return terminal.set_consent(value)
-    lab = _lab(labs, request)
+    lab, request = _named_lab(labs, request) if action in ("check", "instructions", "hint") else (None, request)
+    lab = lab or _lab(labs, request)
     if action == "status":
         box = labs.message_box
         return {"lab": lab, "current": labs.list_one(lab), "help": labs.help_desk and labs.help_desk.view(),
@@ -274,6 +275,21 @@ def _messages(labs: Any, request: dict[str, Any]) -> dict[str, Any]:
         box.unread(mark_read=True)
         return {"messages": recent}
     return {"messages": box.unread(mark_read=True)}
+
+
+def _named_lab(labs: Any, request: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """``lab check ns-uts``: an attendee who names a lab where a step goes means that lab, unless the
+    current lab has a step of that name."""
+    step = request.get("step")
+    if request.get("lab") or not isinstance(step, str):
+        return None, request
+    ids = labs.catalog_ids()
+    if step not in ids:
+        return None, request
+    current = labs.current_lab()
+    if current is not None and step in ids.get(current, []):
+        return None, request
+    return step, {**request, "step": None}
 
 
 def _lab(labs: Any, request: dict[str, Any], required: bool = False) -> str:

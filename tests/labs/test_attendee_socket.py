@@ -63,6 +63,23 @@ def test_the_attendee_checks_gets_hints_and_resets_without_sudo(served):
     assert not os.path.exists(marker)
 
 
+def test_an_attendee_may_name_the_lab_where_a_step_goes(served):
+    """`lab check ns-uts` is what an attendee types first: it checks that lab, with no `lab use` before it."""
+    env, server, marker = served
+    a = env.attendee
+    assert "no current lab" in lab(server, "check", uid=a.uid, gid=a.gid).stderr
+    out = lab(server, "check", "scripted", uid=a.uid, gid=a.gid)
+    assert out.returncode == 1 and f"{marker} does not exist yet" in out.stdout, out.stderr
+    assert "hint 1/2 for scripted/make" in lab(server, "hint", "scripted", uid=a.uid, gid=a.gid).stdout
+    env.run_walkthrough("scripted", "make")
+    assert lab(server, "check", "make", uid=a.uid, gid=a.gid).returncode == 0  # a step of the current lab
+    reset = lab(server, "reset", "scripted", uid=a.uid, gid=a.gid)
+    assert reset.returncode == 0 and "reset clean" in reset.stdout
+    assert not os.path.exists(marker)
+    unknown = lab(server, "check", "no-such-thing", uid=a.uid, gid=a.gid)
+    assert unknown.returncode == 2 and "no-such-thing" in unknown.stderr
+
+
 def test_solve_is_for_root_only_and_strangers_are_refused(served):
     env, server, marker = served
     a = env.attendee
