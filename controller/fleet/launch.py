@@ -34,6 +34,8 @@ def seed(config: FleetConfig, host: FleetHost, index: int, all_hosts: list[tuple
     rootfs.prepare(upper, host_dir / "work", host_dir / "root")
     for path in PRODUCT_PATHS:  # a host starts like a fresh VM, never with this machine's agent state
         rootfs.whiteout(upper, path)
+    for path, content in rootfs.fresh_root_dotfiles().items():  # nor with this machine's root shell set-up
+        rootfs.write(upper, path, content)
     key_path = host_dir / "ssh_host_ed25519_key"
     keys.generate(key_path, f"root@{host.name}")
     rootfs.write(upper, rootfs.HOST_KEY, key_path.read_text(), 0o600)

@@ -12,6 +12,7 @@ SUPERVISOR = "/usr/local/sbin/labfleet-agent-supervisor"
 CONFIG = "/etc/labfleet-agent/agent.toml"
 LOG = "/var/log/labfleet-agent/agent.log"
 READINESS = "/var/lib/labfleet-agent/readiness.json"
+PIDFILE = "/var/lib/labfleet-agent/supervisor.pid"
 UNIT = "labfleet-agent"
 # pgrep -f pattern of the agent's command line; the brackets keep it from matching the shell running it.
 AGENT_ARGV = f"[l]abfleet-agent run --config {CONFIG}"
@@ -27,7 +28,9 @@ INIT = f"if [ -x {SUPERVISOR} ]; then echo supervisor; else echo systemd; fi"
 
 DIAGNOSTICS = {
     "agent_status": {
-        "supervisor": f"{SUPERVISOR} status; echo; pgrep -a -f -- '{AGENT_ARGV}' | sed 's/^/agent /'; "
+        # The supervisor's `status` without its Python start: it runs while it holds the flock on its pidfile.
+        "supervisor": f"if [ -e {PIDFILE} ] && ! flock -n -s {PIDFILE} true; then echo \"running $(cat {PIDFILE})\"; "
+                      f"else echo 'not running'; fi; echo; pgrep -a -f -- '{AGENT_ARGV}' | sed 's/^/agent /'; "
                       f"for p in $(pgrep -f -- '{AGENT_ARGV}'); do "
                       "echo \"agent $p state $(sed -n 's/^State:[[:space:]]*//p' /proc/$p/status)\"; done",
         "systemd": f"systemctl status {UNIT} --no-pager -n 0",

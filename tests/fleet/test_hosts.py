@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 from controller.fleet import Fleet
 from tests.fleet.conftest import ssh_ok
@@ -98,3 +99,16 @@ def test_host_sees_its_cgroup_parent_and_can_use_ip_netns(fleet3: Fleet):
     out = ssh_ok(host, "ip netns add lftinner && ip netns list && ip netns del lftinner && ip netns list")
     assert out.splitlines()[0].startswith("lftinner")
     assert "lftinner" not in os.listdir("/run/netns"), "a host's netns names are its own"
+
+
+def test_a_hosts_root_shell_is_a_fresh_vms_not_this_machines(fleet3: Fleet):
+    """root's ~/.bashrc and ~/.profile on a host are Debian's defaults, never this machine's own (which
+    here runs `pyenv init` and adds ~/.pyenv and ~/.cargo to PATH for every SSH command)."""
+    expected = {name: Path(source).read_text() for name, source in
+                ((".bashrc", "/usr/share/base-files/dot.bashrc"), (".profile", "/usr/share/base-files/dot.profile"))}
+    for host in fleet3.hosts():
+        for name, content in expected.items():
+            assert ssh_ok(host, f"cat ~/{name}") == content, f"{host.name}: ~/{name} is not Debian's default"
+        # An SSH command's bash reads ~/.bashrc: on a host it leaves root's PATH as sshd set it, nothing under /root.
+        path = ssh_ok(host, 'echo "$PATH"; echo "${PYENV_ROOT:-no pyenv}"').split("\n")
+        assert "/root" not in path[0] and path[1] == "no pyenv", f"{host.name}: {path}"
