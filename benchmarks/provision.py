@@ -247,8 +247,10 @@ def cli_startup(controller: Controller) -> float:
 def ansible_ping(fleet, inventory: Path, *, tuned: bool) -> float:
     env = {"ANSIBLE_HOST_KEY_CHECKING": "True", "ANSIBLE_NOCOLOR": "1", "ANSIBLE_PYTHON_INTERPRETER": "auto_silent"}
     if tuned:
+        # labfleet's tuning (controller/provision/runner.py): no interpreter discovery either
         env.update({"ANSIBLE_PIPELINING": "True", "ANSIBLE_SSH_ARGS": "-o ControlMaster=auto -o ControlPersist=120s",
-                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(inventory.parent / "cp")})
+                    "ANSIBLE_SSH_CONTROL_PATH_DIR": str(inventory.parent / "cp"),
+                    "ANSIBLE_PYTHON_INTERPRETER": "/usr/bin/python3"})
     else:
         env.update({"ANSIBLE_SSH_ARGS": "-o ControlMaster=no"})
     forks = str(len(fleet.hosts())) if tuned else "5"
