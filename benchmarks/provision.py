@@ -7,8 +7,8 @@ Celery worker on Redis), ``labfleet provision --driver netns`` runs
 
 - **baseline**: the playbooks of ``--baseline-ref`` (default: main before
   issue 14, about 45 small tasks per host), taken with ``git archive``;
-- **new**: the working tree's playbooks (three tasks per host: the settings,
-  one ``labfleet_host`` call that also sends the bundle, the verdict).
+- **new**: the working tree's playbooks (two tasks per host: the settings,
+  one ``labfleet_host`` call that also sends the bundle and gives the verdict).
 
 Each variant gets a fresh fleet and controller; a first run is timed from the
 request to every agent online, then a **second, idempotent** run on the same
@@ -23,7 +23,10 @@ the goals of issue 14: CPU-s/host ≤ 1.0 on a first run; t(20)/t(5) ≤ 2.5; at
 the largest N, bare → online ≥ 2.5x faster than the baseline; the second run
 ≥ 5x faster than the first; and a projection to 500 hosts from the measured
 per-host CPU and marginal time (a projection, not a measurement). On the
-largest fleet it can also compare fan-out (``--fanout-rounds``).
+largest fleet it can also compare fan-out (``--fanout-rounds``): the agents'
+``exec ping --all`` through the API and as typed (``labfleet`` CLI, its own
+start-up reported apart) against a sequential ssh loop (goal ≥ 100x) and tuned
+Ansible (goal ≥ 50x).
 
     python -m benchmarks.provision [--sizes 5 20] [--variants baseline new] [--defaults-sizes 5]
         [--baseline-ref REF] [--fanout-rounds N] [--quick]

@@ -11,7 +11,8 @@ host. This module does, on the VM, what those tasks did, in one call:
 3. the bundle site.yml copied (catalog archive, ns-mount-2 root fs, agent
    wheel, readiness check, prompt hook, systemd unit): each member placed
    where it goes, the catalog unpacked fresh when its archive changed;
-4. the agent's venv and the wheel (pip from Debian's wheel, --no-index);
+4. the agent's venv and the wheel (unpacked here, checked against its RECORD; pip only for a wheel
+   with compiled code);
 5. the hooks, the session ceiling (systemd slice drop-in or cgroup + pam_exec),
    the CA, agent.toml, the one-time token;
 6. the agent kept running (systemd or the supervisor): restarted when one of
@@ -19,7 +20,8 @@ host. This module does, on the VM, what those tasks did, in one call:
 7. waits for the agent to enroll, removes the token, runs the readiness check.
 
 Every step compares before it writes, so a second run reports changed=false
-and only reads; check mode reports what would change and writes nothing; with
+and only reads (the catalog and the venv by the manifest their install
+recorded: a stat per file, its bytes only when the stat moved); check mode reports what would change and writes nothing; with
 --diff the small text files it would change are shown. The result says what
 changed (``changes``: one line per change) and carries the readiness report.
 Standard library only; runs with the VM's python3.
