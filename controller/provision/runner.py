@@ -42,6 +42,8 @@ class Tuning:
     # Seconds an SSH master connection outlives its last use; 0 = every task opens a new connection.
     control_persist: float = 0.0
     gather_facts: bool = True
+    # Ansible's interpreter_python: "auto_silent" discovers the host's Python (two more round trips per host).
+    python_interpreter: str = "auto_silent"
 
     @classmethod
     def ansible_defaults(cls) -> Tuning:
@@ -53,14 +55,16 @@ class Tuning:
             return cls(forks=forks or cls.forks)
         return cls(forks=forks or settings.provision_forks, pipelining=settings.provision_pipelining,
                    control_persist=settings.provision_control_persist,
-                   gather_facts=settings.provision_gather_facts)
+                   gather_facts=settings.provision_gather_facts,
+                   python_interpreter=settings.provision_python_interpreter or cls.python_interpreter)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Tuning:
-        return cls(**{k: data[k] for k in ("forks", "pipelining", "control_persist", "gather_facts") if k in data})
+        return cls(**{k: data[k] for k in ("forks", "pipelining", "control_persist", "gather_facts",
+                                           "python_interpreter") if k in data})
 
     def envvars(self, control_path_dir: Path) -> dict[str, str]:
         """Ansible's environment for this tuning (ANSIBLE_* settings, see ``ansible-config list``)."""
@@ -78,7 +82,7 @@ class Tuning:
             "ANSIBLE_ANY_ERRORS_FATAL": "False",
             "ANSIBLE_RETRY_FILES_ENABLED": "False",
             "ANSIBLE_HOST_KEY_CHECKING": "True",
-            "ANSIBLE_PYTHON_INTERPRETER": "auto_silent",
+            "ANSIBLE_PYTHON_INTERPRETER": self.python_interpreter,
             "ANSIBLE_NOCOLOR": "True",
             "ANSIBLE_DEPRECATION_WARNINGS": "False",
             "ANSIBLE_LOCALHOST_WARNING": "False",

@@ -5,7 +5,8 @@ controller per task and host): the module is called with the sha256 of the
 controller's bundle; when the host's copy differs it answers ``need_bundle``
 before changing anything, the bundle is transferred to the task's remote temp
 folder and the module runs again with it. A host that has the bundle costs one
-module run.
+module run. The host's readiness verdict goes into the play's custom stats
+(``labfleet_readiness``) from here too, instead of a set_stats task per host.
 """
 
 from __future__ import annotations
@@ -40,4 +41,12 @@ class ActionModule(ActionBase):
             answer = self._execute_module(module_name="labfleet_host", module_args=args, task_vars=task_vars)
             self._remove_tmp_path(tmpdir)
         result.update(answer)
+        report = answer.get("readiness") or {}
+        if report:
+            # The host's verdict into the play's custom stats, as a set_stats task would put it there (aggregated
+            # over hosts), without a second task per host.
+            host = task_vars.get("inventory_hostname", args.get("name"))
+            result["ansible_stats"] = {"data": {"labfleet_readiness": {host: {
+                "ready": report.get("ready"), "not_ready": report.get("not_ready"),
+                "broken_labs": list(report.get("broken_labs") or {})}}}, "per_host": False, "aggregate": True}
         return result

@@ -11,7 +11,8 @@ host. This module does, on the VM, what those tasks did, in one call:
 3. the bundle site.yml copied (catalog archive, ns-mount-2 root fs, agent
    wheel, readiness check, prompt hook, systemd unit): each member placed
    where it goes, the catalog unpacked fresh when its archive changed;
-4. the agent's venv and the wheel (pip from Debian's wheel, --no-index);
+4. the agent's venv and the wheel (unpacked here, checked against its RECORD; pip only for a wheel
+   with compiled code);
 5. the hooks, the session ceiling (systemd slice drop-in or cgroup + pam_exec),
    the CA, agent.toml, the one-time token;
 6. the agent kept running (systemd or the supervisor): restarted when one of
@@ -19,7 +20,8 @@ host. This module does, on the VM, what those tasks did, in one call:
 7. waits for the agent to enroll, removes the token, runs the readiness check.
 
 Every step compares before it writes, so a second run reports changed=false
-and only reads; check mode reports what would change and writes nothing; with
+and only reads (the catalog and the venv by the manifest their install
+recorded: a stat per file, its bytes only when the stat moved); check mode reports what would change and writes nothing; with
 --diff the small text files it would change are shown. The result says what
 changed (``changes``: one line per change) and carries the readiness report.
 Standard library only; runs with the VM's python3.
@@ -27,17 +29,25 @@ Standard library only; runs with the VM's python3.
 
 from __future__ import annotations
 
+import base64
+import configparser
+import csv
+import fcntl
 import glob
 import hashlib
+import importlib.util
 import io
 import json
 import os
 import pwd
+import py_compile
 import re
 import shutil
+import sys
 import tarfile
 import tempfile
 import time
+import zipfile
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -48,6 +58,253 @@ description: See the module's docstring and playbooks/README.md.
 options: {}
 author: labfleet
 """
+
+
+# -- the agent's wheel, installed without pip -----------------------------------------------------
+
+# What pip writes for a console script, pointed at the venv's python.
+SCRIPT = """#!{python}
+# -*- coding: utf-8 -*-
+import re
+import sys
+from {module} import {top}
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit({attr}())
+"""
+DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+class WheelError(Exception):
+    """The wheel is not one this installer takes (the module then falls back to pip) or is corrupt."""
+
+
+def record_hash(data: bytes) -> str:
+    """A file's hash as a wheel's RECORD writes it."""
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def site_packages(venv: str) -> str:
+    found = sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages")))
+    if len(found) != 1:
+        raise WheelError(f"{venv}: expected one lib/python3*/site-packages, found {len(found)}")
+    return found[0]
+
+
+def wheel_files(venv: str, wheel: bytes) -> tuple[str, dict[str, tuple[bytes, int]]]:
+    """What installing a pure-Python ``wheel`` into ``venv`` writes: its dist-info name and {path: (bytes, mode)}.
+
+    Every member is checked against the wheel's RECORD (as pip does); console scripts are made from
+    entry_points.txt. A wheel with compiled code or .data other than libs and scripts raises WheelError.
+    """
+    site, bindir = site_packages(venv), os.path.join(venv, "bin")
+    python = os.path.join(bindir, "python")
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(wheel))
+    except zipfile.BadZipFile as exc:
+        raise WheelError(f"not a wheel: {exc}") from None
+    with zf:
+        names = zf.namelist()
+        infos = {n.split("/", 1)[0] for n in names if n.split("/", 1)[0].endswith(".dist-info")}
+        if len(infos) != 1:
+            raise WheelError(f"expected one .dist-info folder, found {sorted(infos)}")
+        dist_info = infos.pop()
+        if not re.search(r"^Root-Is-Purelib: *true *$", zf.read(f"{dist_info}/WHEEL").decode(), re.M | re.I):
+            raise WheelError("not a pure-Python wheel")
+        record_name = f"{dist_info}/RECORD"
+        record = {row[0]: row[1] for row in csv.reader(io.StringIO(zf.read(record_name).decode()))
+                  if len(row) >= 2}
+        data_prefix = dist_info[:-len(".dist-info")] + ".data/"
+        files: dict[str, tuple[bytes, int]] = {}
+        for info in zf.infolist():
+            name = info.filename
+            if name.endswith("/") or name == record_name:
+                continue
+            if name.startswith("/") or "\\" in name or ".." in name.split("/"):
+                raise WheelError(f"refusing member {name!r}")
+            data = zf.read(info)
+            if record.get(name) != record_hash(data):
+                raise WheelError(f"{name}: its bytes are not what the wheel's RECORD says")
+            mode = 0o755 if (info.external_attr >> 16) & 0o111 else 0o644
+            if name.startswith(data_prefix):
+                kind, _, rest = name[len(data_prefix):].partition("/")
+                if kind in ("purelib", "platlib"):
+                    files[os.path.join(site, rest)] = (data, mode)
+                elif kind == "scripts":
+                    if data.startswith(b"#!python"):
+                        data = b"#!" + python.encode() + data[len(b"#!python"):]
+                    files[os.path.join(bindir, rest)] = (data, 0o755)
+                else:
+                    raise WheelError(f"{name}: .data/{kind} is not installed by labfleet_host")
+            else:
+                files[os.path.join(site, name)] = (data, mode)
+        entry_points = zf.read(f"{dist_info}/entry_points.txt").decode() if \
+            f"{dist_info}/entry_points.txt" in names else ""
+    parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
+    parser.optionxform = str  # script names keep their case
+    parser.read_string(entry_points)
+    for section in ("console_scripts", "gui_scripts"):
+        if not parser.has_section(section):
+            continue
+        for script, value in parser.items(section):
+            module, _, attr = value.strip().partition(":")
+            if "/" in script or not DOTTED.match(module) or not DOTTED.match(attr):
+                raise WheelError(f"entry point {script} = {value!r} is not module:function")
+            files[os.path.join(bindir, script)] = (
+                SCRIPT.format(python=python, module=module, top=attr.split(".")[0], attr=attr).encode(), 0o755)
+    return dist_info, files
+
+
+def remove_installed(venv: str, dist_info: str) -> None:
+    """Remove the files an earlier install of the same distribution listed in its RECORD (pip's or ours), so a
+    module dropped from the wheel does not linger; only paths inside the venv are touched."""
+    site = site_packages(venv)
+    project = dist_info.split("-", 1)[0].lower().replace("_", "-")
+    root = os.path.realpath(venv) + os.sep
+    for old in glob.glob(os.path.join(site, "*.dist-info")):
+        if os.path.basename(old).split("-", 1)[0].lower().replace("_", "-") != project:
+            continue
+        try:
+            with open(os.path.join(old, "RECORD"), newline="") as fh:
+                listed = [row[0] for row in csv.reader(fh) if row]
+        except FileNotFoundError:
+            listed = []
+        dirs = set()
+        for rel in listed:
+            path = os.path.normpath(os.path.join(site, rel))
+            if not os.path.realpath(path).startswith(root) or not os.path.isfile(path):
+                continue
+            os.unlink(path)
+            if path.endswith(".py"):
+                cached = importlib.util.cache_from_source(path)
+                if os.path.exists(cached):
+                    os.unlink(cached)
+            dirs.add(os.path.dirname(path))
+        shutil.rmtree(old, ignore_errors=True)
+        for folder in sorted(dirs, key=len, reverse=True):  # deepest first; only those left empty
+            for candidate in (os.path.join(folder, "__pycache__"), folder):
+                try:
+                    os.rmdir(candidate)
+                except OSError:
+                    pass
+
+
+def install_wheel(venv: str, wheel: bytes) -> dict[str, list]:
+    """Install ``wheel`` into ``venv`` as ``pip install --no-deps --force-reinstall`` would, without starting
+    pip (pip's own start costs a host about 1.3 CPU-seconds; this about 0.1). Returns the manifest of what it
+    wrote: {path: [size, mtime_ns, mode, sha256]}."""
+    dist_info, files = wheel_files(venv, wheel)
+    remove_installed(venv, dist_info)
+    site = site_packages(venv)
+    manifest: dict[str, list] = {}
+    for path, (data, mode) in sorted(files.items()):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = path + ".labfleet-new"
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        st = os.stat(path)
+        manifest[path] = [st.st_size, st.st_mtime_ns, mode, hashlib.sha256(data).hexdigest()]
+    info_dir = os.path.join(site, dist_info)
+    with open(os.path.join(info_dir, "INSTALLER"), "w") as fh:
+        fh.write("labfleet_host\n")
+    rows = [[os.path.relpath(p, site), record_hash(d), str(len(d))] for p, (d, _) in sorted(files.items())]
+    rows += [[os.path.join(dist_info, "INSTALLER"), record_hash(b"labfleet_host\n"), "14"],
+             [os.path.join(dist_info, "RECORD"), "", ""]]
+    # Byte-compiled once here, as pip does, when this Python is the venv's: the attendee's `lab` cannot
+    # write into the root-owned venv and would otherwise compile on every start.
+    compiled = []
+    if os.path.basename(os.path.dirname(site)) == f"python{sys.version_info[0]}.{sys.version_info[1]}":
+        for path in files:
+            if path.endswith(".py") and path.startswith(site + os.sep):
+                cfile = importlib.util.cache_from_source(path)
+                if py_compile.compile(path, cfile=cfile, doraise=False, quiet=2):
+                    compiled.append([os.path.relpath(cfile, site), "", ""])
+    with open(os.path.join(info_dir, "RECORD"), "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows + compiled)
+    return manifest
+
+
+def read_manifest(stamp: str) -> dict[str, list] | None:
+    """The manifest kept in ``stamp``; None when there is no stamp or it holds none (an older labfleet_host's
+    empty stamp: the install is then redone once, which records one)."""
+    try:
+        with open(stamp) as fh:
+            data = json.load(fh)
+    except (FileNotFoundError, ValueError):
+        return None
+    return data.get("files") if isinstance(data, dict) and isinstance(data.get("files"), dict) else None
+
+
+def write_manifest(stamp: str, manifest: dict[str, list]) -> None:
+    tmp = stamp + ".new"
+    with open(tmp, "w") as fh:
+        json.dump({"files": manifest}, fh, separators=(",", ":"))
+    os.replace(tmp, stamp)
+
+
+def tree_files(root: str, *, skip: str = "") -> list[str]:
+    """Every file under ``root`` but ``skip`` and Python's byte-code caches (the agent may write those)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        found.extend(os.path.join(dirpath, f) for f in filenames)
+    return [f for f in found if f != skip]
+
+
+def file_manifest(paths: list[str]) -> dict[str, list]:
+    """{path: [size, mtime_ns, mode, sha256]} of files as they are now."""
+    manifest = {}
+    for path in paths:
+        st = os.lstat(path)
+        with open(path, "rb") as fh:
+            manifest[path] = [st.st_size, st.st_mtime_ns, st.st_mode & 0o7777, hashlib.sha256(fh.read()).hexdigest()]
+    return manifest
+
+
+def supervisor_running(pidfile: str) -> bool:
+    """Whether the supervisor runs: it holds an flock on its pidfile for its whole life (the rule of its own
+    ``start``/``status``, so a stale pidfile or a reused pid never counts)."""
+    if not pidfile:
+        return False
+    try:
+        fd = os.open(pidfile, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def describe(paths: list[str], shown: int = 3) -> str:
+    """A few of ``paths`` for a change line."""
+    more = f" and {len(paths) - shown} more" if len(paths) > shown else ""
+    return ", ".join(paths[:shown]) + more
+
+
+def manifest_drift(manifest: dict[str, list]) -> list[str]:
+    """The paths of ``manifest`` ({path: [size, mtime_ns, mode, sha256]}) that are missing or whose bytes or mode
+    differ. A file whose size and mtime are as recorded is taken as unchanged without reading it; otherwise its
+    bytes are hashed, so a file only touched is not drift."""
+    drift = []
+    for path, (size, mtime_ns, mode, digest) in manifest.items():
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            drift.append(path)
+            continue
+        if not os.path.isfile(path) or os.path.islink(path) or st.st_mode & 0o7777 != mode:
+            drift.append(path)
+        elif (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            with open(path, "rb") as fh:
+                if hashlib.sha256(fh.read()).hexdigest() != digest:
+                    drift.append(path)
+    return drift
 
 
 class Host:
@@ -248,10 +505,17 @@ class Host:
             return
         self.ensure_file(self.p["catalog_archive"], archive, 0o644, show=False)
         self.ensure_file(self.p["rootfs_dest"], rootfs, 0o644, show=False)
-        stamp = ".catalog-" + hashlib.sha256(archive).hexdigest()[:16]
-        if os.path.exists(os.path.join(labs, stamp)):
-            return
-        self.changed(f"{labs}: unpacked")
+        stamp = os.path.join(labs, ".catalog-" + hashlib.sha256(archive).hexdigest()[:16])
+        manifest = read_manifest(stamp)
+        if manifest is None:
+            self.changed(f"{labs}: unpacked")
+        else:
+            # Each unpacked file as recorded (stat, then bytes only when the stat differs), and nothing added:
+            # a lab file changed or dropped in on the host is put back by unpacking the catalog again.
+            drift = manifest_drift(manifest) + sorted(set(tree_files(labs, skip=stamp)) - set(manifest))
+            if not drift:
+                return
+            self.changed(f"{labs}: unpacked again, {describe(drift)} differed")
         if self.check:
             return
         new = labs + ".new"
@@ -268,11 +532,14 @@ class Host:
                 member.name = parts[1]
                 member.uid = member.gid = 0
                 tar.extract(member, new, set_attrs=True, numeric_owner=True)
-        open(os.path.join(new, stamp), "w").close()
         shutil.rmtree(labs, ignore_errors=True)
         os.replace(new, labs)
+        write_manifest(stamp, file_manifest(tree_files(labs, skip=stamp)))
 
     def agent_install(self, files: dict[str, bytes]) -> None:
+        """The venv and the wheel in it. The install's manifest (each file's size, mtime, mode and sha256) is
+        kept in a stamp named by the wheel's digest: a second run stats those files instead of running pip or
+        reading them, and reinstalls (restarting the agent) when one is missing or its bytes changed."""
         venv, agent_dir = self.p["agent_venv"], self.p["agent_dir"]
         wheel_name = self.p["wheel_name"]
         wheel = files.get(wheel_name)
@@ -285,22 +552,37 @@ class Host:
             return
         self.ensure_file(os.path.join(agent_dir, wheel_name), wheel, 0o644, show=False)
         stamp = os.path.join(venv, ".labfleet-wheel-" + hashlib.sha256(wheel).hexdigest()[:16])
-        if not os.path.exists(stamp):
+        manifest = read_manifest(stamp)
+        if manifest is None:
             self.changed(f"agent installed from {wheel_name}")
-            self.restart = True
-            if not self.check:
-                pip_wheels = sorted(glob.glob(self.p["pip_wheels"]))
-                if pip_wheels:
-                    pip = [python, pip_wheels[-1] + "/pip"]
-                else:
-                    self.run([python, "-m", "ensurepip", "--default-pip"])
-                    pip = [python, "-m", "pip"]
-                self.run([*pip, "install", "--quiet", "--no-index", "--no-deps", "--disable-pip-version-check",
-                          "--force-reinstall", os.path.join(agent_dir, wheel_name)])
-                for old in glob.glob(os.path.join(venv, ".labfleet-wheel-*")):
-                    os.unlink(old)
-                open(stamp, "w").close()
+        else:
+            drift = manifest_drift(manifest)
+            if not drift:
+                self.ensure_symlink(os.path.join(venv, "bin", "lab"), self.p["lab_command"])
+                return
+            self.changed(f"agent reinstalled from {wheel_name}: {describe(drift)} differed")
+        self.restart = True
+        if not self.check:
+            try:
+                manifest = install_wheel(venv, wheel)
+            except WheelError as exc:
+                self.m.warn(f"{wheel_name}: installed with pip ({exc})")
+                self._pip_install(python, os.path.join(agent_dir, wheel_name))
+                manifest = {}  # pip's install is not checked file by file on later runs
+            for old in glob.glob(os.path.join(venv, ".labfleet-wheel-*")):
+                os.unlink(old)
+            write_manifest(stamp, manifest)
         self.ensure_symlink(os.path.join(venv, "bin", "lab"), self.p["lab_command"])
+
+    def _pip_install(self, python: str, wheel_path: str) -> None:
+        pip_wheels = sorted(glob.glob(self.p["pip_wheels"]))
+        if pip_wheels:
+            pip = [python, pip_wheels[-1] + "/pip"]
+        else:
+            self.run([python, "-m", "ensurepip", "--default-pip"])
+            pip = [python, "-m", "pip"]
+        self.run([*pip, "install", "--quiet", "--no-index", "--no-deps", "--disable-pip-version-check",
+                  "--force-reinstall", wheel_path])
 
     def hooks(self, files: dict[str, bytes]) -> None:
         if "labfleet-help.sh" in files:
@@ -386,6 +668,8 @@ class Host:
         if self.restart:
             self.changed("agent restarted (supervisor)")
             self.run([supervisor, "restart"])
+        elif supervisor_running(self.p["agent_pidfile"]):
+            return  # what `supervisor start` would find, without starting a Python for it
         else:
             _, out, _ = self.run([supervisor, "start"])
             if out.startswith("started"):
@@ -511,6 +795,7 @@ def main() -> None:
         "agent_init": {"type": "str", "choices": ["auto", "systemd", "supervisor"], "default": "auto"},
         "agent_unit": {"type": "path", "required": True},
         "agent_supervisor": {"type": "path", "required": True},
+        "agent_pidfile": {"type": "path", "default": ""},
         "supervisor_content": {"type": "str", "required": True},
         "lab_command": {"type": "path", "required": True},
         "help_hook": {"type": "path", "required": True},

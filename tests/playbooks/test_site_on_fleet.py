@@ -2,8 +2,8 @@
 
 One story, in file order on one host: a bare host becomes a lab VM whose agent
 enrolls with a real controller in a handful of tasks; a second run changes
-nothing; check mode reports drift without touching it; a run repairs drift; the supervisor restarts a killed
-agent; teardown leaves the host as it was.
+nothing; check mode reports drift without touching it; a run repairs drift (a removed setting, tampered lab and
+agent files); the supervisor restarts a killed agent; teardown leaves the host as it was.
 """
 
 from __future__ import annotations
@@ -205,6 +205,29 @@ def test_a_run_repairs_drift(room: Room, provisioned):
     assert "agent restarted (supervisor)" in changes[0], changes
     assert tomllib.loads(room.sh("cat /etc/labfleet-agent/agent.toml"))["name"] == room.host.name
     assert supervised_agent_pids(room) != before_pids
+
+
+def test_a_run_puts_back_tampered_lab_and_agent_files(room: Room, provisioned):
+    # A second run stats what it installed (the catalog, the agent's venv) instead of reading it all;
+    # a file whose bytes changed is still found and put back, and the agent restarts on its own code.
+    lab_file = "/usr/share/labfleet/labs/README.md"
+    agent_file = room.sh("ls -d /opt/labfleet-agent/venv/lib/python3*/site-packages").strip() + "/node_agent/__init__.py"
+    original = room.sh(f"sha256sum {lab_file} {agent_file}")
+    room.sh(f"echo 'tampered' >> {lab_file}; echo '# tampered' >> {agent_file}; "
+            "echo 'x = 1' > /usr/share/labfleet/labs/ns-pid/dropped_in.py")
+    before_pids = supervised_agent_pids(room)
+
+    repaired = room.play("site.yml")
+    assert repaired.rc == 0 and CONVERGE in repaired.changed_tasks, repaired.explain()
+    changes = [m for m in repaired.messages() if m.startswith("changed: ")]
+    assert changes and "/usr/share/labfleet/labs: unpacked again" in changes[0], repaired.messages()
+    assert "agent reinstalled from labfleet-" in changes[0] and "agent restarted (supervisor)" in changes[0], changes
+    assert room.sh(f"sha256sum {lab_file} {agent_file}") == original
+    assert room.sh("test -e /usr/share/labfleet/labs/ns-pid/dropped_in.py || echo absent").strip() == "absent"
+    assert supervised_agent_pids(room) != before_pids
+
+    clean = room.play("site.yml")
+    assert clean.rc == 0 and clean.stats["changed"] == 0 and "nothing to change" in clean.messages(), clean.explain()
 
 
 def test_a_run_puts_back_a_removed_lab_command(room: Room, provisioned):

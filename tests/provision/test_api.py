@@ -62,7 +62,8 @@ def test_a_run_is_stored_pending_with_its_hosts_and_audited(client, seed, invent
     assert response.status_code == 201, response.json
     run = response.json
     assert run["state"] == "pending" and run["playbook"] == "site" and run["driver"] == "static"
-    assert run["tuning"] == {"forks": 7, "pipelining": True, "control_persist": 120.0, "gather_facts": False}
+    assert run["tuning"] == {"forks": 7, "pipelining": True, "control_persist": 120.0, "gather_facts": False,
+                             "python_interpreter": "/usr/bin/python3"}
     assert [(h["host"], h["address"], h["state"]) for h in run["hosts"]] == [
         ("lab-1", "192.0.2.11", "pending"), ("lab-2", "192.0.2.12", "pending")]
     listed = client.get("/api/v1/provision-runs", headers=seed.auth).json["runs"]
@@ -74,7 +75,8 @@ def test_a_run_is_stored_pending_with_its_hosts_and_audited(client, seed, invent
 
 def test_no_tune_asks_for_ansibles_defaults(client, seed, inventory):
     run = post(client, seed, {**inventory, "tune": False}).json
-    assert run["tuning"] == {"forks": 5, "pipelining": False, "control_persist": 0.0, "gather_facts": True}
+    assert run["tuning"] == {"forks": 5, "pipelining": False, "control_persist": 0.0, "gather_facts": True,
+                             "python_interpreter": "auto_silent"}
 
 
 def test_one_open_run_at_a_time_and_cancel_of_a_pending_run(client, seed, inventory):
