@@ -553,25 +553,21 @@ class Host:
         self.ensure_file(os.path.join(agent_dir, wheel_name), wheel, 0o644, show=False)
         stamp = os.path.join(venv, ".labfleet-wheel-" + hashlib.sha256(wheel).hexdigest()[:16])
         manifest = read_manifest(stamp)
-        if manifest is None:
-            self.changed(f"agent installed from {wheel_name}")
-        else:
-            drift = manifest_drift(manifest)
-            if not drift:
-                self.ensure_symlink(os.path.join(venv, "bin", "lab"), self.p["lab_command"])
-                return
-            self.changed(f"agent reinstalled from {wheel_name}: {describe(drift)} differed")
-        self.restart = True
-        if not self.check:
-            try:
-                manifest = install_wheel(venv, wheel)
-            except WheelError as exc:
-                self.m.warn(f"{wheel_name}: installed with pip ({exc})")
-                self._pip_install(python, os.path.join(agent_dir, wheel_name))
-                manifest = {}  # pip's install is not checked file by file on later runs
-            for old in glob.glob(os.path.join(venv, ".labfleet-wheel-*")):
-                os.unlink(old)
-            write_manifest(stamp, manifest)
+        drift = [] if manifest is None else manifest_drift(manifest)
+        if manifest is None or drift:
+            self.changed(f"agent reinstalled from {wheel_name}: {describe(drift)} differed" if drift
+                         else f"agent installed from {wheel_name}")
+            self.restart = True
+            if not self.check:
+                try:
+                    manifest = install_wheel(venv, wheel)
+                except WheelError as exc:
+                    self.m.warn(f"{wheel_name}: installed with pip ({exc})")
+                    self._pip_install(python, os.path.join(agent_dir, wheel_name))
+                    manifest = {}  # pip's install is not checked file by file on later runs
+                for old in glob.glob(os.path.join(venv, ".labfleet-wheel-*")):
+                    os.unlink(old)
+                write_manifest(stamp, manifest)
         self.ensure_symlink(os.path.join(venv, "bin", "lab"), self.p["lab_command"])
 
     def _pip_install(self, python: str, wheel_path: str) -> None:
